@@ -1,0 +1,86 @@
+"""Operation events: past-tense facts, frozen and keyword-only, each with the same envelope.
+
+An operation's life is OperationRequested, then OperationStarted (once per attempt), then exactly
+one terminal fact: OperationCompleted (status SUCCESS) or OperationFailed (status ERROR).
+"""
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import msgspec
+
+SCHEMA_VERSION: Final = 1
+
+
+def new_event_id() -> str:
+    """A fresh, globally unique event id."""
+    return str(uuid.uuid4())
+
+
+def utc_now() -> datetime:
+    """The current time, timezone-aware in UTC."""
+    return datetime.now(UTC)
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
+    """The envelope every operation event carries."""
+
+    event_id: str = msgspec.field(default_factory=new_event_id)
+    schema_version: int = SCHEMA_VERSION
+    operation_id: str
+    tenant: str
+    principal: str
+    occurred_at: datetime = msgspec.field(default_factory=utc_now)
+    trace_id: str
+
+
+class OperationRequested(Event, frozen=True, kw_only=True, tag="requested"):
+    """A client asked for a GraphQL document to be run in the background."""
+
+    query: str
+    variables: dict[str, Any] = msgspec.field(default_factory=dict)
+    operation_name: str | None = None
+
+
+class OperationStarted(Event, frozen=True, kw_only=True, tag="started"):
+    """An executor began an attempt at the operation (attempt 1 is the first delivery)."""
+
+    attempt: int
+    worker: str
+
+
+class OperationCompleted(Event, frozen=True, kw_only=True, tag="completed"):
+    """The operation produced data: ``response`` is the synchronous GraphQL response."""
+
+    response: dict[str, Any]
+
+
+class OperationFailed(Event, frozen=True, kw_only=True, tag="failed"):
+    """The operation produced no data; ``response`` holds the GraphQL response when there was one."""
+
+    code: str
+    error: str
+    response: dict[str, Any] | None = None
+
+
+OperationEvent = OperationRequested | OperationStarted | OperationCompleted | OperationFailed
+TerminalEvent = OperationCompleted | OperationFailed
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(OperationEvent)
+
+
+def event_type(event: OperationEvent) -> str:
+    """The tag of an event, also the last token of its subject."""
+    return str(type(event).__struct_config__.tag)
+
+
+def encode_event(event: OperationEvent) -> bytes:
+    """Serialize an event to its JSON wire form."""
+    return _encoder.encode(event)
+
+
+def decode_event(payload: bytes) -> OperationEvent:
+    """Parse an event's JSON wire form; raises msgspec.ValidationError/DecodeError on bad input."""
+    return _decoder.decode(payload)

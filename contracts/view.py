@@ -1,0 +1,58 @@
+"""The status view of one operation, as the projector stores it in the KV bucket."""
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+import msgspec
+
+
+class TaskStatus(StrEnum):
+    """Where an operation is in its life (the names are Business NXT's)."""
+
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    SUCCESS = "SUCCESS"
+    ERROR = "ERROR"
+
+    @property
+    def is_terminal(self) -> bool:
+        """True once the operation has its final outcome."""
+        return self in (TaskStatus.SUCCESS, TaskStatus.ERROR)
+
+
+class OperationView(msgspec.Struct, frozen=True, kw_only=True):
+    """What a client can read about one operation.
+
+    ``last_sequence`` is the highest stream sequence folded in; ``terminal_sequence`` the sequence
+    of the terminal event that decided the outcome (the first one stored wins).
+    """
+
+    operation_id: str
+    tenant: str
+    principal: str
+    status: TaskStatus = TaskStatus.QUEUED
+    operation_name: str | None = None
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    attempts: int = 0
+    code: str | None = None
+    error: str | None = None
+    response: dict[str, Any] | None = None
+    last_sequence: int = 0
+    terminal_sequence: int | None = None
+
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(OperationView)
+
+
+def encode_view(view: OperationView) -> bytes:
+    """Serialize a view to the JSON stored in the KV bucket."""
+    return _encoder.encode(view)
+
+
+def decode_view(payload: bytes) -> OperationView:
+    """Parse a view read from the KV bucket."""
+    return _decoder.decode(payload)

@@ -1,0 +1,1 @@
+"""Example target schemas that asyncgate serves out of the box."""

@@ -1,0 +1,75 @@
+# asyncgate's recipes. Run them through ./dev (it prepares .venv first): ./dev <recipe>
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+set dotenv-load := false
+
+[doc("list the recipes")]
+default:
+    @just --list --unsorted
+
+[doc("run NATS, the edge, an executor and the projector; Ctrl-C stops them")]
+[group("run")]
+up:
+    asyncgate up
+
+[doc("the GraphQL endpoint alone, against ASYNCGATE_NATS_URL")]
+[group("run")]
+edge:
+    asyncgate edge
+
+[doc("an executor alone, against ASYNCGATE_NATS_URL")]
+[group("run")]
+executor:
+    asyncgate executor
+
+[doc("the projector alone, against ASYNCGATE_NATS_URL")]
+[group("run")]
+projector:
+    asyncgate projector
+
+[doc("lint, type-check and run every test")]
+[group("check")]
+test *args: lint typecheck
+    pytest {{args}}
+
+[doc("only the fast unit tests (no NATS)")]
+[group("check")]
+unit *args:
+    pytest tests/unit {{args}}
+
+[doc("ruff: lint and check formatting")]
+[group("check")]
+lint:
+    ruff check .
+    ruff format --check .
+
+[doc("mypy, strict")]
+[group("check")]
+typecheck:
+    mypy
+
+[doc("format and fix what ruff can")]
+[group("edit")]
+fmt:
+    ruff format .
+    ruff check --fix .
+
+[doc("regenerate the JSON Schemas under contracts/schemas from the event and view types")]
+[group("edit")]
+schemas:
+    python -m contracts.jsonschema
+
+[doc("refresh constraints.txt from what .venv has installed")]
+[group("edit")]
+pin:
+    pip freeze --exclude-editable | grep -v '^-e ' > constraints.txt
+
+[doc("run the benchmarks under bench/")]
+[group("check")]
+bench:
+    python -m bench.throughput
+
+[doc("delete the local stack's data (every stored operation and result)")]
+[group("run")]
+clean:
+    rm -rf .asyncgate

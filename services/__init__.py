@@ -1,0 +1,1 @@
+"""asyncgate's services: edge (GraphQL), executor (runs operations), projector (builds the view)."""

@@ -1,0 +1,1 @@
+"""What every service shares: configuration, the NATS connection and the JetStream declarations."""

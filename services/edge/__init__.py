@@ -1,0 +1,1 @@
+"""The edge: the GraphQL endpoint clients talk to."""

@@ -1,0 +1,129 @@
+"""The edge's composition root: a Starlette app whose lifespan holds the NATS connection.
+
+Routes: /graphql (GraphiQL in a browser, GraphQL over HTTP), /healthz (the process is alive),
+/readyz (NATS is connected and the stream and view bucket exist).
+"""
+
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+
+import strawberry
+from graphql import ExecutionResult
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+from nats.js.kv import KeyValue
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
+from strawberry.http import GraphQLHTTPResponse, process_result
+
+from services.common.identity import ANONYMOUS
+from services.common.jetstream import connect, declare_all, is_ready
+from services.common.settings import Settings
+from services.common.target import load_schema
+from services.edge.context import EdgeContext
+from services.edge.errors import ensure_codes
+from services.edge.schema import build_schema
+
+log = logging.getLogger("asyncgate.edge")
+
+
+@dataclass
+class EdgeConnection:
+    """The NATS connection and its handles; present between lifespan start and stop."""
+
+    nc: NATS | None = None
+    js: JetStreamContext | None = None
+    kv: KeyValue | None = None
+
+
+class EdgeGraphQL(GraphQL[EdgeContext, None]):
+    """The GraphQL endpoint, building a typed EdgeContext for every request."""
+
+    def __init__(
+        self,
+        schema: strawberry.Schema,
+        *,
+        target: strawberry.Schema,
+        settings: Settings,
+        connection: EdgeConnection,
+    ) -> None:
+        super().__init__(schema)
+        self._target = target
+        self._retention = timedelta(seconds=settings.result_ttl_s)
+        self._connection = connection
+
+    async def get_context(
+        self, request: Request | WebSocket, response: Response | WebSocket
+    ) -> EdgeContext:
+        """Who is asking (the anonymous development principal for now) and the NATS handles."""
+        js, kv = self._connection.js, self._connection.kv
+        if js is None or kv is None:
+            raise RuntimeError("the edge received a request before its lifespan started")
+        return EdgeContext(
+            principal=ANONYMOUS,
+            js=js,
+            kv=kv,
+            target=self._target,
+            retention=self._retention,
+            trace_id=uuid.uuid4().hex,
+        )
+
+    async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
+        """Every error leaves with a stable code."""
+        if result.errors:
+            ensure_codes(list(result.errors))
+        return process_result(result)
+
+
+def create_app(settings: Settings) -> Starlette:
+    """Build the edge app; it connects to NATS when its lifespan starts, not before."""
+    target = load_schema(settings.target_schema)
+    connection = EdgeConnection()
+    graphql_app = EdgeGraphQL(
+        build_schema(target), target=target, settings=settings, connection=connection
+    )
+
+    @asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        nc = await connect(settings, "asyncgate-edge")
+        connection.nc, connection.js = nc, nc.jetstream()
+        connection.kv = await declare_all(connection.js, settings)
+        log.info("edge connected to %s", settings.nats_url)
+        try:
+            yield
+        finally:
+            await nc.drain()
+            connection.nc = connection.js = connection.kv = None
+
+    async def healthz(_: Request) -> Response:
+        return JSONResponse({"status": "alive"})
+
+    async def readyz(_: Request) -> Response:
+        nc, js = connection.nc, connection.js
+        if nc is None or js is None or not nc.is_connected:
+            return JSONResponse({"status": "not ready", "reason": "NATS not connected"}, 503)
+        if not await is_ready(js):
+            return JSONResponse({"status": "not ready", "reason": "stream or bucket missing"}, 503)
+        return JSONResponse({"status": "ready"})
+
+    async def home(_: Request) -> Response:
+        return RedirectResponse("/graphql")
+
+    return Starlette(
+        routes=[
+            Route("/", home),
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+            Route("/graphql", graphql_app, methods=["GET", "POST"]),
+            WebSocketRoute("/graphql", graphql_app),
+        ],
+        lifespan=lifespan,
+    )

@@ -1,0 +1,27 @@
+"""The typed context every edge resolver gets (``strawberry.Info[EdgeContext, None]``)."""
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+import strawberry
+from graphql import GraphQLSchema
+from nats.js import JetStreamContext
+from nats.js.kv import KeyValue
+
+from services.common.identity import OperationContext
+
+
+@dataclass(kw_only=True)
+class EdgeContext(OperationContext):
+    """The target schema's context plus what the async fields need to queue and read."""
+
+    js: JetStreamContext
+    kv: KeyValue
+    target: strawberry.Schema
+    retention: timedelta
+    trace_id: str
+
+    @property
+    def target_graphql_schema(self) -> GraphQLSchema:
+        """The target schema as graphql-core sees it, for validating inner documents."""
+        return self.target._schema

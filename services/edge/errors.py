@@ -1,0 +1,44 @@
+"""Expected failures as GraphQL errors with a stable ``extensions.code``."""
+
+from typing import Any, Final
+
+from graphql import GraphQLError
+
+GRAPHQL_PARSE_FAILED: Final = "GRAPHQL_PARSE_FAILED"
+GRAPHQL_VALIDATION_FAILED: Final = "GRAPHQL_VALIDATION_FAILED"
+BAD_USER_INPUT: Final = "BAD_USER_INPUT"
+OPERATION_RESOLUTION_FAILURE: Final = "OPERATION_RESOLUTION_FAILURE"
+NESTED_ASYNC_QUERY: Final = "NESTED_ASYNC_QUERY"
+UNSUPPORTED_OPERATION: Final = "UNSUPPORTED_OPERATION"
+SERVICE_UNAVAILABLE: Final = "SERVICE_UNAVAILABLE"
+
+
+def coded_error(message: str, code: str, **extensions: Any) -> GraphQLError:
+    """A GraphQL error whose ``extensions.code`` clients can branch on."""
+    return GraphQLError(message, extensions={"code": code, **extensions})
+
+INTERNAL_SERVER_ERROR: Final = "INTERNAL_SERVER_ERROR"
+
+
+def code_of(error: GraphQLError) -> str:
+    """The stable code of an error that did not bring its own.
+
+    graphql-core's own request errors (syntax, validation, variable coercion) carry no code; a
+    resolver that raised something other than a GraphQLError is an internal error.
+    """
+    if error.original_error is not None and not isinstance(error.original_error, GraphQLError):
+        return INTERNAL_SERVER_ERROR
+    if error.message.startswith("Syntax Error"):
+        return GRAPHQL_PARSE_FAILED
+    if error.message.startswith("Variable '$"):
+        return BAD_USER_INPUT
+    if error.path is None:
+        return GRAPHQL_VALIDATION_FAILED
+    return INTERNAL_SERVER_ERROR
+
+
+def ensure_codes(errors: list[GraphQLError]) -> None:
+    """Give every error an ``extensions.code`` (in place), keeping codes resolvers set."""
+    for error in errors:
+        if not (error.extensions or {}).get("code"):
+            error.extensions = {**(error.extensions or {}), "code": code_of(error)}

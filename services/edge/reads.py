@@ -1,0 +1,100 @@
+"""Reading a principal's operations: from the view, or from the stream while the view catches up."""
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
+from nats.js.kv import KeyValue
+
+from contracts.events import OperationEvent, OperationRequested, decode_event
+from contracts.lifecycle import evolve
+from contracts.names import STREAM, event_subject, principal_view_keys, view_key
+from contracts.view import OperationView, decode_view
+from services.common.identity import Principal
+from services.projector.store import read_view
+
+EVENT_TYPES = ("requested", "started", "completed", "failed")
+
+# A listing's watcher is gone as soon as it is read; let the server drop its consumer quickly.
+LISTING_INACTIVE_THRESHOLD_S = 5.0
+LISTING_TIMEOUT_S = 5.0
+
+
+async def _last_event(
+    js: JetStreamContext, principal: Principal, operation_id: str, event_type: str
+) -> tuple[int, OperationEvent] | None:
+    subject = event_subject(principal.tenant, operation_id, event_type)
+    try:
+        message = await js.get_last_msg(STREAM, subject, direct=True)
+    except NotFoundError:
+        return None
+    if message.data is None or message.seq is None:
+        return None
+    return message.seq, decode_event(message.data)
+
+
+async def view_from_stream(
+    js: JetStreamContext, principal: Principal, operation_id: str
+) -> OperationView | None:
+    """Fold an operation's events straight from the stream (read-your-writes before projection)."""
+    found = await asyncio.gather(
+        *(_last_event(js, principal, operation_id, t) for t in EVENT_TYPES)
+    )
+    events = [pair for pair in found if pair is not None]
+    if not any(isinstance(event, OperationRequested) for _, event in events):
+        return None
+    view: OperationView | None = None
+    for sequence, event in events:
+        if event.principal != principal.user:
+            return None
+        view = evolve(view, event, sequence)
+    return view
+
+
+async def find_operation(
+    js: JetStreamContext,
+    kv: KeyValue,
+    principal: Principal,
+    operation_id: str,
+    *,
+    now: datetime,
+    retention: timedelta,
+) -> OperationView | None:
+    """The principal's operation, or None if it is not theirs, never existed or has expired."""
+    view, _ = await read_view(kv, view_key(principal.tenant, principal.user, operation_id))
+    if view is not None:
+        return view
+    view = await view_from_stream(js, principal, operation_id)
+    # The stream outlives the view: an operation whose view has expired stays gone.
+    if view is None or view.created_at is None or view.created_at + retention < now:
+        return None
+    return view
+
+
+async def list_operations(kv: KeyValue, principal: Principal) -> list[OperationView]:
+    """Every retained operation of the principal, newest first."""
+    watcher = await kv.watch(
+        principal_view_keys(principal.tenant, principal.user),
+        ignore_deletes=True,
+        inactive_threshold=LISTING_INACTIVE_THRESHOLD_S,
+    )
+    views: list[OperationView] = []
+    try:
+        async with asyncio.timeout(LISTING_TIMEOUT_S):
+            async for entry in watcher:
+                if entry is None:
+                    break
+                if entry.value:
+                    views.append(decode_view(entry.value))
+    finally:
+        await watcher.stop()
+    views.sort(key=_newest_first_key, reverse=True)
+    return views
+
+
+_NOT_YET_KNOWN = datetime.min.replace(tzinfo=UTC)
+
+
+def _newest_first_key(view: OperationView) -> tuple[datetime, str]:
+    return view.created_at or _NOT_YET_KNOWN, view.operation_id

@@ -1,0 +1,186 @@
+"""The edge's GraphQL schema: the target schema's own fields plus asyncQuery, asyncResult and
+asyncRequests, wire-compatible with Business NXT's async queries."""
+
+import dataclasses
+import uuid
+from datetime import UTC, datetime
+from typing import Any, NewType
+
+import msgspec
+import nats.errors
+import strawberry
+from graphql import ObjectValueNode, ValueNode, value_from_ast_untyped
+from strawberry.extensions import SchemaExtension
+from strawberry.tools import merge_types
+
+from contracts.events import OperationRequested
+from contracts.lifecycle import evolve
+from contracts.view import OperationView, TaskStatus
+from services.common.events import publish_event
+from services.edge.context import EdgeContext
+from services.edge.errors import BAD_USER_INPUT, SERVICE_UNAVAILABLE, coded_error
+from services.edge.reads import find_operation, list_operations
+from services.edge.validation import validate_inner
+
+Dictionary = NewType("Dictionary", dict[str, Any])
+
+MAX_PAGE_SIZE = 1000
+TRACE_ID_EXTENSION = "asyncgate-trace-id"
+
+
+def _parse_dictionary(value: object) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise coded_error("args must be a JSON object of variable names to values", BAD_USER_INPUT)
+    return value
+
+
+def _parse_dictionary_literal(node: ValueNode, variables: dict[str, Any] | None = None) -> Any:
+    if not isinstance(node, ObjectValueNode):
+        raise coded_error("args must be an object of variable names to values", BAD_USER_INPUT)
+    return value_from_ast_untyped(node, variables)
+
+
+DICTIONARY_SCALAR = strawberry.scalar(
+    name="Dictionary",
+    description="A JSON object: the variables of an asynchronous query, by name.",
+    serialize=lambda value: value,
+    parse_value=_parse_dictionary,
+    parse_literal=_parse_dictionary_literal,
+)
+
+strawberry.enum(TaskStatus, description="Where an asynchronous operation is in its life.")
+
+
+def _timestamp(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@strawberry.type(description="An operation run in the background, and its result once it has one.")
+class AsyncOperation:
+    operation_id: str
+    status: TaskStatus
+    error: str | None = strawberry.field(description="Why the operation ended in ERROR.")
+    error_code: str | None = strawberry.field(description="A stable code for the error.")
+    data: str = strawberry.field(
+        description='The stringified JSON of the synchronous result; "null" until there is one.'
+    )
+    created_at: str | None
+    started_at: str | None
+    completed_at: str | None
+    attempts: int = strawberry.field(description="How many times an executor started it.")
+
+    @classmethod
+    def from_view(cls, view: OperationView) -> "AsyncOperation":
+        """What a client sees of a stored view."""
+        return cls(
+            operation_id=view.operation_id,
+            status=view.status,
+            error=view.error,
+            error_code=view.code,
+            data=msgspec.json.encode(view.response).decode(),
+            created_at=_timestamp(view.created_at),
+            started_at=_timestamp(view.started_at),
+            completed_at=_timestamp(view.completed_at),
+            attempts=view.attempts,
+        )
+
+
+def _operation_id(value: str) -> str:
+    try:
+        return str(uuid.UUID(value, version=4))
+    except ValueError:
+        raise coded_error(f"'{value}' is not an operation id", BAD_USER_INPUT) from None
+
+
+@strawberry.type
+class AsyncQueries:
+    @strawberry.field(description="An operation you queued, or null if there is none by that id.")
+    async def async_result(
+        self, info: strawberry.Info[EdgeContext, None], id: str
+    ) -> AsyncOperation | None:
+        context = info.context
+        view = await find_operation(
+            context.js,
+            context.kv,
+            context.principal,
+            _operation_id(id),
+            now=datetime.now(UTC),
+            retention=context.retention,
+        )
+        return None if view is None else AsyncOperation.from_view(view)
+
+    @strawberry.field(description="Your retained operations, newest first.")
+    async def async_requests(
+        self,
+        info: strawberry.Info[EdgeContext, None],
+        status: TaskStatus | None = None,
+        first: int = 100,
+        after: str | None = None,
+    ) -> list[AsyncOperation]:
+        if not 1 <= first <= MAX_PAGE_SIZE:
+            raise coded_error(f"first must be between 1 and {MAX_PAGE_SIZE}", BAD_USER_INPUT)
+        views = await list_operations(info.context.kv, info.context.principal)
+        if status is not None:
+            views = [view for view in views if view.status == status]
+        if after is not None:
+            ids = [view.operation_id for view in views]
+            if after not in ids:
+                raise coded_error(f"'{after}' is not an operation in this list", BAD_USER_INPUT)
+            views = views[ids.index(after) + 1 :]
+        return [AsyncOperation.from_view(view) for view in views[:first]]
+
+
+@strawberry.type
+class AsyncMutations:
+    @strawberry.mutation(description="Queue a query or mutation to run in the background.")
+    async def async_query(
+        self,
+        info: strawberry.Info[EdgeContext, None],
+        query: str,
+        args: Dictionary | None = None,
+        operation_name: str | None = None,
+    ) -> AsyncOperation:
+        context = info.context
+        operation = validate_inner(
+            context.target_graphql_schema, query=query, args=args, operation_name=operation_name
+        )
+        requested = OperationRequested(
+            operation_id=str(uuid.uuid4()),
+            tenant=context.principal.tenant,
+            principal=context.principal.user,
+            trace_id=context.trace_id,
+            query=operation.query,
+            variables=operation.variables,
+            operation_name=operation.operation_name,
+        )
+        try:
+            ack = await publish_event(context.js, requested, msg_id=requested.operation_id)
+        except (nats.errors.Error, TimeoutError):
+            raise coded_error(
+                "operations cannot be queued right now; try again shortly", SERVICE_UNAVAILABLE
+            ) from None
+        return AsyncOperation.from_view(evolve(None, requested, ack.seq))
+
+
+class TraceIdExtension(SchemaExtension):
+    """Adds the request's trace id to every response, as Business NXT does."""
+
+    def get_results(self) -> dict[str, Any]:
+        context = self.execution_context.context
+        return {TRACE_ID_EXTENSION: context.trace_id} if isinstance(context, EdgeContext) else {}
+
+
+def build_schema(target: strawberry.Schema) -> strawberry.Schema:
+    """The target schema with the async fields added to its Query and Mutation types."""
+    query = merge_types("Query", (target.query, AsyncQueries))
+    mutation_types = (AsyncMutations,) if target.mutation is None else (target.mutation, AsyncMutations)
+    config = dataclasses.replace(
+        target.config, scalar_map={**target.config.scalar_map, Dictionary: DICTIONARY_SCALAR}
+    )
+    return strawberry.Schema(
+        query=query,
+        mutation=merge_types("Mutation", mutation_types),
+        subscription=target.subscription,
+        extensions=[*target.extensions, TraceIdExtension],
+        config=config,
+    )

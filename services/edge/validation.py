@@ -1,0 +1,129 @@
+"""Checking an asyncQuery's inner document before anything is queued.
+
+The document is parsed and validated against the target schema with the args as its variables,
+exactly as a synchronous request would be, so an operation that is queued can only fail for
+reasons a synchronous call would have failed at run time too.
+"""
+
+from dataclasses import dataclass
+from typing import Any, Final
+
+from graphql import (
+    DocumentNode,
+    FieldNode,
+    GraphQLError,
+    GraphQLSchema,
+    OperationDefinitionNode,
+    OperationType,
+    get_operation_ast,
+    parse,
+    validate,
+)
+from graphql.execution.values import get_variable_values
+from graphql.language import Visitor, visit
+
+from services.edge.errors import (
+    BAD_USER_INPUT,
+    GRAPHQL_PARSE_FAILED,
+    GRAPHQL_VALIDATION_FAILED,
+    NESTED_ASYNC_QUERY,
+    OPERATION_RESOLUTION_FAILURE,
+    UNSUPPORTED_OPERATION,
+    coded_error,
+)
+
+ASYNC_FIELDS: Final = frozenset({"asyncQuery", "asyncResult", "asyncRequests"})
+
+
+@dataclass(frozen=True)
+class ValidatedOperation:
+    """An inner operation that may be queued."""
+
+    query: str
+    variables: dict[str, Any]
+    operation_name: str | None
+    operation_type: OperationType
+
+
+class _AsyncFieldFinder(Visitor):
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: str | None = None
+
+    def enter_field(self, node: FieldNode, *_: object) -> None:
+        if node.name.value in ASYNC_FIELDS and self.found is None:
+            self.found = node.name.value
+
+
+def _first_async_field(document: DocumentNode) -> str | None:
+    finder = _AsyncFieldFinder()
+    visit(document, finder)
+    return finder.found
+
+
+def _parse(query: str) -> DocumentNode:
+    try:
+        return parse(query)
+    except GraphQLError as error:
+        raise coded_error(f"the query does not parse: {error.message}", GRAPHQL_PARSE_FAILED) from None
+
+
+def _operation(document: DocumentNode, operation_name: str | None) -> OperationDefinitionNode:
+    operation = get_operation_ast(document, operation_name)
+    if operation is not None:
+        return operation
+    if operation_name:
+        message = f"the query has no operation named '{operation_name}'"
+    else:
+        message = "the query has several operations: name the one to run with operationName"
+    raise coded_error(message, OPERATION_RESOLUTION_FAILURE)
+
+
+def _check_variables(
+    schema: GraphQLSchema, operation: OperationDefinitionNode, args: dict[str, Any]
+) -> None:
+    definitions = operation.variable_definitions or ()
+    declared = {definition.variable.name.value for definition in definitions}
+    unexpected = sorted(set(args) - declared)
+    if unexpected:
+        names = ", ".join(f"${name}" for name in unexpected)
+        raise coded_error(f"args has variables the query does not declare: {names}", BAD_USER_INPUT)
+    coerced = get_variable_values(schema, definitions, args)
+    if isinstance(coerced, list):
+        raise coded_error("; ".join(error.message for error in coerced), BAD_USER_INPUT)
+
+
+def validate_inner(
+    schema: GraphQLSchema,
+    *,
+    query: str,
+    args: dict[str, Any] | None,
+    operation_name: str | None,
+) -> ValidatedOperation:
+    """Check an inner document against the target ``schema``; raise a coded GraphQLError if bad."""
+    document = _parse(query)
+    nested = _first_async_field(document)
+    if nested is not None:
+        raise coded_error(
+            f"an async query cannot contain another async field ('{nested}')", NESTED_ASYNC_QUERY
+        )
+    errors = validate(schema, document)
+    if errors:
+        raise coded_error(
+            "the query is not valid against the schema: "
+            + "; ".join(error.message for error in errors),
+            GRAPHQL_VALIDATION_FAILED,
+        )
+    operation = _operation(document, operation_name)
+    if operation.operation == OperationType.SUBSCRIPTION:
+        raise coded_error(
+            "only queries and mutations can run asynchronously", UNSUPPORTED_OPERATION
+        )
+    variables = args or {}
+    _check_variables(schema, operation, variables)
+    return ValidatedOperation(
+        query=query,
+        variables=variables,
+        operation_name=operation_name,
+        operation_type=operation.operation,
+    )

@@ -1,0 +1,1 @@
+"""The executor: runs requested operations and records how each one ended."""

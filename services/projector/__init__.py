@@ -1,0 +1,1 @@
+"""The projector: folds operation events into the status view in the KV bucket."""

@@ -1,0 +1,62 @@
+"""The projector's composition root: a FastStream app with one durable consumer on every event.
+
+Several replicas may run: they share the durable consumer, and compare-and-set on each key's
+revision plus an order-free fold keep the view right whichever replica applies which event.
+"""
+
+import logging
+
+from fast_depends.msgspec import MsgSpecSerializer
+from faststream import AckPolicy, FastStream
+from faststream.nats import JStream, NatsBroker, NatsMessage, PullSub
+from nats.js.api import AckPolicy as JsAckPolicy
+from nats.js.api import ConsumerConfig, DeliverPolicy
+
+from contracts.events import OperationEvent
+from contracts.names import ALL_EVENTS, PROJECTOR_DURABLE, STREAM
+from services.common.runtime import JetStreamHandles
+from services.common.settings import Settings
+from services.projector.store import apply_event
+
+log = logging.getLogger("asyncgate.projector")
+
+
+def consumer_config(settings: Settings) -> ConsumerConfig:
+    """The durable consumer every projector replica shares."""
+    return ConsumerConfig(
+        durable_name=PROJECTOR_DURABLE,
+        filter_subject=ALL_EVENTS,
+        deliver_policy=DeliverPolicy.ALL,
+        ack_policy=JsAckPolicy.EXPLICIT,
+        ack_wait=30,
+    )
+
+
+def create_app(settings: Settings) -> FastStream:
+    """Build the projector app; nothing connects until it starts."""
+    handles = JetStreamHandles()
+    broker = NatsBroker(
+        settings.nats_url,
+        serializer=MsgSpecSerializer(),
+        graceful_timeout=settings.shutdown_grace_s,
+        max_reconnect_attempts=-1,
+    )
+
+    @broker.subscriber(
+        ALL_EVENTS,
+        stream=JStream(STREAM, declare=False),
+        durable=PROJECTOR_DURABLE,
+        config=consumer_config(settings),
+        pull_sub=PullSub(timeout=5.0),
+        max_workers=settings.projector_concurrency,
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+    )
+    async def on_operation_event(event: OperationEvent, msg: NatsMessage) -> None:
+        """Fold one event into its view; acknowledged once the view is stored."""
+        _, kv = handles.require()
+        await apply_event(kv, event, msg.raw_message.metadata.sequence.stream)
+
+    async def start() -> None:
+        await handles.open(broker, settings)
+
+    return FastStream(broker, on_startup=[start], logger=log)

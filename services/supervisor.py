@@ -1,0 +1,125 @@
+"""``asyncgate up``: the whole stack as separate processes under one supervisor.
+
+Starts an embedded nats-server (unless ASYNCGATE_NATS_URL names one), then the edge, an executor
+and the projector, each with labelled output. Ctrl-C stops them in an order that loses nothing:
+the edge stops taking requests, the executor finishes or hands back what it is running, the
+projector folds the last events, and NATS goes last.
+"""
+
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+from services.common.nats_server import (
+    free_port,
+    nats_server_command,
+    port_is_free,
+)
+from services.common.settings import Settings
+
+SERVICES = ("projector", "executor", "edge")
+STOP_ORDER = ("edge", "executor", "projector", "nats")
+DEFAULT_NATS_PORT = 4222
+COLORS = {"nats": 35, "edge": 36, "executor": 33, "projector": 32, "up": 1}
+READY_TIMEOUT_S = 30.0
+
+
+def say(label: str, line: str) -> None:
+    """Print one labelled line of the stack's output."""
+    color = COLORS.get(label, 0) if sys.stdout.isatty() else None
+    prefix = f"{label:>9} |"
+    if color is not None:
+        prefix = f"\033[{color}m{prefix}\033[0m"
+    print(f"{prefix} {line}", flush=True)  # noqa: T201 (the supervisor's job is to print)
+
+
+async def _relay(label: str, stream: asyncio.StreamReader) -> None:
+    while line := await stream.readline():
+        say(label, line.decode(errors="replace").rstrip())
+
+
+async def _spawn(label: str, command: list[str], env: Mapping[str, str]) -> asyncio.subprocess.Process:
+    process = await asyncio.create_subprocess_exec(
+        *command,
+        env=dict(env),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        # Own process group: Ctrl-C reaches only the supervisor, which then stops the children
+        # in order instead of all at once.
+        process_group=0,
+    )
+    assert process.stdout is not None
+    asyncio.get_running_loop().create_task(_relay(label, process.stdout))
+    return process
+
+
+async def _wait_for_port(port: int, host: str, timeout_s: float) -> bool:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while loop.time() < deadline:
+        if not port_is_free(port, host):
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
+async def _stop(label: str, process: asyncio.subprocess.Process, grace_s: float) -> None:
+    if process.returncode is not None:
+        return
+    say("up", f"stopping {label}")
+    process.send_signal(signal.SIGTERM)
+    try:
+        await asyncio.wait_for(process.wait(), grace_s)
+    except TimeoutError:
+        say("up", f"{label} did not stop within {grace_s:g} s; killing it")
+        process.kill()
+        await process.wait()
+
+
+async def run_stack(settings: Settings, environ: Mapping[str, str]) -> int:
+    """Run the stack until Ctrl-C/SIGTERM or until a service exits; return an exit code."""
+    env = dict(environ)
+    processes: dict[str, asyncio.subprocess.Process] = {}
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        if "ASYNCGATE_NATS_URL" not in environ:
+            port = DEFAULT_NATS_PORT if port_is_free(DEFAULT_NATS_PORT) else free_port()
+            store = Path(settings.data_dir, "nats").resolve()
+            store.mkdir(parents=True, exist_ok=True)
+            processes["nats"] = await _spawn(
+                "nats", nats_server_command(store_dir=store, port=port), env
+            )
+            if not await _wait_for_port(port, "127.0.0.1", READY_TIMEOUT_S):
+                say("up", "nats-server did not start")
+                return 1
+            env["ASYNCGATE_NATS_URL"] = f"nats://127.0.0.1:{port}"
+            say("up", f"embedded NATS with JetStream on port {port}, data in {store}")
+        for name in SERVICES:
+            processes[name] = await _spawn(name, [sys.executable, "-m", "services.cli", name], env)
+        host = "127.0.0.1" if settings.http_host in ("0.0.0.0", "") else settings.http_host  # noqa: S104 (comparing, not binding)
+        if await _wait_for_port(settings.http_port, host, READY_TIMEOUT_S):
+            say("up", f"GraphiQL: http://{host}:{settings.http_port}/graphql  (Ctrl-C stops)")
+        exits = [asyncio.create_task(p.wait()) for p in processes.values()]
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait([stopping, *exits], return_when=asyncio.FIRST_COMPLETED)
+        crashed = [name for name, p in processes.items() if p.returncode is not None]
+        if crashed and not stop.is_set():
+            say("up", f"{', '.join(crashed)} exited; stopping the rest")
+            return 1
+        return 0
+    finally:
+        for name in STOP_ORDER:
+            if name in processes:
+                await _stop(name, processes[name], settings.shutdown_grace_s + 5)
+        say("up", "stopped")
+
+
+def up(settings: Settings) -> int:
+    """Entry point of ``asyncgate up``."""
+    return asyncio.run(run_stack(settings, os.environ))
