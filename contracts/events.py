@@ -57,7 +57,7 @@ class OperationCompleted(Event, frozen=True, kw_only=True, tag="completed"):
 
 
 class OperationFailed(Event, frozen=True, kw_only=True, tag="failed"):
-    """The operation produced no data; ``response`` holds the GraphQL response when there was one."""
+    """The operation produced no data; ``response`` holds the GraphQL response if there was one."""
 
     code: str
     error: str
@@ -68,7 +68,7 @@ OperationEvent = OperationRequested | OperationStarted | OperationCompleted | Op
 TerminalEvent = OperationCompleted | OperationFailed
 
 _encoder = msgspec.json.Encoder()
-_decoder = msgspec.json.Decoder(OperationEvent)
+_decoder: msgspec.json.Decoder[OperationEvent] = msgspec.json.Decoder(OperationEvent)
 
 
 def event_type(event: OperationEvent) -> str:
@@ -82,5 +82,5 @@ def encode_event(event: OperationEvent) -> bytes:
 
 
 def decode_event(payload: bytes) -> OperationEvent:
-    """Parse an event's JSON wire form; raises msgspec.ValidationError/DecodeError on bad input."""
+    """Parse an event's JSON wire form; raises a msgspec error (a ValueError) on bad input."""
     return _decoder.decode(payload)

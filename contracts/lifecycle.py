@@ -78,4 +78,3 @@ def fold(events: list[tuple[int, OperationEvent]]) -> dict[str, OperationView]:
     for sequence, event in events:
         views[event.operation_id] = evolve(views.get(event.operation_id), event, sequence)
     return views
-

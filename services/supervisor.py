@@ -41,7 +41,9 @@ async def _relay(label: str, stream: asyncio.StreamReader) -> None:
         say(label, line.decode(errors="replace").rstrip())
 
 
-async def _spawn(label: str, command: list[str], env: Mapping[str, str]) -> asyncio.subprocess.Process:
+async def _spawn(
+    label: str, command: list[str], env: Mapping[str, str]
+) -> asyncio.subprocess.Process:
     process = await asyncio.create_subprocess_exec(
         *command,
         env=dict(env),
@@ -51,8 +53,8 @@ async def _spawn(label: str, command: list[str], env: Mapping[str, str]) -> asyn
         # in order instead of all at once.
         process_group=0,
     )
-    assert process.stdout is not None
-    asyncio.get_running_loop().create_task(_relay(label, process.stdout))
+    if process.stdout is not None:
+        asyncio.get_running_loop().create_task(_relay(label, process.stdout))
     return process
 
 
@@ -90,7 +92,7 @@ async def run_stack(settings: Settings, environ: Mapping[str, str]) -> int:
     try:
         if "ASYNCGATE_NATS_URL" not in environ:
             port = DEFAULT_NATS_PORT if port_is_free(DEFAULT_NATS_PORT) else free_port()
-            store = Path(settings.data_dir, "nats").resolve()
+            store = Path(settings.data_dir, "nats").resolve()  # noqa: ASYNC240 (once, at start)
             store.mkdir(parents=True, exist_ok=True)
             processes["nats"] = await _spawn(
                 "nats", nats_server_command(store_dir=store, port=port), env

@@ -3,7 +3,7 @@
 import logging
 
 import nats
-from nats.aio.client import Client as NATS
+from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from nats.js.api import (
     KeyValueConfig,
@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 DUPLICATE_WINDOW_S = 120.0
 
 
-async def connect(settings: Settings, name: str) -> NATS:
+async def connect(settings: Settings, name: str) -> NatsClient:
     """Open a NATS connection that keeps reconnecting for as long as the service runs."""
     return await nats.connect(
         settings.nats_url,

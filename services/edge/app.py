@@ -12,8 +12,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import strawberry
-from graphql import ExecutionResult
-from nats.aio.client import Client as NATS
+from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 from starlette.applications import Starlette
@@ -23,6 +22,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse, process_result
+from strawberry.types import ExecutionResult
 
 from services.common.identity import ANONYMOUS
 from services.common.jetstream import connect, declare_all, is_ready
@@ -39,7 +39,7 @@ log = logging.getLogger("asyncgate.edge")
 class EdgeConnection:
     """The NATS connection and its handles; present between lifespan start and stop."""
 
-    nc: NATS | None = None
+    nc: NatsClient | None = None
     js: JetStreamContext | None = None
     kv: KeyValue | None = None
 
@@ -76,7 +76,9 @@ class EdgeGraphQL(GraphQL[EdgeContext, None]):
             trace_id=uuid.uuid4().hex,
         )
 
-    async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
+    async def process_result(
+        self, request: Request, result: ExecutionResult
+    ) -> GraphQLHTTPResponse:
         """Every error leaves with a stable code."""
         if result.errors:
             ensure_codes(list(result.errors))

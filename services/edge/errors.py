@@ -17,6 +17,7 @@ def coded_error(message: str, code: str, **extensions: Any) -> GraphQLError:
     """A GraphQL error whose ``extensions.code`` clients can branch on."""
     return GraphQLError(message, extensions={"code": code, **extensions})
 
+
 INTERNAL_SERVER_ERROR: Final = "INTERNAL_SERVER_ERROR"
 
 

@@ -88,7 +88,7 @@ async def list_operations(kv: KeyValue, principal: Principal) -> list[OperationV
                 if entry.value:
                     views.append(decode_view(entry.value))
     finally:
-        await watcher.stop()
+        await watcher.stop()  # type: ignore[no-untyped-call]  # nats-py leaves it unannotated
     views.sort(key=_newest_first_key, reverse=True)
     return views
 

@@ -173,7 +173,9 @@ class TraceIdExtension(SchemaExtension):
 def build_schema(target: strawberry.Schema) -> strawberry.Schema:
     """The target schema with the async fields added to its Query and Mutation types."""
     query = merge_types("Query", (target.query, AsyncQueries))
-    mutation_types = (AsyncMutations,) if target.mutation is None else (target.mutation, AsyncMutations)
+    mutation_types = (
+        (AsyncMutations,) if target.mutation is None else (target.mutation, AsyncMutations)
+    )
     config = dataclasses.replace(
         target.config, scalar_map={**target.config.scalar_map, Dictionary: DICTIONARY_SCALAR}
     )

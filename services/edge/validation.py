@@ -65,7 +65,9 @@ def _parse(query: str) -> DocumentNode:
     try:
         return parse(query)
     except GraphQLError as error:
-        raise coded_error(f"the query does not parse: {error.message}", GRAPHQL_PARSE_FAILED) from None
+        raise coded_error(
+            f"the query does not parse: {error.message}", GRAPHQL_PARSE_FAILED
+        ) from None
 
 
 def _operation(document: DocumentNode, operation_name: str | None) -> OperationDefinitionNode:

@@ -40,16 +40,21 @@ def consumer_config(settings: Settings) -> ConsumerConfig:
     )
 
 
-def create_app(settings: Settings) -> FastStream:
-    """Build the executor app; nothing connects until it starts."""
+def create_app(settings: Settings, *, worker: str | None = None) -> FastStream:
+    """Build the executor app; nothing connects until it starts.
+
+    ``worker`` names this replica in OperationStarted events (default: host and process id).
+    """
     schema = load_schema(settings.target_schema)
-    worker = worker_name()
+    worker = worker or worker_name()
     handles = JetStreamHandles()
     broker = NatsBroker(
         settings.nats_url,
         serializer=MsgSpecSerializer(),
         graceful_timeout=settings.shutdown_grace_s,
         max_reconnect_attempts=-1,
+        # One access-log line per message is noise at INFO; failures are still logged.
+        log_level=logging.DEBUG,
     )
 
     @broker.subscriber(

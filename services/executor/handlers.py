@@ -10,8 +10,8 @@ from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from contracts.events import (
-    OperationStarted,
     OperationRequested,
+    OperationStarted,
     TerminalEvent,
 )
 from contracts.names import STREAM, event_subject
@@ -48,7 +48,7 @@ async def terminal_already_stored(js: JetStreamContext, request: OperationReques
 async def keeping_alive(
     keep_alive: Callable[[], Awaitable[None]], every_s: float
 ) -> AsyncIterator[None]:
-    """Tell JetStream the message is still being worked on, so a long operation is not redelivered."""
+    """Tell JetStream the message is still in hand, so a long operation is not redelivered."""
 
     async def beat() -> None:
         while True:

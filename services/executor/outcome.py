@@ -7,7 +7,7 @@ for example a non-null root field raised), it timed out, its result was too larg
 the executors lost it too often.
 """
 
-from typing import Any, Final
+from typing import Any, Final, TypedDict
 
 from contracts.events import (
     OperationCompleted,
@@ -26,7 +26,14 @@ EXECUTOR_LOST: Final = "EXECUTOR_LOST"
 HEADER_ALLOWANCE_BYTES: Final = 1024
 
 
-def _envelope(request: OperationRequested) -> dict[str, str]:
+class _Envelope(TypedDict):
+    operation_id: str
+    tenant: str
+    principal: str
+    trace_id: str
+
+
+def _envelope(request: OperationRequested | TerminalEvent) -> _Envelope:
     return {
         "operation_id": request.operation_id,
         "tenant": request.tenant,
@@ -45,7 +52,9 @@ def outcome_of(request: OperationRequested, response: dict[str, Any]) -> Termina
     if response.get("data") is not None:
         return OperationCompleted(**_envelope(request), response=response)
     errors = response.get("errors") or []
-    messages = "; ".join(str(e.get("message", "")) for e in errors) or "the operation returned no data"
+    messages = (
+        "; ".join(str(e.get("message", "")) for e in errors) or "the operation returned no data"
+    )
     codes = {(e.get("extensions") or {}).get("code") for e in errors} - {None}
     code = str(codes.pop()) if len(codes) == 1 else OPERATION_FAILED
     return OperationFailed(**_envelope(request), code=code, error=messages, response=response)
@@ -58,10 +67,7 @@ def fit_to_message(event: TerminalEvent, max_payload: int) -> tuple[TerminalEven
     if len(payload) <= limit:
         return event, payload
     too_large = OperationFailed(
-        operation_id=event.operation_id,
-        tenant=event.tenant,
-        principal=event.principal,
-        trace_id=event.trace_id,
+        **_envelope(event),
         code=RESULT_TOO_LARGE,
         error=f"the result is {len(payload)} bytes; results of at most {limit} bytes are stored",
     )

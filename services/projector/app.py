@@ -40,6 +40,8 @@ def create_app(settings: Settings) -> FastStream:
         serializer=MsgSpecSerializer(),
         graceful_timeout=settings.shutdown_grace_s,
         max_reconnect_attempts=-1,
+        # One access-log line per message is noise at INFO; failures are still logged.
+        log_level=logging.DEBUG,
     )
 
     @broker.subscriber(

@@ -1,0 +1,102 @@
+"""The example requests of ../shared/seeds/business-nxt-async-queries.txt, exactly as written there.
+
+They are acceptance cases: copied character for character (line breaks and all) so that the
+tests send what a reader of the seed would paste into GraphiQL.
+"""
+
+ASYNC_QUERY = '''mutation
+{
+asyncQuery(query:"""
+query {
+useCompany(no: 123456)
+{
+generalLedgerAccount(first: 5) {
+totalCount
+items {
+accountNo
+name
+}
+}
+}
+}
+""")
+{
+operationId
+status
+}
+}'''
+
+ASYNC_QUERY_WITH_ARGS = '''mutation ($args: Dictionary)
+{
+asyncQuery(query:"""
+query read($cid : Int!, $pagesize : Int!){
+useCompany(no: $cid)
+{
+generalLedgerAccount(first: $pagesize) {
+totalCount
+items {
+accountNo
+name
+}
+}
+}
+}
+""", args: $args)
+{
+operationId
+status
+}
+}'''
+
+ASYNC_QUERY_WITH_ARGS_VARIABLES = {
+    "args": {
+        "cid": 123456,
+        "pagesize": 5,
+    }
+}
+
+FETCH_RESULTS = """query fetch_results($oid : String!)
+{
+asyncResult(id: $oid)
+{
+operationId
+status
+error
+data
+createdAt
+completedAt
+}
+}"""
+
+ASYNC_REQUESTS = """query
+{
+asyncRequests
+{
+operationId
+status
+}
+}"""
+
+# The inner document of ASYNC_QUERY, run synchronously: its JSON is what `data` must parse to.
+INNER_QUERY = """
+query {
+useCompany(no: 123456)
+{
+generalLedgerAccount(first: 5) {
+totalCount
+items {
+accountNo
+name
+}
+}
+}
+}
+"""
+
+# The seed's own example result: the first five accounts of company 123456.
+SEED_RESULT_DATA = (
+    '{"data":{"useCompany":{"generalLedgerAccount":{"totalCount":342,"items":['
+    '{"accountNo":1000,"name":"Forskning og utvikling"},{"accountNo":1020,"name":"Konsesjoner"},'
+    '{"accountNo":1030,"name":"Patenter"},{"accountNo":1040,"name":"Lisenser"},'
+    '{"accountNo":1050,"name":"Varemerker"}]}}}}'
+)

@@ -1,0 +1,114 @@
+"""Running asyncgate's real services inside a test: FastStream apps and a uvicorn edge."""
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+import httpx
+import uvicorn
+from faststream import FastStream
+from nats.js import JetStreamContext
+from nats.js.errors import NoKeysError
+from nats.js.kv import KeyValue
+
+from contracts.events import OperationEvent, decode_event
+from contracts.names import ALL_EVENTS, STREAM
+from contracts.view import OperationView, decode_view
+from services.common.settings import Settings
+from services.edge.app import create_app as create_edge
+
+T = TypeVar("T")
+
+
+@contextlib.asynccontextmanager
+async def running(app: FastStream) -> AsyncIterator[FastStream]:
+    """Start a FastStream service app for the duration of the block."""
+    await app.start()
+    try:
+        yield app
+    finally:
+        await app.stop()
+
+
+@contextlib.asynccontextmanager
+async def serving_edge(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """The edge behind a real uvicorn server; yields an HTTP client pointed at it."""
+    config = uvicorn.Config(
+        create_edge(settings),
+        host="127.0.0.1",
+        port=settings.http_port,
+        lifespan="on",
+        log_level="warning",
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.01)
+    base_url = f"http://127.0.0.1:{settings.http_port}"
+    try:
+        async with httpx.AsyncClient(base_url=base_url, timeout=10) as client:
+            yield client
+    finally:
+        server.should_exit = True
+        await task
+
+
+async def graphql(
+    client: httpx.AsyncClient, query: str, variables: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """POST one GraphQL request; return the decoded response (never a 5xx)."""
+    body: dict[str, Any] = {"query": query}
+    if variables is not None:
+        body["variables"] = variables
+    response = await client.post("/graphql", json=body)
+    assert response.status_code < 500, response.text
+    result: dict[str, Any] = response.json()
+    return result
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T | None]], *, timeout_s: float = 15.0, what: str = "condition"
+) -> T:
+    """Poll ``probe`` until it returns something other than None (bounded, never a timing test)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = await probe()
+        if value is not None:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not happen within {timeout_s:g} s")
+        await asyncio.sleep(0.05)
+
+
+async def stored_events(js: JetStreamContext) -> list[tuple[int, OperationEvent]]:
+    """Every event in the stream with its sequence, in stream order."""
+    info = await js.stream_info(STREAM)
+    if info.state.messages == 0:
+        return []
+    subscription = await js.subscribe(ALL_EVENTS, stream=STREAM, ordered_consumer=True)
+    events: list[tuple[int, OperationEvent]] = []
+    try:
+        while len(events) < info.state.messages:
+            msg = await subscription.next_msg(timeout=5)
+            events.append((msg.metadata.sequence.stream, decode_event(msg.data)))
+    finally:
+        await subscription.unsubscribe()
+    return events
+
+
+async def stored_views(kv: KeyValue) -> dict[str, OperationView]:
+    """Every view in the bucket, by key."""
+    try:
+        keys = await kv.keys()
+    except NoKeysError:
+        return {}
+    views = {}
+    for key in keys:
+        entry = await kv.get(key)
+        if entry.value:
+            views[key] = decode_view(entry.value)
+    return views
