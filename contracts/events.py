@@ -6,7 +6,7 @@ one terminal fact: OperationCompleted (status SUCCESS) or OperationFailed (statu
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, TypedDict
 
 import msgspec
 
@@ -62,6 +62,25 @@ class OperationFailed(Event, frozen=True, kw_only=True, tag="failed"):
     code: str
     error: str
     response: dict[str, Any] | None = None
+
+
+class Correlation(TypedDict):
+    """The envelope fields every event of one operation shares."""
+
+    operation_id: str
+    tenant: str
+    principal: str
+    trace_id: str
+
+
+def correlation_of(event: Event) -> Correlation:
+    """The shared envelope fields of ``event``, to start another event of the same operation."""
+    return {
+        "operation_id": event.operation_id,
+        "tenant": event.tenant,
+        "principal": event.principal,
+        "trace_id": event.trace_id,
+    }
 
 
 OperationEvent = OperationRequested | OperationStarted | OperationCompleted | OperationFailed

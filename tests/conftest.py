@@ -1,4 +1,4 @@
-"""Fixtures: a fresh nats-server for every infrastructure test, on a free port, with its own store."""
+"""Fixtures: a fresh nats-server for every infrastructure test, on a free port, own store."""
 
 import subprocess
 from collections.abc import AsyncIterator, Iterator

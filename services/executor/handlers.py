@@ -13,6 +13,7 @@ from contracts.events import (
     OperationRequested,
     OperationStarted,
     TerminalEvent,
+    correlation_of,
 )
 from contracts.names import STREAM, event_subject
 from services.common.events import publish_event
@@ -118,14 +119,7 @@ async def handle_requested(
             f"the operation was started {attempt - 1} times and no attempt finished",
         )
     else:
-        started = OperationStarted(
-            operation_id=request.operation_id,
-            tenant=request.tenant,
-            principal=request.principal,
-            trace_id=request.trace_id,
-            attempt=attempt,
-            worker=worker,
-        )
+        started = OperationStarted(**correlation_of(request), attempt=attempt, worker=worker)
         await publish_event(js, started, msg_id=f"{request.operation_id}.started.{attempt}")
         async with keeping_alive(keep_alive, keep_alive_every_s):
             outcome = await run_operation(request, schema=schema, timeout_s=timeout_s)

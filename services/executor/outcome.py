@@ -7,13 +7,14 @@ for example a non-null root field raised), it timed out, its result was too larg
 the executors lost it too often.
 """
 
-from typing import Any, Final, TypedDict
+from typing import Any, Final
 
 from contracts.events import (
     OperationCompleted,
     OperationFailed,
     OperationRequested,
     TerminalEvent,
+    correlation_of,
     encode_event,
 )
 
@@ -26,38 +27,22 @@ EXECUTOR_LOST: Final = "EXECUTOR_LOST"
 HEADER_ALLOWANCE_BYTES: Final = 1024
 
 
-class _Envelope(TypedDict):
-    operation_id: str
-    tenant: str
-    principal: str
-    trace_id: str
-
-
-def _envelope(request: OperationRequested | TerminalEvent) -> _Envelope:
-    return {
-        "operation_id": request.operation_id,
-        "tenant": request.tenant,
-        "principal": request.principal,
-        "trace_id": request.trace_id,
-    }
-
-
 def failed(request: OperationRequested, code: str, error: str) -> OperationFailed:
     """The operation ended without data for a reason of asyncgate's own."""
-    return OperationFailed(**_envelope(request), code=code, error=error)
+    return OperationFailed(**correlation_of(request), code=code, error=error)
 
 
 def outcome_of(request: OperationRequested, response: dict[str, Any]) -> TerminalEvent:
     """The terminal event for a GraphQL ``response`` to ``request``."""
     if response.get("data") is not None:
-        return OperationCompleted(**_envelope(request), response=response)
+        return OperationCompleted(**correlation_of(request), response=response)
     errors = response.get("errors") or []
     messages = (
         "; ".join(str(e.get("message", "")) for e in errors) or "the operation returned no data"
     )
     codes = {(e.get("extensions") or {}).get("code") for e in errors} - {None}
     code = str(codes.pop()) if len(codes) == 1 else OPERATION_FAILED
-    return OperationFailed(**_envelope(request), code=code, error=messages, response=response)
+    return OperationFailed(**correlation_of(request), code=code, error=messages, response=response)
 
 
 def fit_to_message(event: TerminalEvent, max_payload: int) -> tuple[TerminalEvent, bytes]:
@@ -67,7 +52,7 @@ def fit_to_message(event: TerminalEvent, max_payload: int) -> tuple[TerminalEven
     if len(payload) <= limit:
         return event, payload
     too_large = OperationFailed(
-        **_envelope(event),
+        **correlation_of(event),
         code=RESULT_TOO_LARGE,
         error=f"the result is {len(payload)} bytes; results of at most {limit} bytes are stored",
     )

@@ -1,0 +1,217 @@
+"""The executor against a real nats-server: sharing work, ending every operation as an event."""
+
+import asyncio
+import dataclasses
+from collections import Counter
+from typing import TypeVar
+
+import pytest
+from nats.js import JetStreamContext
+
+from contracts.events import (
+    OperationCompleted,
+    OperationEvent,
+    OperationFailed,
+    OperationRequested,
+    OperationStarted,
+)
+from examples.ledger.schema import schema as ledger_schema
+from services.common.events import publish_event
+from services.common.settings import Settings
+from services.executor.app import create_app as create_executor
+from services.executor.handlers import ATTEMPTS_EXHAUSTED, handle_requested
+from tests.stack import eventually, running, stored_events
+
+pytestmark = pytest.mark.nats
+
+E = TypeVar("E", bound=OperationEvent)
+
+
+def request(operation_id: str, query: str) -> OperationRequested:
+    """A request as the edge would publish it."""
+    return OperationRequested(
+        operation_id=operation_id, tenant="t1", principal="u1", trace_id="trace", query=query
+    )
+
+
+async def submit(js: JetStreamContext, *requests: OperationRequested) -> None:
+    """Publish requests the way the edge does (deduplicated by operation id)."""
+    for item in requests:
+        await publish_event(js, item, msg_id=item.operation_id)
+
+
+async def terminal_events(js: JetStreamContext, count: int) -> list[OperationEvent]:
+    """Wait until ``count`` operations have ended; return every stored event."""
+
+    async def ended() -> list[OperationEvent] | None:
+        events = [event for _, event in await stored_events(js)]
+        done = [e for e in events if isinstance(e, OperationCompleted | OperationFailed)]
+        return events if len(done) >= count else None
+
+    return await eventually(ended, what=f"{count} operations ending")
+
+
+def of_type(events: list[OperationEvent], kind: type[E]) -> list[E]:
+    """The events of one type."""
+    return [event for event in events if isinstance(event, kind)]
+
+
+async def test_two_executors_share_the_work_and_run_each_operation_once(
+    settings: Settings, js: JetStreamContext
+) -> None:
+    settings = dataclasses.replace(settings, executor_concurrency=4)
+    requests = [request(f"op-{n}", "{ slowReport(seconds: 0.05) }") for n in range(40)]
+    async with (
+        running(create_executor(settings, worker="executor-a")),
+        running(create_executor(settings, worker="executor-b")),
+    ):
+        await submit(js, *requests)
+        events = await terminal_events(js, len(requests))
+
+    started = of_type(events, OperationStarted)
+    completed = of_type(events, OperationCompleted)
+    assert Counter(e.operation_id for e in started) == Counter(r.operation_id for r in requests)
+    assert Counter(e.operation_id for e in completed) == Counter(r.operation_id for r in requests)
+    by_worker = Counter(e.worker for e in started)
+    assert set(by_worker) == {"executor-a", "executor-b"}, by_worker
+    assert all(
+        e.response == {"data": {"slowReport": "report ready after 0.05 s"}} for e in completed
+    )
+
+
+async def test_many_slow_operations_run_at_once_in_one_process(
+    settings: Settings, js: JetStreamContext
+) -> None:
+    settings = dataclasses.replace(settings, executor_concurrency=20)
+    requests = [request(f"slow-{n}", "{ slowReport(seconds: 1.5) }") for n in range(20)]
+    async with running(create_executor(settings)):
+        await submit(js, *requests)
+
+        async def all_started() -> bool | None:
+            events = [event for _, event in await stored_events(js)]
+            started = of_type(events, OperationStarted)
+            ended = of_type(events, OperationCompleted)
+            # All twenty are running before the first one could have finished.
+            return True if len(started) == 20 and not ended else None
+
+        await eventually(all_started, timeout_s=1.4, what="twenty operations running at once")
+        await terminal_events(js, len(requests))
+
+
+async def test_an_operation_over_its_time_limit_fails_with_timeout(
+    settings: Settings, js: JetStreamContext
+) -> None:
+    settings = dataclasses.replace(settings, operation_timeout_s=0.2)
+    async with running(create_executor(settings)):
+        await submit(js, request("too-slow", "{ slowReport(seconds: 30) }"))
+        events = await terminal_events(js, 1)
+
+    [failed] = of_type(events, OperationFailed)
+    assert failed.code == "TIMEOUT"
+    assert "0.2 s" in failed.error
+
+
+async def test_a_failing_operation_is_recorded_once_and_not_redelivered(
+    settings: Settings, js: JetStreamContext
+) -> None:
+    async with running(create_executor(settings)):
+        await submit(js, request("broken", "{ useCompany(no: -1) { no } }"))
+        events = await terminal_events(js, 1)
+        await asyncio.sleep(0.5)
+        consumer = await js.consumer_info("ASYNCGATE_OPERATIONS", "asyncgate-executor")
+
+    [failed] = of_type(events, OperationFailed)
+    assert failed.code == "NOT_FOUND"
+    assert failed.response is not None
+    assert failed.response["data"] is None
+    assert consumer.num_ack_pending == 0
+    assert consumer.num_redelivered == 0
+    assert len(of_type(events, OperationStarted)) == 1
+
+
+async def test_stopping_mid_operation_hands_it_back_to_another_executor(
+    settings: Settings, js: JetStreamContext
+) -> None:
+    settings = dataclasses.replace(settings, shutdown_grace_s=0.3)
+    handed_back = request("handed-back", "{ slowReport(seconds: 2) }")
+    async with running(create_executor(settings, worker="leaving")):
+        await submit(js, handed_back)
+
+        async def started() -> bool | None:
+            events = [event for _, event in await stored_events(js)]
+            return True if of_type(events, OperationStarted) else None
+
+        await eventually(started, what="the first attempt starting")
+
+    async with running(create_executor(settings, worker="staying")):
+        events = await terminal_events(js, 1)
+
+    attempts = [(e.worker, e.attempt) for e in of_type(events, OperationStarted)]
+    assert attempts == [("leaving", 1), ("staying", 2)]
+    assert len(of_type(events, OperationCompleted)) == 1
+
+
+async def test_a_redelivered_request_that_already_ended_is_not_run_again(
+    js: JetStreamContext,
+) -> None:
+    done = request("done-before", "{ useCompany(no: 1) { no } }")
+    await submit(js, done)
+    first = await handle_requested(
+        done,
+        attempt=1,
+        max_attempts=5,
+        js=js,
+        schema=ledger_schema,
+        worker="w",
+        timeout_s=10,
+        max_payload=1 << 20,
+        keep_alive=noop,
+        keep_alive_every_s=10,
+    )
+    assert isinstance(first, OperationCompleted)
+    before = len(await stored_events(js))
+
+    again = await handle_requested(
+        done,
+        attempt=2,
+        max_attempts=5,
+        js=js,
+        schema=ledger_schema,
+        worker="w",
+        timeout_s=10,
+        max_payload=1 << 20,
+        keep_alive=noop,
+        keep_alive_every_s=10,
+    )
+
+    assert again is None
+    assert len(await stored_events(js)) == before
+
+
+async def test_the_last_delivery_after_lost_attempts_ends_the_operation(
+    js: JetStreamContext,
+) -> None:
+    lost = request("lost", "{ slowReport(seconds: 0) }")
+    await submit(js, lost)
+
+    outcome = await handle_requested(
+        lost,
+        attempt=5,
+        max_attempts=5,
+        js=js,
+        schema=ledger_schema,
+        worker="w",
+        timeout_s=10,
+        max_payload=1 << 20,
+        keep_alive=noop,
+        keep_alive_every_s=10,
+    )
+
+    assert isinstance(outcome, OperationFailed)
+    assert outcome.code == ATTEMPTS_EXHAUSTED
+    events = [event for _, event in await stored_events(js)]
+    assert of_type(events, OperationStarted) == []
+
+
+async def noop() -> None:
+    """A keep-alive that has nothing to keep alive."""

@@ -1,0 +1,143 @@
+"""The projector against a real nats-server: an order-free fold, safe replicas, replayable views."""
+
+import dataclasses
+import random
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from nats.js import JetStreamContext
+from nats.js.kv import KeyValue
+
+from contracts.events import (
+    Correlation,
+    OperationCompleted,
+    OperationEvent,
+    OperationFailed,
+    OperationRequested,
+    OperationStarted,
+)
+from contracts.lifecycle import fold
+from contracts.names import view_key
+from contracts.view import OperationView, TaskStatus
+from services.common.events import publish_event
+from services.common.settings import Settings
+from services.projector.app import create_app as create_projector
+from services.projector.store import apply_event, rebuild_views, replay_views
+from tests.stack import eventually, running, stored_events, stored_views
+
+pytestmark = pytest.mark.nats
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def lifecycle(operation_id: str, *, fails: bool = False) -> list[OperationEvent]:
+    """One operation's events: requested, two attempts, then its terminal event."""
+    envelope: Correlation = {
+        "operation_id": operation_id,
+        "tenant": "t1",
+        "principal": "u1",
+        "trace_id": "trace",
+    }
+    terminal: OperationEvent = (
+        OperationFailed(**envelope, code="X", error="broke", occurred_at=T0 + timedelta(seconds=3))
+        if fails
+        else OperationCompleted(
+            **envelope,
+            response={"data": {"n": operation_id}},
+            occurred_at=T0 + timedelta(seconds=3),
+        )
+    )
+    return [
+        OperationRequested(**envelope, query="{ n }", occurred_at=T0),
+        OperationStarted(**envelope, attempt=1, worker="a", occurred_at=T0 + timedelta(seconds=1)),
+        OperationStarted(**envelope, attempt=2, worker="b", occurred_at=T0 + timedelta(seconds=2)),
+        terminal,
+    ]
+
+
+async def publish_all(js: JetStreamContext, events: list[OperationEvent]) -> None:
+    """Store events in the given order, each as its own message."""
+    for event in events:
+        await publish_event(js, event, msg_id=event.event_id)
+
+
+def keyed(views: dict[str, OperationView]) -> dict[str, OperationView]:
+    """Views from ``fold`` re-keyed like the bucket."""
+    return {view_key(v.tenant, v.principal, v.operation_id): v for v in views.values()}
+
+
+async def test_duplicate_redelivered_and_out_of_order_events_leave_the_same_view(
+    js: JetStreamContext, kv: KeyValue
+) -> None:
+    events = lifecycle("op-1")
+    await publish_all(js, events)
+    stored = await stored_events(js)
+    in_order = keyed(fold(stored))
+
+    # Apply them the wrong way round, each one twice (a redelivery), into the real bucket.
+    shuffled = list(reversed(stored)) + random.Random(7).sample(stored, len(stored))
+    for sequence, event in shuffled:
+        await apply_event(kv, event, sequence)
+
+    assert await stored_views(kv) == in_order
+    [view] = in_order.values()
+    assert view.status is TaskStatus.SUCCESS
+    assert view.attempts == 2
+    assert view.started_at == T0 + timedelta(seconds=1)
+    assert view.last_sequence == stored[-1][0]
+
+
+async def test_a_late_started_event_never_moves_a_finished_operation_back(
+    js: JetStreamContext, kv: KeyValue
+) -> None:
+    requested, started, _, completed = lifecycle("op-2")
+    await publish_all(js, [requested, completed, started])
+    for sequence, event in await stored_events(js):
+        await apply_event(kv, event, sequence)
+
+    [view] = (await stored_views(kv)).values()
+    assert view.status is TaskStatus.SUCCESS
+    assert view.started_at == started.occurred_at
+
+
+async def test_two_projector_replicas_build_the_same_views_as_one_fold(
+    settings: Settings, js: JetStreamContext, kv: KeyValue
+) -> None:
+    settings = dataclasses.replace(settings, projector_concurrency=8)
+    events = [e for n in range(40) for e in lifecycle(f"op-{n}", fails=n % 5 == 0)]
+    await publish_all(js, events)
+    expected = keyed(fold(await stored_events(js)))
+
+    async with running(create_projector(settings)), running(create_projector(settings)):
+
+        async def projected() -> dict[str, OperationView] | None:
+            views = await stored_views(kv)
+            return views if views == expected else None
+
+        await eventually(projected, what="both replicas projecting every event")
+
+    statuses = {view.status for view in expected.values()}
+    assert statuses == {TaskStatus.SUCCESS, TaskStatus.ERROR}
+
+
+async def test_replaying_the_stream_rebuilds_identical_views(
+    settings: Settings, js: JetStreamContext, kv: KeyValue
+) -> None:
+    events = [e for n in range(25) for e in lifecycle(f"op-{n}", fails=n % 3 == 0)]
+    await publish_all(js, events)
+    async with running(create_projector(settings)):
+        projected = await eventually(
+            lambda: _when_complete(kv, 25), what="the projector folding every operation"
+        )
+
+    assert await replay_views(js) == projected
+    for key in projected:
+        await kv.purge(key)
+    assert await rebuild_views(js, kv) == 25
+    assert await stored_views(kv) == projected
+
+
+async def _when_complete(kv: KeyValue, count: int) -> dict[str, OperationView] | None:
+    views = await stored_views(kv)
+    finished = [v for v in views.values() if v.status.is_terminal]
+    return views if len(finished) == count else None

@@ -1,0 +1,94 @@
+"""``asyncgate up`` as a user runs it: the whole stack in subprocesses, stopped with Ctrl-C
+(SIGINT) and started again on the same data folder."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from services.common.nats_server import free_port, port_is_free
+from tests.seed_requests import ASYNC_QUERY, ASYNC_REQUESTS, FETCH_RESULTS, SEED_RESULT_DATA
+from tests.stack import eventually, graphql
+
+pytestmark = [pytest.mark.nats, pytest.mark.e2e]
+
+DEFAULT_NATS_PORT = 4222
+
+
+@contextmanager
+def default_nats_port_taken() -> Iterator[None]:
+    """Hold port 4222 so ``up`` has to find another one (if someone else holds it, fine too)."""
+    if not port_is_free(DEFAULT_NATS_PORT):
+        yield
+        return
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as holder:
+        holder.bind(("127.0.0.1", DEFAULT_NATS_PORT))
+        holder.listen()
+        yield
+
+
+@contextmanager
+def stack_up(data_dir: Path, http_port: int, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``asyncgate up``; on leaving, stop it with SIGINT like Ctrl-C and check it exits 0."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ASYNCGATE_")}
+    env |= {"ASYNCGATE_DATA_DIR": str(data_dir), "ASYNCGATE_HTTP_PORT": str(http_port)}
+    with log.open("ab") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "services.cli", "up"], env=env, stdout=output, stderr=output
+        )
+    try:
+        yield process
+    finally:
+        process.send_signal(signal.SIGINT)
+        code = process.wait(timeout=60)
+        assert code == 0, log.read_text()
+
+
+async def ready(client: httpx.AsyncClient) -> bool | None:
+    """True once the edge answers ready."""
+    try:
+        response = await client.get("/readyz")
+    except httpx.TransportError:
+        return None
+    return True if response.status_code == 200 else None
+
+
+async def test_up_serves_the_seed_and_keeps_results_across_a_restart(tmp_path: Path) -> None:
+    http_port = free_port()
+    log = tmp_path / "up.log"
+    base_url = f"http://127.0.0.1:{http_port}"
+    async with httpx.AsyncClient(base_url=base_url, timeout=10) as client:
+        with default_nats_port_taken(), stack_up(tmp_path / "data", http_port, log):
+            await eventually(lambda: ready(client), timeout_s=60, what="the stack starting")
+            submitted = await graphql(client, ASYNC_QUERY)
+            operation_id = submitted["data"]["asyncQuery"]["operationId"]
+
+            async def succeeded() -> dict[str, Any] | None:
+                result = await graphql(client, FETCH_RESULTS, {"oid": operation_id})
+                found: dict[str, Any] = result["data"]["asyncResult"]
+                return found if found["status"] == "SUCCESS" else None
+
+            before = await eventually(succeeded, what="the seed query finishing")
+            page = await client.get("/graphql", headers={"accept": "text/html"})
+            assert "graphiql" in page.text.lower()
+
+        output = log.read_text()
+        assert f"GraphiQL: http://127.0.0.1:{http_port}/graphql" in output
+        assert "embedded NATS with JetStream on port 4222" not in output
+
+        with stack_up(tmp_path / "data", http_port, log):
+            await eventually(lambda: ready(client), timeout_s=60, what="the stack restarting")
+            after = await graphql(client, FETCH_RESULTS, {"oid": operation_id})
+            listed = await graphql(client, ASYNC_REQUESTS)
+
+    assert after["data"]["asyncResult"] == before
+    assert before["data"] == SEED_RESULT_DATA
+    assert listed["data"]["asyncRequests"] == [{"operationId": operation_id, "status": "SUCCESS"}]

@@ -1,0 +1,61 @@
+"""The published contracts: JSON on the wire, schemas checked in, names that cannot widen."""
+
+import json
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from contracts.events import OperationRequested, decode_event, encode_event
+from contracts.jsonschema import SCHEMA_DIR, generated_schemas
+from contracts.names import UnsafeTokenError, event_subject, require_safe_token
+
+
+def test_checked_in_json_schemas_match_the_types() -> None:
+    for name, text in generated_schemas().items():
+        path = Path(SCHEMA_DIR, name)
+        assert path.exists(), f"{name} missing: run ./dev schemas"
+        assert path.read_text(encoding="utf-8") == text, f"{name} is stale: run ./dev schemas"
+
+
+def test_events_round_trip_as_plain_json_with_a_type_tag() -> None:
+    event = OperationRequested(
+        operation_id="op",
+        tenant="t",
+        principal="u",
+        trace_id="tr",
+        query="{ a }",
+        variables={"n": 1},
+    )
+
+    wire = json.loads(encode_event(event))
+
+    assert wire["type"] == "requested"
+    assert wire["schema_version"] == 1
+    assert wire["occurred_at"].endswith("Z")
+    assert decode_event(encode_event(event)) == event
+
+
+def test_events_are_frozen() -> None:
+    event = OperationRequested(
+        operation_id="op", tenant="t", principal="u", trace_id="tr", query=""
+    )
+
+    with pytest.raises(AttributeError):
+        event.query = "{ other }"  # type: ignore[misc]  # the point: this must not work
+
+
+@pytest.mark.parametrize("payload", [b"", b"{}", b'{"type": "exploded"}', b"[1]", b'{"type": 1}'])
+def test_malformed_events_are_refused(payload: bytes) -> None:
+    with pytest.raises((msgspec.ValidationError, msgspec.DecodeError)):
+        decode_event(payload)
+
+
+@pytest.mark.parametrize("token", ["", "a.b", "*", ">", "a b", "x" * 65, "tab\t", "é"])
+def test_tokens_that_could_widen_a_subject_are_refused(token: str) -> None:
+    with pytest.raises(UnsafeTokenError):
+        require_safe_token(token, "tenant")
+
+
+def test_subjects_filter_by_tenant_operation_and_type() -> None:
+    assert event_subject("acme", "op-1", "completed") == "ops.events.acme.op-1.completed"

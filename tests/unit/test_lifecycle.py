@@ -1,0 +1,107 @@
+"""The fold from events to a view: order-free, idempotent, never backwards."""
+
+import random
+from datetime import UTC, datetime, timedelta
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from contracts.events import (
+    Correlation,
+    OperationCompleted,
+    OperationEvent,
+    OperationFailed,
+    OperationRequested,
+    OperationStarted,
+)
+from contracts.lifecycle import evolve, fold
+from contracts.view import OperationView, TaskStatus
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+ENVELOPE: Correlation = {"operation_id": "op", "tenant": "t", "principal": "u", "trace_id": "tr"}
+
+
+def at(seconds: int) -> datetime:
+    """A moment ``seconds`` after T0."""
+    return T0 + timedelta(seconds=seconds)
+
+
+@st.composite
+def histories(draw: st.DrawFn) -> list[tuple[int, OperationEvent]]:
+    """A possible stored history of one operation, with stream sequences, in stream order."""
+    events: list[OperationEvent] = [OperationRequested(**ENVELOPE, query="{a}", occurred_at=at(0))]
+    for attempt in range(1, draw(st.integers(0, 3)) + 1):
+        events.append(
+            OperationStarted(
+                **ENVELOPE, attempt=attempt, worker=f"w{attempt}", occurred_at=at(attempt)
+            )
+        )
+    for index in range(draw(st.integers(0, 2))):
+        if draw(st.booleans()):
+            events.append(
+                OperationCompleted(**ENVELOPE, response={"data": {"i": index}}, occurred_at=at(9))
+            )
+        else:
+            events.append(
+                OperationFailed(**ENVELOPE, code="C", error=f"e{index}", occurred_at=at(9))
+            )
+    return list(enumerate(events, start=1))
+
+
+@given(histories(), st.randoms(use_true_random=False), st.integers(0, 5))
+def test_any_order_with_any_duplicates_folds_to_the_same_view(
+    history: list[tuple[int, OperationEvent]], rng: random.Random, duplicates: int
+) -> None:
+    delivered = history + [rng.choice(history) for _ in range(duplicates)]
+    rng.shuffle(delivered)
+
+    assert fold(delivered) == fold(history)
+
+
+@given(histories())
+def test_the_status_never_goes_backwards(history: list[tuple[int, OperationEvent]]) -> None:
+    rank = {TaskStatus.QUEUED: 0, TaskStatus.RUNNING: 1, TaskStatus.SUCCESS: 2, TaskStatus.ERROR: 2}
+    view: OperationView | None = None
+    for sequence, event in history:
+        before = view
+        view = evolve(view, event, sequence)
+        if before is not None:
+            assert rank[view.status] >= rank[before.status]
+            if before.status.is_terminal:
+                assert view.status is before.status
+
+
+def test_a_queued_operation_has_no_data_yet() -> None:
+    view = evolve(None, OperationRequested(**ENVELOPE, query="{a}", occurred_at=T0), 1)
+
+    assert view.status is TaskStatus.QUEUED
+    assert view.created_at == T0
+    assert view.response is None
+    assert view.last_sequence == 1
+
+
+def test_the_first_stored_terminal_event_decides_the_outcome() -> None:
+    completed = OperationCompleted(**ENVELOPE, response={"data": {"a": 1}}, occurred_at=at(5))
+    failed = OperationFailed(**ENVELOPE, code="TIMEOUT", error="late", occurred_at=at(6))
+
+    view = fold([(4, failed), (3, completed)])["op"]
+
+    assert view.status is TaskStatus.SUCCESS
+    assert view.response == {"data": {"a": 1}}
+    assert view.error is None
+    assert view.terminal_sequence == 3
+    assert view.last_sequence == 4
+
+
+def test_started_after_finished_keeps_the_outcome_and_records_the_attempt() -> None:
+    view = fold(
+        [
+            (1, OperationRequested(**ENVELOPE, query="{a}", occurred_at=T0)),
+            (3, OperationFailed(**ENVELOPE, code="X", error="no", occurred_at=at(4))),
+            (2, OperationStarted(**ENVELOPE, attempt=1, worker="w", occurred_at=at(1))),
+        ]
+    )["op"]
+
+    assert view.status is TaskStatus.ERROR
+    assert view.attempts == 1
+    assert view.started_at == at(1)

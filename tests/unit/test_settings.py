@@ -1,0 +1,42 @@
+"""Configuration from the environment."""
+
+import pytest
+
+from services.common.settings import ConfigurationError, Settings, documented_variables
+
+
+def test_defaults_keep_results_96_hours_and_the_stream_longer() -> None:
+    settings = Settings.from_env({})
+
+    assert settings.result_ttl_s == 96 * 3600
+    assert settings.stream_max_age_s > settings.result_ttl_s
+    assert settings.http_port == 8000
+
+
+def test_variables_override_defaults() -> None:
+    settings = Settings.from_env(
+        {"ASYNCGATE_HTTP_PORT": "9000", "ASYNCGATE_RESULT_TTL_HOURS": "1.5"}
+    )
+
+    assert settings.http_port == 9000
+    assert settings.result_ttl_s == 5400
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("ASYNCGATE_HTTP_PORT", "eighty"),
+        ("ASYNCGATE_EXECUTOR_CONCURRENCY", "0"),
+        ("ASYNCGATE_RESULT_TTL_HOURS", "-1"),
+    ],
+)
+def test_bad_values_name_the_variable(name: str, value: str) -> None:
+    with pytest.raises(ConfigurationError, match=name):
+        Settings.from_env({name: value})
+
+
+def test_every_setting_has_a_documented_variable() -> None:
+    names = [name for name, _ in documented_variables()]
+
+    assert all(name.startswith("ASYNCGATE_") for name in names)
+    assert len(names) == len(set(names))

@@ -1,0 +1,83 @@
+"""Checking an inner document before it is queued, against the example ledger schema."""
+
+from typing import Any
+
+import pytest
+from graphql import GraphQLError, OperationType
+
+from examples.ledger.schema import schema
+from services.edge.validation import validate_inner
+
+LEDGER = schema._schema
+
+
+def code_of(query: str, args: dict[str, Any] | None = None, name: str | None = None) -> str:
+    """The code the validator refuses a document with."""
+    with pytest.raises(GraphQLError) as refused:
+        validate_inner(LEDGER, query=query, args=args, operation_name=name)
+    assert refused.value.extensions is not None
+    return str(refused.value.extensions["code"])
+
+
+def test_a_valid_query_with_its_variables_passes() -> None:
+    checked = validate_inner(
+        LEDGER,
+        query="query read($cid: Int!) { useCompany(no: $cid) { no } }",
+        args={"cid": 7},
+        operation_name=None,
+    )
+
+    assert checked.variables == {"cid": 7}
+    assert checked.operation_type is OperationType.QUERY
+
+
+def test_a_mutation_passes() -> None:
+    checked = validate_inner(
+        LEDGER,
+        query='mutation { useCompany(no: 1) { generalLedgerAccount_create(values: [{accountNo: 1, name: "a"}]) { affectedRows } } }',  # noqa: E501
+        args=None,
+        operation_name=None,
+    )
+
+    assert checked.operation_type is OperationType.MUTATION
+
+
+@pytest.mark.parametrize(
+    ("query", "args", "name", "code"),
+    [
+        ("{ useCompany(no: 1) {", None, None, "GRAPHQL_PARSE_FAILED"),
+        ("{ nope }", None, None, "GRAPHQL_VALIDATION_FAILED"),
+        ("query q($n: Int!) { useCompany(no: $n) { no } }", None, None, "BAD_USER_INPUT"),
+        ("query q($n: Int!) { useCompany(no: $n) { no } }", {"n": 1.5}, None, "BAD_USER_INPUT"),
+        ("{ useCompany(no: 1) { no } }", {"surplus": 1}, None, "BAD_USER_INPUT"),
+        (
+            "query a { slowReport(seconds: 0) } query b { slowReport(seconds: 0) }",
+            None,
+            None,
+            "OPERATION_RESOLUTION_FAILURE",
+        ),
+        ("query a { slowReport(seconds: 0) }", None, "b", "OPERATION_RESOLUTION_FAILURE"),
+        ('mutation { asyncQuery(query: "{a}") { status } }', None, None, "NESTED_ASYNC_QUERY"),
+        (
+            "{ ...F } fragment F on Query { asyncRequests { status } }",
+            None,
+            None,
+            "NESTED_ASYNC_QUERY",
+        ),
+    ],
+)
+def test_bad_documents_are_refused_with_a_code(
+    query: str, args: dict[str, Any] | None, name: str | None, code: str
+) -> None:
+    assert code_of(query, args, name) == code
+
+
+def test_a_named_operation_among_several_is_chosen() -> None:
+    checked = validate_inner(
+        LEDGER,
+        query="query a { slowReport(seconds: 0) } mutation b { useCompany(no: 1) { no } }",
+        args=None,
+        operation_name="b",
+    )
+
+    assert checked.operation_type is OperationType.MUTATION
