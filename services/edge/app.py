@@ -21,15 +21,12 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
-from strawberry.http import GraphQLHTTPResponse, process_result
-from strawberry.types import ExecutionResult
 
 from services.common.identity import ANONYMOUS
 from services.common.jetstream import connect, declare_all, is_ready
 from services.common.settings import Settings
 from services.common.target import load_schema
 from services.edge.context import EdgeContext
-from services.edge.errors import ensure_codes
 from services.edge.schema import build_schema
 
 log = logging.getLogger("asyncgate.edge")
@@ -75,14 +72,6 @@ class EdgeGraphQL(GraphQL[EdgeContext, None]):
             retention=self._retention,
             trace_id=uuid.uuid4().hex,
         )
-
-    async def process_result(
-        self, request: Request, result: ExecutionResult
-    ) -> GraphQLHTTPResponse:
-        """Every error leaves with a stable code."""
-        if result.errors:
-            ensure_codes(list(result.errors))
-        return process_result(result)
 
 
 def create_app(settings: Settings) -> Starlette:

@@ -1,5 +1,6 @@
 """Expected failures as GraphQL errors with a stable ``extensions.code``."""
 
+import re
 from typing import Any, Final
 
 from graphql import GraphQLError
@@ -20,6 +21,11 @@ def coded_error(message: str, code: str, **extensions: Any) -> GraphQLError:
 
 INTERNAL_SERVER_ERROR: Final = "INTERNAL_SERVER_ERROR"
 
+# graphql-core's wording when a variable's value (not the document) is wrong.
+_VARIABLE_VALUE_ERROR = re.compile(
+    r"Variable '\$\w+' (has invalid value|got invalid value|of required type|of non-null type)"
+)
+
 
 def code_of(error: GraphQLError) -> str:
     """The stable code of an error that did not bring its own.
@@ -31,7 +37,7 @@ def code_of(error: GraphQLError) -> str:
         return INTERNAL_SERVER_ERROR
     if error.message.startswith("Syntax Error"):
         return GRAPHQL_PARSE_FAILED
-    if error.message.startswith("Variable '$"):
+    if _VARIABLE_VALUE_ERROR.match(error.message):
         return BAD_USER_INPUT
     if error.path is None:
         return GRAPHQL_VALIDATION_FAILED

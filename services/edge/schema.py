@@ -9,16 +9,23 @@ from typing import Any, NewType
 import msgspec
 import nats.errors
 import strawberry
-from graphql import ObjectValueNode, ValueNode, value_from_ast_untyped
+from graphql import GraphQLError, ObjectValueNode, ValueNode, value_from_ast_untyped
 from strawberry.extensions import SchemaExtension
 from strawberry.tools import merge_types
+from strawberry.types import ExecutionContext
 
 from contracts.events import OperationRequested
 from contracts.lifecycle import evolve
 from contracts.view import OperationView, TaskStatus
 from services.common.events import publish_event
 from services.edge.context import EdgeContext
-from services.edge.errors import BAD_USER_INPUT, SERVICE_UNAVAILABLE, coded_error
+from services.edge.errors import (
+    BAD_USER_INPUT,
+    INTERNAL_SERVER_ERROR,
+    SERVICE_UNAVAILABLE,
+    coded_error,
+    ensure_codes,
+)
 from services.edge.reads import find_operation, list_operations
 from services.edge.validation import validate_inner
 
@@ -170,6 +177,19 @@ class TraceIdExtension(SchemaExtension):
         return {TRACE_ID_EXTENSION: context.trace_id} if isinstance(context, EdgeContext) else {}
 
 
+class EdgeSchema(strawberry.Schema):
+    """Logs only unexpected errors: a refused request is the client's news, not the operator's."""
+
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        ensure_codes(errors)
+        unexpected = [
+            e for e in errors if (e.extensions or {}).get("code") == INTERNAL_SERVER_ERROR
+        ]
+        super().process_errors(unexpected, execution_context)
+
+
 def build_schema(target: strawberry.Schema) -> strawberry.Schema:
     """The target schema with the async fields added to its Query and Mutation types."""
     query = merge_types("Query", (target.query, AsyncQueries))
@@ -179,7 +199,7 @@ def build_schema(target: strawberry.Schema) -> strawberry.Schema:
     config = dataclasses.replace(
         target.config, scalar_map={**target.config.scalar_map, Dictionary: DICTIONARY_SCALAR}
     )
-    return strawberry.Schema(
+    return EdgeSchema(
         query=query,
         mutation=merge_types("Mutation", mutation_types),
         subscription=target.subscription,

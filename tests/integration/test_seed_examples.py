@@ -219,6 +219,32 @@ async def test_invalid_inner_documents_are_refused_and_nothing_is_queued(
     assert (await js.stream_info(STREAM)).state.messages == 0
 
 
+@pytest.mark.parametrize(
+    ("request_body", "code"),
+    [
+        ({"query": '{ asyncResult(id: "x") '}, "GRAPHQL_PARSE_FAILED"),
+        ({"query": "{ nonsense }"}, "GRAPHQL_VALIDATION_FAILED"),
+        ({"query": "query($s: Int!) { slowReport(seconds: $s) }"}, "GRAPHQL_VALIDATION_FAILED"),
+        (
+            {"query": "query($s: Float!) { slowReport(seconds: $s) }", "variables": {"s": "x"}},
+            "BAD_USER_INPUT",
+        ),
+        ({"query": "query($s: Float!) { slowReport(seconds: $s) }"}, "BAD_USER_INPUT"),
+        (
+            {"query": "{ useCompany(no: 1) { generalLedgerAccount(first: -1) { totalCount } } }"},
+            "BAD_USER_INPUT",
+        ),
+    ],
+)
+async def test_bad_outer_requests_get_coded_errors(
+    stack: httpx.AsyncClient, request_body: dict[str, Any], code: str
+) -> None:
+    response = await stack.post("/graphql", json=request_body)
+
+    assert response.status_code == 200
+    assert [e["extensions"]["code"] for e in response.json()["errors"]] == [code]
+
+
 async def test_health_readiness_and_graphiql(stack: httpx.AsyncClient) -> None:
     assert (await stack.get("/healthz")).status_code == 200
     ready = await stack.get("/readyz")
