@@ -13,6 +13,10 @@ SUBJECT_ROOT: Final = "ops.events"
 ALL_EVENTS: Final = f"{SUBJECT_ROOT}.>"
 REQUESTED_EVENTS: Final = f"{SUBJECT_ROOT}.*.*.requested"
 
+# Messages a service could not read, set aside with the reason (headers) for an operator.
+DEAD_LETTER_STREAM: Final = "ASYNCGATE_DEAD_LETTERS"
+DEAD_LETTER_ROOT: Final = "ops.deadletter"
+
 VIEW_BUCKET: Final = "asyncgate_operations"
 
 EXECUTOR_DURABLE: Final = "asyncgate-executor"
@@ -37,6 +41,11 @@ def require_safe_token(value: str, what: str) -> str:
 def event_subject(tenant: str, operation_id: str, event_type: str) -> str:
     """The subject an operation's event of ``event_type`` is published on."""
     return f"{SUBJECT_ROOT}.{tenant}.{operation_id}.{event_type}"
+
+
+def dead_letter_subject(service: str) -> str:
+    """Where ``service`` sets aside the messages it could not read."""
+    return f"{DEAD_LETTER_ROOT}.{service}"
 
 
 def view_key(tenant: str, principal: str, operation_id: str) -> str:

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import httpx
+import msgspec
 import uvicorn
 from faststream import FastStream
 from nats.js import JetStreamContext
@@ -14,7 +15,7 @@ from nats.js.errors import NoKeysError
 from nats.js.kv import KeyValue
 
 from contracts.events import OperationEvent, decode_event
-from contracts.names import ALL_EVENTS, STREAM
+from contracts.names import ALL_EVENTS, DEAD_LETTER_STREAM, STREAM
 from contracts.view import OperationView, decode_view
 from services.common.settings import Settings
 from services.edge.app import create_app as create_edge
@@ -85,16 +86,17 @@ async def eventually(
 
 
 async def stored_events(js: JetStreamContext) -> list[tuple[int, OperationEvent]]:
-    """Every event in the stream with its sequence, in stream order."""
+    """Every readable event in the stream with its sequence, in stream order."""
     info = await js.stream_info(STREAM)
     if info.state.messages == 0:
         return []
     subscription = await js.subscribe(ALL_EVENTS, stream=STREAM, ordered_consumer=True)
     events: list[tuple[int, OperationEvent]] = []
     try:
-        while len(events) < info.state.messages:
+        for _ in range(info.state.messages):
             msg = await subscription.next_msg(timeout=5)
-            events.append((msg.metadata.sequence.stream, decode_event(msg.data)))
+            with contextlib.suppress(msgspec.ValidationError, msgspec.DecodeError):
+                events.append((msg.metadata.sequence.stream, decode_event(msg.data)))
     finally:
         await subscription.unsubscribe()
     return events
@@ -112,3 +114,17 @@ async def stored_views(kv: KeyValue) -> dict[str, OperationView]:
         if entry.value:
             views[key] = decode_view(entry.value)
     return views
+
+
+async def dead_letters(js: JetStreamContext) -> list[tuple[str, dict[str, str]]]:
+    """(payload, headers) of every message set aside on the dead-letter stream."""
+    info = await js.stream_info(DEAD_LETTER_STREAM)
+    letters = []
+    for sequence in range(info.state.first_seq, info.state.last_seq + 1):
+        if info.state.messages == 0:
+            break
+        message = await js.get_msg(DEAD_LETTER_STREAM, sequence)
+        letters.append(
+            ((message.data or b"").decode(errors="replace"), dict(message.headers or {}))
+        )
+    return letters

@@ -14,7 +14,13 @@ from nats.js.api import (
 from nats.js.errors import BadRequestError, NotFoundError
 from nats.js.kv import KeyValue
 
-from contracts.names import ALL_EVENTS, STREAM, VIEW_BUCKET
+from contracts.names import (
+    ALL_EVENTS,
+    DEAD_LETTER_ROOT,
+    DEAD_LETTER_STREAM,
+    STREAM,
+    VIEW_BUCKET,
+)
 from services.common.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -49,6 +55,19 @@ def stream_config(settings: Settings) -> StreamConfig:
     )
 
 
+def dead_letter_stream_config(settings: Settings) -> StreamConfig:
+    """Messages the services could not read, kept as long as the events for an operator."""
+    return StreamConfig(
+        name=DEAD_LETTER_STREAM,
+        subjects=[f"{DEAD_LETTER_ROOT}.>"],
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE,
+        max_age=settings.stream_max_age_s,
+        num_replicas=settings.replicas,
+        duplicate_window=DUPLICATE_WINDOW_S,
+    )
+
+
 def view_bucket_config(settings: Settings) -> KeyValueConfig:
     """The status view: one value per operation, expiring ``result_ttl`` after its last write."""
     return KeyValueConfig(
@@ -62,14 +81,13 @@ def view_bucket_config(settings: Settings) -> KeyValueConfig:
     )
 
 
-async def declare_stream(js: JetStreamContext, settings: Settings) -> None:
-    """Create the event stream, or bring an existing one to the configured limits."""
-    config = stream_config(settings)
+async def declare_stream(js: JetStreamContext, config: StreamConfig) -> None:
+    """Create a stream, or bring an existing one to the configured limits."""
     try:
         await js.add_stream(config)
     except BadRequestError:
         # Exists with other limits (say, a changed retention): converge on the configuration.
-        log.info("updating stream %s to the configured limits", STREAM)
+        log.info("updating stream %s to the configured limits", config.name)
         await js.update_stream(config)
 
 
@@ -90,7 +108,8 @@ async def declare_view_bucket(js: JetStreamContext, settings: Settings) -> KeyVa
 
 async def declare_all(js: JetStreamContext, settings: Settings) -> KeyValue:
     """Declare everything asyncgate stores in JetStream; return the view bucket."""
-    await declare_stream(js, settings)
+    await declare_stream(js, stream_config(settings))
+    await declare_stream(js, dead_letter_stream_config(settings))
     return await declare_view_bucket(js, settings)
 
 

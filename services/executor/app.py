@@ -9,7 +9,6 @@ import asyncio
 import logging
 
 import nats.errors
-from fast_depends.msgspec import MsgSpecSerializer
 from faststream import AckPolicy, FastStream
 from faststream.exceptions import NackMessage
 from faststream.nats import JStream, NatsBroker, NatsMessage, PullSub
@@ -18,6 +17,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from contracts.events import OperationRequested
 from contracts.names import EXECUTOR_DURABLE, REQUESTED_EVENTS, STREAM
+from services.common.dead_letters import read_event, set_aside
 from services.common.runtime import JetStreamHandles, worker_name
 from services.common.settings import Settings
 from services.common.target import load_schema
@@ -26,6 +26,7 @@ from services.executor.handlers import handle_requested
 log = logging.getLogger("asyncgate.executor")
 
 MAX_RETRY_DELAY_S = 30.0
+SERVICE = "executor"
 
 
 def consumer_config(settings: Settings) -> ConsumerConfig:
@@ -50,7 +51,6 @@ def create_app(settings: Settings, *, worker: str | None = None) -> FastStream:
     handles = JetStreamHandles()
     broker = NatsBroker(
         settings.nats_url,
-        serializer=MsgSpecSerializer(),
         graceful_timeout=settings.shutdown_grace_s,
         max_reconnect_attempts=-1,
         # One access-log line per message is noise at INFO; failures are still logged.
@@ -66,9 +66,15 @@ def create_app(settings: Settings, *, worker: str | None = None) -> FastStream:
         max_workers=settings.executor_concurrency,
         ack_policy=AckPolicy.NACK_ON_ERROR,
     )
-    async def on_operation_requested(request: OperationRequested, msg: NatsMessage) -> None:
+    async def on_operation_requested(msg: NatsMessage) -> None:
         """Run one requested operation; acknowledged once its terminal event is stored."""
         js, _ = handles.require()
+        request = await read_event(js, msg, SERVICE)
+        if request is None:
+            return
+        if not isinstance(request, OperationRequested):
+            await set_aside(js, msg, SERVICE, f"a {type(request).__name__} on a request subject")
+            return
         attempt = msg.raw_message.metadata.num_delivered
         try:
             await handle_requested(

@@ -6,19 +6,20 @@ revision plus an order-free fold keep the view right whichever replica applies w
 
 import logging
 
-from fast_depends.msgspec import MsgSpecSerializer
 from faststream import AckPolicy, FastStream
 from faststream.nats import JStream, NatsBroker, NatsMessage, PullSub
 from nats.js.api import AckPolicy as JsAckPolicy
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
-from contracts.events import OperationEvent
 from contracts.names import ALL_EVENTS, PROJECTOR_DURABLE, STREAM
+from services.common.dead_letters import read_event
 from services.common.runtime import JetStreamHandles
 from services.common.settings import Settings
 from services.projector.store import apply_event
 
 log = logging.getLogger("asyncgate.projector")
+
+SERVICE = "projector"
 
 
 def consumer_config(settings: Settings) -> ConsumerConfig:
@@ -37,7 +38,6 @@ def create_app(settings: Settings) -> FastStream:
     handles = JetStreamHandles()
     broker = NatsBroker(
         settings.nats_url,
-        serializer=MsgSpecSerializer(),
         graceful_timeout=settings.shutdown_grace_s,
         max_reconnect_attempts=-1,
         # One access-log line per message is noise at INFO; failures are still logged.
@@ -53,10 +53,12 @@ def create_app(settings: Settings) -> FastStream:
         max_workers=settings.projector_concurrency,
         ack_policy=AckPolicy.NACK_ON_ERROR,
     )
-    async def on_operation_event(event: OperationEvent, msg: NatsMessage) -> None:
+    async def on_operation_event(msg: NatsMessage) -> None:
         """Fold one event into its view; acknowledged once the view is stored."""
-        _, kv = handles.require()
-        await apply_event(kv, event, msg.raw_message.metadata.sequence.stream)
+        js, kv = handles.require()
+        event = await read_event(js, msg, SERVICE)
+        if event is not None:
+            await apply_event(kv, event, msg.raw_message.metadata.sequence.stream)
 
     async def start() -> None:
         await handles.open(broker, settings)

@@ -14,13 +14,14 @@ from contracts.events import (
     OperationFailed,
     OperationRequested,
     OperationStarted,
+    encode_event,
 )
 from examples.ledger.schema import schema as ledger_schema
 from services.common.events import publish_event
 from services.common.settings import Settings
 from services.executor.app import create_app as create_executor
 from services.executor.handlers import ATTEMPTS_EXHAUSTED, handle_requested
-from tests.stack import eventually, running, stored_events
+from tests.stack import dead_letters, eventually, running, stored_events
 
 pytestmark = pytest.mark.nats
 
@@ -215,3 +216,24 @@ async def test_the_last_delivery_after_lost_attempts_ends_the_operation(
 
 async def noop() -> None:
     """A keep-alive that has nothing to keep alive."""
+
+
+async def test_unreadable_requests_are_set_aside_and_the_next_one_still_runs(
+    settings: Settings, js: JetStreamContext
+) -> None:
+    await js.publish("ops.events.t1.bad.requested", b"[]")
+    stray = OperationStarted(
+        operation_id="stray", tenant="t1", principal="u1", trace_id="t", attempt=1, worker="w"
+    )
+    await js.publish("ops.events.t1.stray.requested", encode_event(stray))
+    async with running(create_executor(settings)):
+        await submit(js, request("fine", "{ slowReport(seconds: 0) }"))
+        await terminal_events(js, 1)
+        consumer = await js.consumer_info("ASYNCGATE_OPERATIONS", "asyncgate-executor")
+
+    reasons = [headers["Asyncgate-Reason"] for _, headers in await dead_letters(js)]
+    assert len(reasons) == 2
+    assert "not a readable operation event" in reasons[0]
+    assert "OperationStarted on a request subject" in reasons[1]
+    assert consumer.num_ack_pending == 0
+    assert consumer.num_redelivered == 0

@@ -2,6 +2,7 @@
 
 import dataclasses
 import random
+from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -23,7 +24,7 @@ from services.common.events import publish_event
 from services.common.settings import Settings
 from services.projector.app import create_app as create_projector
 from services.projector.store import apply_event, rebuild_views, replay_views
-from tests.stack import eventually, running, stored_events, stored_views
+from tests.stack import dead_letters, eventually, running, stored_events, stored_views
 
 pytestmark = pytest.mark.nats
 
@@ -141,3 +142,34 @@ async def _when_complete(kv: KeyValue, count: int) -> dict[str, OperationView] |
     views = await stored_views(kv)
     finished = [v for v in views.values() if v.status.is_terminal]
     return views if len(finished) == count else None
+
+
+async def test_an_unreadable_event_is_set_aside_once_and_the_rest_is_projected(
+    settings: Settings, js: JetStreamContext, kv: KeyValue
+) -> None:
+    await js.publish("ops.events.t1.op-x.started", b'{"type": "started", "garbage": true}')
+    await js.publish("ops.events.t1.op-y.completed", b"\xff not json")
+    await publish_all(js, lifecycle("op-ok"))
+
+    async with running(create_projector(settings)):
+        await eventually(lambda: _when_complete(kv, 1), what="the readable operation projected")
+        letters = await eventually(
+            lambda: _at_least(dead_letters(js), 2), what="both unreadable events set aside"
+        )
+        consumer = await js.consumer_info("ASYNCGATE_OPERATIONS", "asyncgate-projector")
+
+    assert [headers["Asyncgate-Original-Subject"] for _, headers in letters] == [
+        "ops.events.t1.op-x.started",
+        "ops.events.t1.op-y.completed",
+    ]
+    assert "missing required field" in letters[0][1]["Asyncgate-Reason"]
+    assert "malformed" in letters[1][1]["Asyncgate-Reason"]
+    assert consumer.num_ack_pending == 0
+    assert consumer.num_redelivered == 0
+
+
+async def _at_least(
+    letters: Awaitable[list[tuple[str, dict[str, str]]]], count: int
+) -> list[tuple[str, dict[str, str]]] | None:
+    found = await letters
+    return found if len(found) >= count else None
