@@ -2,6 +2,7 @@
 
 import subprocess
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -14,8 +15,16 @@ from services.common.nats_server import free_port, nats_server_command, wait_for
 from services.common.settings import Settings
 
 
+@dataclass
+class NatsServer:
+    """A nats-server process the test may also stop."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+
+
 @pytest.fixture
-def nats_url(tmp_path: Path) -> Iterator[str]:
+def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
     """A real JetStream server that lives for one test."""
     port = free_port()
     log = (tmp_path / "nats-server.log").open("w")
@@ -26,11 +35,17 @@ def nats_url(tmp_path: Path) -> Iterator[str]:
     )
     try:
         wait_for_port(port)
-        yield f"nats://127.0.0.1:{port}"
+        yield NatsServer(url=f"nats://127.0.0.1:{port}", process=process)
     finally:
         process.terminate()
         process.wait(timeout=10)
         log.close()
+
+
+@pytest.fixture
+def nats_url(nats_server: NatsServer) -> str:
+    """The URL of the test's nats-server."""
+    return nats_server.url
 
 
 @pytest.fixture

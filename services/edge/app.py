@@ -61,8 +61,8 @@ class EdgeGraphQL(GraphQL[EdgeContext, None]):
         self, request: Request | WebSocket, response: Response | WebSocket
     ) -> EdgeContext:
         """Who is asking (the anonymous development principal for now) and the NATS handles."""
-        js, kv = self._connection.js, self._connection.kv
-        if js is None or kv is None:
+        nc, js, kv = self._connection.nc, self._connection.js, self._connection.kv
+        if nc is None or js is None or kv is None:
             raise RuntimeError("the edge received a request before its lifespan started")
         return EdgeContext(
             principal=ANONYMOUS,
@@ -71,6 +71,7 @@ class EdgeGraphQL(GraphQL[EdgeContext, None]):
             target=self._target,
             retention=self._retention,
             trace_id=uuid.uuid4().hex,
+            nats_connected=nc.is_connected,
         )
 
 

@@ -20,6 +20,7 @@ class EdgeContext(OperationContext):
     target: strawberry.Schema
     retention: timedelta
     trace_id: str
+    nats_connected: bool = True
 
     @property
     def target_graphql_schema(self) -> GraphQLSchema:

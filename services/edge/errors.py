@@ -1,8 +1,11 @@
 """Expected failures as GraphQL errors with a stable ``extensions.code``."""
 
+import contextlib
 import re
+from collections.abc import Iterator
 from typing import Any, Final
 
+import nats.errors
 from graphql import GraphQLError
 
 GRAPHQL_PARSE_FAILED: Final = "GRAPHQL_PARSE_FAILED"
@@ -49,3 +52,20 @@ def ensure_codes(errors: list[GraphQLError]) -> None:
     for error in errors:
         if not (error.extensions or {}).get("code"):
             error.extensions = {**(error.extensions or {}), "code": code_of(error)}
+
+
+@contextlib.contextmanager
+def unavailable_without_nats(action: str, *, connected: bool) -> Iterator[None]:
+    """Turn NATS being unreachable into a SERVICE_UNAVAILABLE error the client can retry.
+
+    While the connection is known to be down it fails at once instead of waiting for a time-out.
+    """
+    unavailable = coded_error(
+        f"{action} is not possible right now; try again shortly", SERVICE_UNAVAILABLE
+    )
+    if not connected:
+        raise unavailable
+    try:
+        yield
+    except (nats.errors.Error, TimeoutError):
+        raise unavailable from None

@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 from typing import Any, NewType
 
 import msgspec
-import nats.errors
 import strawberry
 from graphql import GraphQLError, ObjectValueNode, ValueNode, value_from_ast_untyped
 from strawberry.extensions import SchemaExtension
@@ -22,9 +21,9 @@ from services.edge.context import EdgeContext
 from services.edge.errors import (
     BAD_USER_INPUT,
     INTERNAL_SERVER_ERROR,
-    SERVICE_UNAVAILABLE,
     coded_error,
     ensure_codes,
+    unavailable_without_nats,
 )
 from services.edge.reads import find_operation, list_operations
 from services.edge.validation import validate_inner
@@ -106,14 +105,16 @@ class AsyncQueries:
         self, info: strawberry.Info[EdgeContext, None], id: str
     ) -> AsyncOperation | None:
         context = info.context
-        view = await find_operation(
-            context.js,
-            context.kv,
-            context.principal,
-            _operation_id(id),
-            now=datetime.now(UTC),
-            retention=context.retention,
-        )
+        operation_id = _operation_id(id)
+        with unavailable_without_nats("reading results", connected=context.nats_connected):
+            view = await find_operation(
+                context.js,
+                context.kv,
+                context.principal,
+                operation_id,
+                now=datetime.now(UTC),
+                retention=context.retention,
+            )
         return None if view is None else AsyncOperation.from_view(view)
 
     @strawberry.field(description="Your retained operations, newest first.")
@@ -126,7 +127,9 @@ class AsyncQueries:
     ) -> list[AsyncOperation]:
         if not 1 <= first <= MAX_PAGE_SIZE:
             raise coded_error(f"first must be between 1 and {MAX_PAGE_SIZE}", BAD_USER_INPUT)
-        views = await list_operations(info.context.kv, info.context.principal)
+        context = info.context
+        with unavailable_without_nats("listing operations", connected=context.nats_connected):
+            views = await list_operations(context.kv, context.principal)
         if status is not None:
             views = [view for view in views if view.status == status]
         if after is not None:
@@ -160,12 +163,8 @@ class AsyncMutations:
             variables=operation.variables,
             operation_name=operation.operation_name,
         )
-        try:
+        with unavailable_without_nats("queueing operations", connected=context.nats_connected):
             ack = await publish_event(context.js, requested, msg_id=requested.operation_id)
-        except (nats.errors.Error, TimeoutError):
-            raise coded_error(
-                "operations cannot be queued right now; try again shortly", SERVICE_UNAVAILABLE
-            ) from None
         return AsyncOperation.from_view(evolve(None, requested, ack.seq))
 
 

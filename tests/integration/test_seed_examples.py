@@ -15,6 +15,7 @@ from contracts.names import STREAM
 from services.common.settings import Settings
 from services.executor.app import create_app as create_executor
 from services.projector.app import create_app as create_projector
+from tests.conftest import NatsServer
 from tests.seed_requests import (
     ASYNC_QUERY,
     ASYNC_QUERY_WITH_ARGS,
@@ -252,3 +253,20 @@ async def test_health_readiness_and_graphiql(stack: httpx.AsyncClient) -> None:
     page = await stack.get("/graphql", headers={"accept": "text/html"})
     assert page.status_code == 200
     assert "graphiql" in page.text.lower()
+
+
+async def test_without_nats_the_edge_answers_service_unavailable(
+    settings: Settings, nats_server: NatsServer
+) -> None:
+    async with serving_edge(settings) as client:
+        nats_server.process.terminate()
+        nats_server.process.wait(timeout=10)
+
+        submitted = await graphql(client, ASYNC_QUERY)
+        read = await graphql(client, FETCH_RESULTS, {"oid": str(uuid.uuid4())})
+        listed = await graphql(client, ASYNC_REQUESTS)
+        ready = await client.get("/readyz")
+
+    for response in (submitted, read, listed):
+        assert [e["extensions"]["code"] for e in response["errors"]] == ["SERVICE_UNAVAILABLE"]
+    assert ready.status_code == 503
