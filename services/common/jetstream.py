@@ -1,6 +1,8 @@
 """Connecting to NATS and declaring, explicitly and idempotently, the stream and the view bucket."""
 
 import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import nats
 from nats.aio.client import Client as NatsClient
@@ -30,11 +32,18 @@ log = logging.getLogger(__name__)
 DUPLICATE_WINDOW_S = 120.0
 
 
-async def connect(settings: Settings, name: str) -> NatsClient:
+async def connect(
+    settings: Settings,
+    name: str,
+    *,
+    on_reconnect: Callable[[], Awaitable[None]] | None = None,
+) -> NatsClient:
     """Open a NATS connection that keeps reconnecting for as long as the service runs."""
+    options: dict[str, Any] = {} if on_reconnect is None else {"reconnected_cb": on_reconnect}
     return await nats.connect(
         settings.nats_url,
         name=name,
+        **options,
         max_reconnect_attempts=-1,
         reconnect_time_wait=0.5,
         connect_timeout=5,

@@ -37,3 +37,16 @@ class JetStreamHandles:
         if self.js is None or self.kv is None:
             raise RuntimeError("JetStream handles used before start-up")
         return self.js, self.kv
+
+
+# A pull fetches at most this many messages at once, and never more than the worker count.
+MAX_PULL_BATCH = 16
+
+
+def pull_batch_size(concurrency: int) -> int:
+    """How many messages one pull fetches: enough to keep the workers fed, few waiting.
+
+    Fetched messages wait in-process for a free worker while their ack timer runs; a batch no
+    larger than the worker count keeps that wait to about one operation's length.
+    """
+    return max(1, min(concurrency, MAX_PULL_BATCH))

@@ -1,10 +1,12 @@
 """The target schema: the user's strawberry schema that asyncgate runs operations against."""
 
 import importlib
+from collections.abc import Callable
 from typing import Any
 
 import strawberry
 from graphql import GraphQLError
+from strawberry.extensions import ParserCache, SchemaExtension, ValidationCache
 
 from services.common.identity import OperationContext
 
@@ -24,6 +26,25 @@ def load_schema(import_path: str) -> strawberry.Schema:
         raise TargetSchemaError(f"cannot load target schema {import_path!r}: {error}") from error
     if not isinstance(schema, strawberry.Schema):
         raise TargetSchemaError(f"{import_path!r} is a {type(schema).__name__}, not a schema")
+    return schema
+
+
+# Clients send the same few documents over and over; parsing and validating them is most of the
+# CPU a request costs, so both are cached (per process, by document text).
+DOCUMENT_CACHE_SIZE = 1024
+
+
+def document_caches() -> list[Callable[[], SchemaExtension]]:
+    """strawberry extensions that cache parsing and validation of repeated documents."""
+    return [
+        lambda: ParserCache(maxsize=DOCUMENT_CACHE_SIZE),
+        lambda: ValidationCache(maxsize=DOCUMENT_CACHE_SIZE),
+    ]
+
+
+def with_document_caches(schema: strawberry.Schema) -> strawberry.Schema:
+    """``schema``, now caching parsed and validated documents (changes it in place)."""
+    schema.extensions = (*schema.extensions, *document_caches())
     return schema
 
 

@@ -8,7 +8,7 @@ import logging
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 import strawberry
@@ -28,6 +28,7 @@ from services.common.settings import Settings
 from services.common.target import load_schema
 from services.edge.context import EdgeContext
 from services.edge.schema import build_schema
+from services.edge.watch import ViewWatchHub
 
 log = logging.getLogger("asyncgate.edge")
 
@@ -39,6 +40,7 @@ class EdgeConnection:
     nc: NatsClient | None = None
     js: JetStreamContext | None = None
     kv: KeyValue | None = None
+    views: ViewWatchHub = field(default_factory=ViewWatchHub)
 
 
 class EdgeGraphQL(GraphQL[EdgeContext, None]):
@@ -68,6 +70,7 @@ class EdgeGraphQL(GraphQL[EdgeContext, None]):
             principal=ANONYMOUS,
             js=js,
             kv=kv,
+            views=self._connection.views,
             target=self._target,
             retention=self._retention,
             trace_id=uuid.uuid4().hex,
@@ -85,13 +88,19 @@ def create_app(settings: Settings) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        nc = await connect(settings, "asyncgate-edge")
+        async def resync_subscriptions() -> None:
+            if connection.kv is not None:
+                await connection.views.resync(connection.kv)
+
+        nc = await connect(settings, "asyncgate-edge", on_reconnect=resync_subscriptions)
         connection.nc, connection.js = nc, nc.jetstream()
         connection.kv = await declare_all(connection.js, settings)
+        await connection.views.start(connection.js)
         log.info("edge connected to %s", settings.nats_url)
         try:
             yield
         finally:
+            await connection.views.stop()
             await nc.drain()
             connection.nc = connection.js = connection.kv = None
 

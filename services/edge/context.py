@@ -9,6 +9,7 @@ from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
 from services.common.identity import OperationContext
+from services.edge.watch import ViewWatchHub
 
 
 @dataclass(kw_only=True)
@@ -18,6 +19,7 @@ class EdgeContext(OperationContext):
     js: JetStreamContext
     kv: KeyValue
     target: strawberry.Schema
+    views: ViewWatchHub
     retention: timedelta
     trace_id: str
     nats_connected: bool = True

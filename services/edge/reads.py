@@ -1,6 +1,7 @@
 """Reading a principal's operations: from the view, or from the stream while the view catches up."""
 
 import asyncio
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 from nats.js import JetStreamContext
@@ -12,6 +13,7 @@ from contracts.lifecycle import evolve
 from contracts.names import STREAM, event_subject, principal_view_keys, view_key
 from contracts.view import OperationView, decode_view
 from services.common.identity import Principal
+from services.edge.watch import ViewWatchHub
 from services.projector.store import read_view
 
 EVENT_TYPES = ("requested", "started", "completed", "failed")
@@ -98,3 +100,31 @@ _NOT_YET_KNOWN = datetime.min.replace(tzinfo=UTC)
 
 def _newest_first_key(view: OperationView) -> tuple[datetime, str]:
     return view.created_at or _NOT_YET_KNOWN, view.operation_id
+
+
+async def follow_operation(
+    hub: ViewWatchHub,
+    js: JetStreamContext,
+    kv: KeyValue,
+    principal: Principal,
+    operation_id: str,
+    *,
+    now: datetime,
+    retention: timedelta,
+) -> AsyncIterator[OperationView | None]:
+    """The operation's current state, then every change, ending with its final state.
+
+    Yields None once (and ends) if the principal has no such operation, or when it is removed.
+    """
+    async with hub.watching(view_key(principal.tenant, principal.user, operation_id)) as changes:
+        # Watching starts before the first read, so no change can fall between the two.
+        current = await find_operation(
+            js, kv, principal, operation_id, now=now, retention=retention
+        )
+        yield current
+        while current is not None and not current.status.is_terminal:
+            update = await changes.next()
+            if update is not None and update.last_sequence <= current.last_sequence:
+                continue
+            current = update
+            yield current

@@ -3,6 +3,7 @@ asyncRequests, wire-compatible with Business NXT's async queries."""
 
 import dataclasses
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any, NewType
 
@@ -17,6 +18,7 @@ from contracts.events import OperationRequested
 from contracts.lifecycle import evolve
 from contracts.view import OperationView, TaskStatus
 from services.common.events import publish_event
+from services.common.target import document_caches
 from services.edge.context import EdgeContext
 from services.edge.errors import (
     BAD_USER_INPUT,
@@ -25,7 +27,7 @@ from services.edge.errors import (
     ensure_codes,
     unavailable_without_nats,
 )
-from services.edge.reads import find_operation, list_operations
+from services.edge.reads import find_operation, follow_operation, list_operations
 from services.edge.validation import validate_inner
 
 Dictionary = NewType("Dictionary", dict[str, Any])
@@ -141,6 +143,30 @@ class AsyncQueries:
 
 
 @strawberry.type
+class AsyncSubscriptions:
+    @strawberry.subscription(
+        description="An operation's state now, then every change; completes after the final one."
+    )
+    async def async_result(
+        self, info: strawberry.Info[EdgeContext, None], id: str
+    ) -> AsyncIterator[AsyncOperation | None]:
+        context = info.context
+        operation_id = _operation_id(id)
+        with unavailable_without_nats("following results", connected=context.nats_connected):
+            states = follow_operation(
+                context.views,
+                context.js,
+                context.kv,
+                context.principal,
+                operation_id,
+                now=datetime.now(UTC),
+                retention=context.retention,
+            )
+            async for view in states:
+                yield None if view is None else AsyncOperation.from_view(view)
+
+
+@strawberry.type
 class AsyncMutations:
     @strawberry.mutation(description="Queue a query or mutation to run in the background.")
     async def async_query(
@@ -198,10 +224,15 @@ def build_schema(target: strawberry.Schema) -> strawberry.Schema:
     config = dataclasses.replace(
         target.config, scalar_map={**target.config.scalar_map, Dictionary: DICTIONARY_SCALAR}
     )
+    subscription_types = (
+        (AsyncSubscriptions,)
+        if target.subscription is None
+        else (target.subscription, AsyncSubscriptions)
+    )
     return EdgeSchema(
         query=query,
         mutation=merge_types("Mutation", mutation_types),
-        subscription=target.subscription,
-        extensions=[*target.extensions, TraceIdExtension],
+        subscription=merge_types("Subscription", subscription_types),
+        extensions=[*target.extensions, TraceIdExtension, *document_caches()],
         config=config,
     )

@@ -5,6 +5,7 @@ exactly as a synchronous request would be, so an operation that is queued can on
 reasons a synchronous call would have failed at run time too.
 """
 
+import functools
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -22,6 +23,7 @@ from graphql import (
 from graphql.execution.values import get_variable_values
 from graphql.language import Visitor, visit
 
+from services.common.target import DOCUMENT_CACHE_SIZE
 from services.edge.errors import (
     BAD_USER_INPUT,
     GRAPHQL_PARSE_FAILED,
@@ -61,13 +63,16 @@ def _first_async_field(document: DocumentNode) -> str | None:
     return finder.found
 
 
-def _parse(query: str) -> DocumentNode:
+@functools.lru_cache(maxsize=DOCUMENT_CACHE_SIZE)
+def _checked(schema: GraphQLSchema, query: str) -> tuple[DocumentNode, tuple[GraphQLError, ...]]:
+    """The parsed document and its validation errors; a document that does not parse raises."""
     try:
-        return parse(query)
+        document = parse(query)
     except GraphQLError as error:
         raise coded_error(
             f"the query does not parse: {error.message}", GRAPHQL_PARSE_FAILED
         ) from None
+    return document, tuple(validate(schema, document))
 
 
 def _operation(document: DocumentNode, operation_name: str | None) -> OperationDefinitionNode:
@@ -103,13 +108,12 @@ def validate_inner(
     operation_name: str | None,
 ) -> ValidatedOperation:
     """Check an inner document against the target ``schema``; raise a coded GraphQLError if bad."""
-    document = _parse(query)
+    document, errors = _checked(schema, query)
     nested = _first_async_field(document)
     if nested is not None:
         raise coded_error(
             f"an async query cannot contain another async field ('{nested}')", NESTED_ASYNC_QUERY
         )
-    errors = validate(schema, document)
     if errors:
         raise coded_error(
             "the query is not valid against the schema: "

@@ -10,7 +10,7 @@ import logging
 
 import nats.errors
 from faststream import AckPolicy, FastStream
-from faststream.exceptions import NackMessage
+from faststream.exceptions import NackMessage, SkipMessage
 from faststream.nats import JStream, NatsBroker, NatsMessage, PullSub
 from nats.js.api import AckPolicy as JsAckPolicy
 from nats.js.api import ConsumerConfig, DeliverPolicy
@@ -18,10 +18,10 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from contracts.events import OperationRequested
 from contracts.names import EXECUTOR_DURABLE, REQUESTED_EVENTS, STREAM
 from services.common.dead_letters import read_event, set_aside
-from services.common.runtime import JetStreamHandles, worker_name
+from services.common.runtime import JetStreamHandles, pull_batch_size, worker_name
 from services.common.settings import Settings
-from services.common.target import load_schema
-from services.executor.handlers import handle_requested
+from services.common.target import load_schema, with_document_caches
+from services.executor.handlers import SupersededDeliveryError, handle_requested
 
 log = logging.getLogger("asyncgate.executor")
 
@@ -46,7 +46,7 @@ def create_app(settings: Settings, *, worker: str | None = None) -> FastStream:
 
     ``worker`` names this replica in OperationStarted events (default: host and process id).
     """
-    schema = load_schema(settings.target_schema)
+    schema = with_document_caches(load_schema(settings.target_schema))
     worker = worker or worker_name()
     handles = JetStreamHandles()
     broker = NatsBroker(
@@ -62,7 +62,7 @@ def create_app(settings: Settings, *, worker: str | None = None) -> FastStream:
         stream=JStream(STREAM, declare=False),
         durable=EXECUTOR_DURABLE,
         config=consumer_config(settings),
-        pull_sub=PullSub(timeout=5.0),
+        pull_sub=PullSub(batch_size=pull_batch_size(settings.executor_concurrency), timeout=5.0),
         max_workers=settings.executor_concurrency,
         ack_policy=AckPolicy.NACK_ON_ERROR,
     )
@@ -89,6 +89,9 @@ def create_app(settings: Settings, *, worker: str | None = None) -> FastStream:
                 keep_alive=msg.in_progress,
                 keep_alive_every_s=settings.executor_ack_wait_s / 3,
             )
+        except SupersededDeliveryError:
+            # Neither ack nor nak: the newer delivery owns the request now.
+            raise SkipMessage from None
         except (nats.errors.Error, TimeoutError) as error:
             delay = min(MAX_RETRY_DELAY_S, 2.0**attempt)
             log.warning(

@@ -10,10 +10,12 @@ from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from contracts.events import (
+    OperationEvent,
     OperationRequested,
     OperationStarted,
     TerminalEvent,
     correlation_of,
+    decode_event,
 )
 from contracts.names import STREAM, event_subject
 from services.common.events import publish_event
@@ -33,15 +35,38 @@ ATTEMPTS_EXHAUSTED = "ATTEMPTS_EXHAUSTED"
 TERMINAL_MSG_ID = "terminal"
 
 
-async def terminal_already_stored(js: JetStreamContext, request: OperationRequested) -> bool:
-    """True when the stream already holds how this operation ended (a redelivered request)."""
-    for terminal_type in ("completed", "failed"):
-        subject = event_subject(request.tenant, request.operation_id, terminal_type)
-        try:
-            await js.get_last_msg(STREAM, subject, direct=True)
-        except NotFoundError:
-            continue
+class SupersededDeliveryError(Exception):
+    """A newer delivery of this request is already running elsewhere; this one must stand back.
+
+    It must not be acknowledged either: JetStream would take that ack for the newer delivery's,
+    and nothing would be redelivered if the executor running the newer one died.
+    """
+
+
+async def _last_event(
+    js: JetStreamContext, request: OperationRequested, event_type: str
+) -> OperationEvent | None:
+    subject = event_subject(request.tenant, request.operation_id, event_type)
+    try:
+        message = await js.get_last_msg(STREAM, subject, direct=True)
+    except NotFoundError:
+        return None
+    return None if message.data is None else decode_event(message.data)
+
+
+async def ended_elsewhere(js: JetStreamContext, request: OperationRequested, attempt: int) -> bool:
+    """True if the operation already ended; raise SupersededDeliveryError if a newer attempt runs.
+
+    A request fetched while every worker was busy can outwait its ack timer and be redelivered
+    to another executor; when it finally gets a worker here, the stream tells what happened.
+    """
+    started, completed, failed = await asyncio.gather(
+        *(_last_event(js, request, kind) for kind in ("started", "completed", "failed"))
+    )
+    if completed is not None or failed is not None:
         return True
+    if isinstance(started, OperationStarted) and started.attempt > attempt:
+        raise SupersededDeliveryError(request.operation_id)
     return False
 
 
@@ -107,9 +132,11 @@ async def handle_requested(
 ) -> TerminalEvent | None:
     """Run a delivered request once and store its terminal event; None if it had one already.
 
+    Raises SupersededDeliveryError when a newer delivery of the request is running elsewhere.
+
     Returns only after the terminal event is stored, so the caller may then acknowledge.
     """
-    if attempt > 1 and await terminal_already_stored(js, request):
+    if await ended_elsewhere(js, request, attempt):
         return None
     if attempt > 1 and attempt >= max_attempts:
         # Every earlier delivery was lost with its executor: end it rather than try forever.

@@ -13,7 +13,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from contracts.names import ALL_EVENTS, PROJECTOR_DURABLE, STREAM
 from services.common.dead_letters import read_event
-from services.common.runtime import JetStreamHandles
+from services.common.runtime import JetStreamHandles, pull_batch_size
 from services.common.settings import Settings
 from services.projector.store import apply_event
 
@@ -49,7 +49,7 @@ def create_app(settings: Settings) -> FastStream:
         stream=JStream(STREAM, declare=False),
         durable=PROJECTOR_DURABLE,
         config=consumer_config(settings),
-        pull_sub=PullSub(timeout=5.0),
+        pull_sub=PullSub(batch_size=pull_batch_size(settings.projector_concurrency), timeout=5.0),
         max_workers=settings.projector_concurrency,
         ack_policy=AckPolicy.NACK_ON_ERROR,
     )

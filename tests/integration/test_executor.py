@@ -14,13 +14,18 @@ from contracts.events import (
     OperationFailed,
     OperationRequested,
     OperationStarted,
+    correlation_of,
     encode_event,
 )
 from examples.ledger.schema import schema as ledger_schema
 from services.common.events import publish_event
 from services.common.settings import Settings
 from services.executor.app import create_app as create_executor
-from services.executor.handlers import ATTEMPTS_EXHAUSTED, handle_requested
+from services.executor.handlers import (
+    ATTEMPTS_EXHAUSTED,
+    SupersededDeliveryError,
+    handle_requested,
+)
 from tests.stack import dead_letters, eventually, running, stored_events
 
 pytestmark = pytest.mark.nats
@@ -237,3 +242,27 @@ async def test_unreadable_requests_are_set_aside_and_the_next_one_still_runs(
     assert "OperationStarted on a request subject" in reasons[1]
     assert consumer.num_ack_pending == 0
     assert consumer.num_redelivered == 0
+
+
+async def test_a_delivery_superseded_by_a_newer_attempt_stands_back(js: JetStreamContext) -> None:
+    overtaken = request("overtaken", "{ slowReport(seconds: 0) }")
+    await submit(js, overtaken)
+    newer = OperationStarted(**correlation_of(overtaken), attempt=2, worker="elsewhere")
+    await publish_event(js, newer, msg_id="overtaken.started.2")
+    before = len(await stored_events(js))
+
+    with pytest.raises(SupersededDeliveryError):
+        await handle_requested(
+            overtaken,
+            attempt=1,
+            max_attempts=5,
+            js=js,
+            schema=ledger_schema,
+            worker="w",
+            timeout_s=10,
+            max_payload=1 << 20,
+            keep_alive=noop,
+            keep_alive_every_s=10,
+        )
+
+    assert len(await stored_events(js)) == before
