@@ -4,6 +4,7 @@ import subprocess
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import pytest
 from nats.aio.client import Client as NatsClient
@@ -17,28 +18,44 @@ from services.common.settings import Settings
 
 @dataclass
 class NatsServer:
-    """A nats-server process the test may also stop."""
+    """A nats-server process the test may also stop or restart (same port, same store)."""
 
     url: str
     process: subprocess.Popen[bytes]
+    command: list[str]
+    port: int
+    log: IO[bytes]
+
+    def stop(self) -> None:
+        """Stop the server the way an operator would (SIGTERM)."""
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+    def restart(self) -> None:
+        """Stop the server and start it again on the same port with the same store."""
+        self.stop()
+        self.process = subprocess.Popen(self.command, stdout=self.log, stderr=subprocess.STDOUT)
+        wait_for_port(self.port)
 
 
 @pytest.fixture
 def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
     """A real JetStream server that lives for one test."""
     port = free_port()
-    log = (tmp_path / "nats-server.log").open("w")
-    process = subprocess.Popen(
-        nats_server_command(store_dir=tmp_path / "nats", port=port),
-        stdout=log,
-        stderr=subprocess.STDOUT,
+    command = nats_server_command(store_dir=tmp_path / "nats", port=port)
+    log = (tmp_path / "nats-server.log").open("wb")
+    server = NatsServer(
+        url=f"nats://127.0.0.1:{port}",
+        process=subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT),
+        command=command,
+        port=port,
+        log=log,
     )
     try:
         wait_for_port(port)
-        yield NatsServer(url=f"nats://127.0.0.1:{port}", process=process)
+        yield server
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        server.stop()
         log.close()
 
 

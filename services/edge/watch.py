@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 _KEY_PREFIX = f"$KV.{VIEW_BUCKET}."
 _REMOVED = frozenset({"DEL", "PURGE"})
+HEARTBEAT_S = 1.0
 
 
 class LatestView:
@@ -65,6 +66,9 @@ class ViewWatchHub:
             ordered_consumer=True,
             deliver_policy=DeliverPolicy.NEW,
             cb=self._deliver,
+            # Two missed heartbeats make nats-py recreate the consumer (after a server restart,
+            # say); one per second on one consumer per process is cheap.
+            idle_heartbeat=HEARTBEAT_S,
         )
 
     async def stop(self) -> None:

@@ -259,8 +259,7 @@ async def test_without_nats_the_edge_answers_service_unavailable(
     settings: Settings, nats_server: NatsServer
 ) -> None:
     async with serving_edge(settings) as client:
-        nats_server.process.terminate()
-        nats_server.process.wait(timeout=10)
+        nats_server.stop()
 
         submitted = await graphql(client, ASYNC_QUERY)
         read = await graphql(client, FETCH_RESULTS, {"oid": str(uuid.uuid4())})
