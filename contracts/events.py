@@ -35,12 +35,26 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
     trace_id: str
 
 
+class ActionInvocation(msgspec.Struct, frozen=True, kw_only=True):
+    """A call of a user's HTTP action handler, Hasura style."""
+
+    name: str
+    input: dict[str, Any]
+    session_variables: dict[str, str] = msgspec.field(default_factory=dict)
+    client_headers: dict[str, str] = msgspec.field(default_factory=dict)
+
+
 class OperationRequested(Event, frozen=True, kw_only=True, tag="requested"):
-    """A client asked for a GraphQL document to be run in the background."""
+    """A client asked for a GraphQL document, or an action, to be run in the background.
+
+    For an action, ``action`` says which handler to call with what, and ``query`` is the
+    client's request document (sent to the handler as ``request_query``).
+    """
 
     query: str
     variables: dict[str, Any] = msgspec.field(default_factory=dict)
     operation_name: str | None = None
+    action: ActionInvocation | None = None
 
 
 class OperationStarted(Event, frozen=True, kw_only=True, tag="started"):

@@ -44,6 +44,7 @@ def evolve(view: OperationView | None, event: OperationEvent, sequence: int) -> 
                 view,
                 created_at=_earliest(view.created_at, event.occurred_at),
                 operation_name=event.operation_name if first_request else view.operation_name,
+                action=(event.action and event.action.name) if first_request else view.action,
                 last_sequence=last_sequence,
             )
         case OperationStarted():

@@ -33,6 +33,7 @@ class OperationView(msgspec.Struct, frozen=True, kw_only=True):
     principal: str
     status: TaskStatus = TaskStatus.QUEUED
     operation_name: str | None = None
+    action: str | None = None
     created_at: datetime | None = None
     started_at: datetime | None = None
     completed_at: datetime | None = None

@@ -5,8 +5,10 @@ import asyncio
 import logging
 import sys
 
+from services.actions.config import ActionsConfigError
 from services.common.settings import ConfigurationError, Settings, documented_variables
 from services.common.target import TargetSchemaError
+from services.edge.actions import ActionSchemaError
 
 
 def _run_edge(settings: Settings) -> int:
@@ -38,6 +40,15 @@ def _run_projector(settings: Settings) -> int:
     return 0
 
 
+def _run_demo_handler(settings: Settings) -> int:
+    import uvicorn
+
+    from examples.actions.handler import app
+
+    uvicorn.run(app, host="127.0.0.1", port=settings.demo_handler_port, log_level="warning")
+    return 0
+
+
 def _run_up(settings: Settings) -> int:
     from services.supervisor import up
 
@@ -55,6 +66,7 @@ COMMANDS = {
     "edge": (_run_edge, "serve the GraphQL endpoint"),
     "executor": (_run_executor, "run requested operations"),
     "projector": (_run_projector, "fold events into the status view"),
+    "demo-handler": (_run_demo_handler, "serve the demo action handler (place_order)"),
     "config": (_print_config, "list the ASYNCGATE_* variables and their defaults"),
 }
 
@@ -72,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings.from_env()
         return COMMANDS[arguments.command][0](settings)
-    except (ConfigurationError, TargetSchemaError) as error:
+    except (ConfigurationError, TargetSchemaError, ActionsConfigError, ActionSchemaError) as error:
         print(f"asyncgate: {error}", file=sys.stderr)  # noqa: T201 (a start-up error for humans)
         return 2
     except KeyboardInterrupt:

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+from examples.actions import ACTIONS_FILE
 from services.common.nats_server import (
     free_port,
     nats_server_command,
@@ -21,9 +22,9 @@ from services.common.nats_server import (
 from services.common.settings import Settings
 
 SERVICES = ("projector", "executor", "edge")
-STOP_ORDER = ("edge", "executor", "projector", "nats")
+STOP_ORDER = ("edge", "executor", "projector", "demo", "nats")
 DEFAULT_NATS_PORT = 4222
-COLORS = {"nats": 35, "edge": 36, "executor": 33, "projector": 32, "up": 1}
+COLORS = {"demo": 34, "nats": 35, "edge": 36, "executor": 33, "projector": 32, "up": 1}
 READY_TIMEOUT_S = 30.0
 
 
@@ -102,6 +103,17 @@ async def run_stack(settings: Settings, environ: Mapping[str, str]) -> int:
                 return 1
             env["ASYNCGATE_NATS_URL"] = f"nats://127.0.0.1:{port}"
             say("up", f"embedded NATS with JetStream on port {port}, data in {store}")
+        if "ASYNCGATE_ACTIONS_FILE" not in environ:
+            # The demo action handler runs next to the stack, and the demo actions call it.
+            port = settings.demo_handler_port
+            port = port if port_is_free(port) else free_port()
+            env["ASYNCGATE_DEMO_HANDLER_PORT"] = str(port)
+            env["ASYNCGATE_DEMO_HANDLER_URL"] = f"http://127.0.0.1:{port}"
+            env["ASYNCGATE_ACTIONS_FILE"] = str(ACTIONS_FILE)
+            processes["demo"] = await _spawn(
+                "demo", [sys.executable, "-m", "services.cli", "demo-handler"], env
+            )
+            say("up", f"demo action handler (place_order) on port {port}")
         for name in SERVICES:
             processes[name] = await _spawn(name, [sys.executable, "-m", "services.cli", name], env)
         host = "127.0.0.1" if settings.http_host in ("0.0.0.0", "") else settings.http_host  # noqa: S104 (comparing, not binding)

@@ -13,6 +13,7 @@ from faststream import FastStream
 from nats.js import JetStreamContext
 from nats.js.errors import NoKeysError
 from nats.js.kv import KeyValue
+from starlette.types import ASGIApp
 
 from contracts.events import OperationEvent, decode_event
 from contracts.names import ALL_EVENTS, DEAD_LETTER_STREAM, STREAM
@@ -34,28 +35,30 @@ async def running(app: FastStream) -> AsyncIterator[FastStream]:
 
 
 @contextlib.asynccontextmanager
-async def serving_edge(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    """The edge behind a real uvicorn server; yields an HTTP client pointed at it."""
-    config = uvicorn.Config(
-        create_edge(settings),
-        host="127.0.0.1",
-        port=settings.http_port,
-        lifespan="on",
-        log_level="warning",
-    )
+async def serving(app: ASGIApp, port: int) -> AsyncIterator[str]:
+    """An ASGI app behind a real uvicorn server on ``port``; yields its base URL."""
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="on", log_level="warning")
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     while not server.started:
         if task.done():
             task.result()
         await asyncio.sleep(0.01)
-    base_url = f"http://127.0.0.1:{settings.http_port}"
     try:
-        async with httpx.AsyncClient(base_url=base_url, timeout=10) as client:
-            yield client
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         await task
+
+
+@contextlib.asynccontextmanager
+async def serving_edge(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """The edge behind a real uvicorn server; yields an HTTP client pointed at it."""
+    async with (
+        serving(create_edge(settings), settings.http_port) as base_url,
+        httpx.AsyncClient(base_url=base_url, timeout=10) as client,
+    ):
+        yield client
 
 
 async def graphql(

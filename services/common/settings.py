@@ -25,6 +25,10 @@ def _positive_int(value: str) -> int:
     return number
 
 
+def _optional_path(value: str) -> Path | None:
+    return Path(value) if value else None
+
+
 def _setting(env: str, default: Any, parse: Callable[[str], Any] = str) -> Any:
     return field(default=default, metadata={"env": env, "parse": parse})
 
@@ -48,6 +52,8 @@ class Settings:
     projector_concurrency: int = _setting("ASYNCGATE_PROJECTOR_CONCURRENCY", 16, _positive_int)
     shutdown_grace_s: float = _setting("ASYNCGATE_SHUTDOWN_GRACE_S", 10.0, _positive_float)
     data_dir: Path = _setting("ASYNCGATE_DATA_DIR", Path(".asyncgate"), Path)
+    actions_file: Path | None = _setting("ASYNCGATE_ACTIONS_FILE", None, _optional_path)
+    demo_handler_port: int = _setting("ASYNCGATE_DEMO_HANDLER_PORT", 8001, int)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":

@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+import httpx
 import strawberry
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
@@ -22,10 +23,12 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 
+from services.actions.config import load_actions
 from services.common.identity import ANONYMOUS
 from services.common.jetstream import connect, declare_all, is_ready
 from services.common.settings import Settings
 from services.common.target import load_schema
+from services.edge.actions import add_actions
 from services.edge.context import EdgeContext
 from services.edge.schema import build_schema
 from services.edge.watch import ViewWatchHub
@@ -41,6 +44,8 @@ class EdgeConnection:
     js: JetStreamContext | None = None
     kv: KeyValue | None = None
     views: ViewWatchHub = field(default_factory=ViewWatchHub)
+    # For synchronous actions, which call their handler inside the request.
+    http: httpx.AsyncClient | None = None
 
 
 class EdgeGraphQL(GraphQL[EdgeContext, None]):
@@ -63,14 +68,17 @@ class EdgeGraphQL(GraphQL[EdgeContext, None]):
         self, request: Request | WebSocket, response: Response | WebSocket
     ) -> EdgeContext:
         """Who is asking (the anonymous development principal for now) and the NATS handles."""
-        nc, js, kv = self._connection.nc, self._connection.js, self._connection.kv
-        if nc is None or js is None or kv is None:
+        connection = self._connection
+        nc, js, kv, http = connection.nc, connection.js, connection.kv, connection.http
+        if nc is None or js is None or kv is None or http is None:
             raise RuntimeError("the edge received a request before its lifespan started")
         return EdgeContext(
             principal=ANONYMOUS,
             js=js,
             kv=kv,
-            views=self._connection.views,
+            views=connection.views,
+            http=http,
+            client_headers=dict(request.headers),
             target=self._target,
             retention=self._retention,
             trace_id=uuid.uuid4().hex,
@@ -81,10 +89,11 @@ class EdgeGraphQL(GraphQL[EdgeContext, None]):
 def create_app(settings: Settings) -> Starlette:
     """Build the edge app; it connects to NATS when its lifespan starts, not before."""
     target = load_schema(settings.target_schema)
+    schema = build_schema(target)
+    if settings.actions_file is not None:
+        add_actions(schema, load_actions(settings.actions_file))
     connection = EdgeConnection()
-    graphql_app = EdgeGraphQL(
-        build_schema(target), target=target, settings=settings, connection=connection
-    )
+    graphql_app = EdgeGraphQL(schema, target=target, settings=settings, connection=connection)
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
@@ -96,10 +105,12 @@ def create_app(settings: Settings) -> Starlette:
         connection.nc, connection.js = nc, nc.jetstream()
         connection.kv = await declare_all(connection.js, settings)
         await connection.views.start(connection.js)
+        connection.http = httpx.AsyncClient()
         log.info("edge connected to %s", settings.nats_url)
         try:
             yield
         finally:
+            await connection.http.aclose()
             await connection.views.stop()
             await nc.drain()
             connection.nc = connection.js = connection.kv = None

@@ -1,8 +1,10 @@
 """The typed context every edge resolver gets (``strawberry.Info[EdgeContext, None]``)."""
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
+import httpx
 import strawberry
 from graphql import GraphQLSchema
 from nats.js import JetStreamContext
@@ -20,6 +22,8 @@ class EdgeContext(OperationContext):
     kv: KeyValue
     target: strawberry.Schema
     views: ViewWatchHub
+    http: httpx.AsyncClient
+    client_headers: Mapping[str, str]
     retention: timedelta
     trace_id: str
     nats_connected: bool = True

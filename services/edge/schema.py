@@ -27,6 +27,7 @@ from services.edge.errors import (
     ensure_codes,
     unavailable_without_nats,
 )
+from services.edge.formats import iso_timestamp, operation_id_argument
 from services.edge.reads import find_operation, follow_operation, list_operations
 from services.edge.validation import validate_inner
 
@@ -59,10 +60,6 @@ DICTIONARY_SCALAR = strawberry.scalar(
 strawberry.enum(TaskStatus, description="Where an asynchronous operation is in its life.")
 
 
-def _timestamp(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 @strawberry.type(description="An operation run in the background, and its result once it has one.")
 class AsyncOperation:
     operation_id: str
@@ -86,18 +83,11 @@ class AsyncOperation:
             error=view.error,
             error_code=view.code,
             data=msgspec.json.encode(view.response).decode(),
-            created_at=_timestamp(view.created_at),
-            started_at=_timestamp(view.started_at),
-            completed_at=_timestamp(view.completed_at),
+            created_at=iso_timestamp(view.created_at),
+            started_at=iso_timestamp(view.started_at),
+            completed_at=iso_timestamp(view.completed_at),
             attempts=view.attempts,
         )
-
-
-def _operation_id(value: str) -> str:
-    try:
-        return str(uuid.UUID(value, version=4))
-    except ValueError:
-        raise coded_error(f"'{value}' is not an operation id", BAD_USER_INPUT) from None
 
 
 @strawberry.type
@@ -107,7 +97,7 @@ class AsyncQueries:
         self, info: strawberry.Info[EdgeContext, None], id: str
     ) -> AsyncOperation | None:
         context = info.context
-        operation_id = _operation_id(id)
+        operation_id = operation_id_argument(id)
         with unavailable_without_nats("reading results", connected=context.nats_connected):
             view = await find_operation(
                 context.js,
@@ -151,7 +141,7 @@ class AsyncSubscriptions:
         self, info: strawberry.Info[EdgeContext, None], id: str
     ) -> AsyncIterator[AsyncOperation | None]:
         context = info.context
-        operation_id = _operation_id(id)
+        operation_id = operation_id_argument(id)
         with unavailable_without_nats("following results", connected=context.nats_connected):
             states = follow_operation(
                 context.views,

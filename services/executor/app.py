@@ -8,6 +8,7 @@ then the request is handed back for another try; the operation's own failures en
 import asyncio
 import logging
 
+import httpx
 import nats.errors
 from faststream import AckPolicy, FastStream
 from faststream.exceptions import NackMessage, SkipMessage
@@ -17,11 +18,16 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from contracts.events import OperationRequested
 from contracts.names import EXECUTOR_DURABLE, REQUESTED_EVENTS, STREAM
+from services.actions.config import load_actions
 from services.common.dead_letters import read_event, set_aside
 from services.common.runtime import JetStreamHandles, pull_batch_size, worker_name
 from services.common.settings import Settings
 from services.common.target import load_schema, with_document_caches
-from services.executor.handlers import SupersededDeliveryError, handle_requested
+from services.executor.handlers import (
+    OperationRunner,
+    SupersededDeliveryError,
+    handle_requested,
+)
 
 log = logging.getLogger("asyncgate.executor")
 
@@ -46,7 +52,14 @@ def create_app(settings: Settings, *, worker: str | None = None) -> FastStream:
 
     ``worker`` names this replica in OperationStarted events (default: host and process id).
     """
-    schema = with_document_caches(load_schema(settings.target_schema))
+    actions = None if settings.actions_file is None else load_actions(settings.actions_file)
+    http = httpx.AsyncClient()
+    run = OperationRunner(
+        schema=with_document_caches(load_schema(settings.target_schema)),
+        timeout_s=settings.operation_timeout_s,
+        actions=actions,
+        http=http,
+    )
     worker = worker or worker_name()
     handles = JetStreamHandles()
     broker = NatsBroker(
@@ -82,9 +95,8 @@ def create_app(settings: Settings, *, worker: str | None = None) -> FastStream:
                 attempt=attempt,
                 max_attempts=settings.executor_max_deliver,
                 js=js,
-                schema=schema,
+                run=run,
                 worker=worker,
-                timeout_s=settings.operation_timeout_s,
                 max_payload=handles.max_payload,
                 keep_alive=msg.in_progress,
                 keep_alive_every_s=settings.executor_ack_wait_s / 3,
@@ -109,4 +121,4 @@ def create_app(settings: Settings, *, worker: str | None = None) -> FastStream:
     async def start() -> None:
         await handles.open(broker, settings)
 
-    return FastStream(broker, on_startup=[start], logger=log)
+    return FastStream(broker, on_startup=[start], on_shutdown=[http.aclose], logger=log)

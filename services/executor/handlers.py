@@ -4,13 +4,18 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 
+import httpx
 import strawberry
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from contracts.events import (
+    ActionInvocation,
+    OperationCompleted,
     OperationEvent,
+    OperationFailed,
     OperationRequested,
     OperationStarted,
     TerminalEvent,
@@ -18,6 +23,8 @@ from contracts.events import (
     decode_event,
 )
 from contracts.names import STREAM, event_subject
+from services.actions.config import ActionsConfig
+from services.actions.handler import ActionSucceeded, call_handler
 from services.common.events import publish_event
 from services.common.identity import OperationContext, Principal
 from services.common.target import execute
@@ -90,31 +97,73 @@ async def keeping_alive(
             await task
 
 
-async def run_operation(
-    request: OperationRequested, *, schema: strawberry.Schema, timeout_s: float
-) -> TerminalEvent:
-    """Execute the request against the target schema and decide its terminal event."""
-    context = OperationContext(
-        principal=Principal(tenant=request.tenant, user=request.principal),
-        operation_id=request.operation_id,
-    )
-    try:
-        async with asyncio.timeout(timeout_s):
-            response = await execute(
-                schema,
-                query=request.query,
-                variables=request.variables,
-                operation_name=request.operation_name,
-                context=context,
+ACTION_UNKNOWN = "ACTION_UNKNOWN"
+
+
+@dataclass(frozen=True)
+class OperationRunner:
+    """Runs one request: a GraphQL document against the target schema, or an action's handler."""
+
+    schema: strawberry.Schema
+    timeout_s: float
+    actions: ActionsConfig | None = None
+    http: httpx.AsyncClient | None = None
+
+    async def __call__(self, request: OperationRequested) -> TerminalEvent:
+        """The terminal event the request ends in; the operation's own failures included."""
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                if request.action is not None:
+                    return await self._call_action(request, request.action)
+                return await self._execute(request)
+        except TimeoutError:
+            return failed(
+                request, TIMEOUT, f"the operation did not finish within {self.timeout_s:g} s"
             )
-    except TimeoutError:
-        return failed(request, TIMEOUT, f"the operation did not finish within {timeout_s:g} s")
-    except Exception:
-        # A schema that raises past graphql-core's own error handling: record it as the
-        # operation's outcome (never a redelivery loop) and keep the details in the log only.
-        log.exception("operation %s raised while executing", request.operation_id)
-        return failed(request, OPERATION_FAILED, "the operation failed unexpectedly")
-    return outcome_of(request, response)
+        except Exception:
+            # A schema that raises past graphql-core's own error handling: record it as the
+            # operation's outcome (never a redelivery loop) and keep the details in the log only.
+            log.exception("operation %s raised while executing", request.operation_id)
+            return failed(request, OPERATION_FAILED, "the operation failed unexpectedly")
+
+    async def _execute(self, request: OperationRequested) -> TerminalEvent:
+        context = OperationContext(
+            principal=Principal(tenant=request.tenant, user=request.principal),
+            operation_id=request.operation_id,
+        )
+        response = await execute(
+            self.schema,
+            query=request.query,
+            variables=request.variables,
+            operation_name=request.operation_name,
+            context=context,
+        )
+        return outcome_of(request, response)
+
+    async def _call_action(
+        self, request: OperationRequested, invocation: ActionInvocation
+    ) -> TerminalEvent:
+        if self.actions is None or self.http is None or invocation.name not in self.actions.actions:
+            return failed(
+                request, ACTION_UNKNOWN, f"no action named {invocation.name} is configured"
+            )
+        result = await call_handler(
+            self.http,
+            self.actions.actions[invocation.name],
+            self.actions.output_type(invocation.name),
+            input=invocation.input,
+            session_variables=invocation.session_variables,
+            request_query=request.query,
+            client_headers=invocation.client_headers,
+        )
+        if isinstance(result, ActionSucceeded):
+            return OperationCompleted(**correlation_of(request), response={"data": result.output})
+        return OperationFailed(
+            **correlation_of(request),
+            code=result.code,
+            error=result.message,
+            response={"data": None, "errors": result.errors},
+        )
 
 
 async def handle_requested(
@@ -123,9 +172,8 @@ async def handle_requested(
     attempt: int,
     max_attempts: int,
     js: JetStreamContext,
-    schema: strawberry.Schema,
+    run: Callable[[OperationRequested], Awaitable[TerminalEvent]],
     worker: str,
-    timeout_s: float,
     max_payload: int,
     keep_alive: Callable[[], Awaitable[None]],
     keep_alive_every_s: float,
@@ -149,7 +197,7 @@ async def handle_requested(
         started = OperationStarted(**correlation_of(request), attempt=attempt, worker=worker)
         await publish_event(js, started, msg_id=f"{request.operation_id}.started.{attempt}")
         async with keeping_alive(keep_alive, keep_alive_every_s):
-            outcome = await run_operation(request, schema=schema, timeout_s=timeout_s)
+            outcome = await run(request)
     outcome, payload = fit_to_message(outcome, max_payload)
     await publish_event(
         js, outcome, msg_id=f"{request.operation_id}.{TERMINAL_MSG_ID}", payload=payload

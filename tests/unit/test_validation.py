@@ -6,6 +6,7 @@ import pytest
 from graphql import GraphQLError, OperationType
 
 from examples.ledger.schema import schema
+from services.edge.formats import operation_id_argument
 from services.edge.validation import validate_inner
 
 LEDGER = schema._schema
@@ -81,3 +82,25 @@ def test_a_named_operation_among_several_is_chosen() -> None:
     )
 
     assert checked.operation_type is OperationType.MUTATION
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "",
+        "x",
+        "ops.events.>",
+        "23B1C256-7AFF-4B95-95BD-68220D9F93F2",
+        "00000000-0000-1000-8000-000000000000",
+        "{23b1c256-7aff-4b95-95bd-68220d9f93f2}",
+    ],
+)
+def test_only_canonical_operation_ids_are_accepted(value: str) -> None:
+    with pytest.raises(GraphQLError):
+        operation_id_argument(value)
+
+
+def test_a_canonical_operation_id_is_accepted() -> None:
+    value = "23b1c256-7aff-4b95-95bd-68220d9f93f2"
+
+    assert operation_id_argument(value) == value

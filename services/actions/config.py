@@ -1,0 +1,283 @@
+"""Loading ``actions.yaml`` and the ``actions.graphql`` beside it; a bad file names its line."""
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from graphql import (
+    DocumentNode,
+    FieldDefinitionNode,
+    GraphQLError,
+    GraphQLField,
+    GraphQLOutputType,
+    GraphQLSchema,
+    ObjectTypeDefinitionNode,
+    TypeDefinitionNode,
+    build_ast_schema,
+    parse,
+)
+
+# Scalars every Hasura schema has, which actions.graphql uses without declaring them.
+HASURA_SCALARS = ("uuid", "json", "jsonb", "timestamptz")
+ROOT_TYPES = {"Mutation": "mutation", "Query": "query"}
+DEFAULT_TIMEOUT_S = 30.0
+_TEMPLATE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+_LINE = "__line__"
+_KEY_LINES = "__key_lines__"
+
+
+class ActionsConfigError(ValueError):
+    """The actions files cannot be used; the message names the file and line."""
+
+
+@dataclass(frozen=True)
+class Header:
+    """A header sent to the handler on every call."""
+
+    name: str
+    value: str
+
+
+@dataclass(frozen=True)
+class ActionDefinition:
+    """One action: its GraphQL field and how to call its handler."""
+
+    name: str
+    operation: Literal["mutation", "query"]
+    kind: Literal["synchronous", "asynchronous"]
+    handler: str
+    timeout_s: float
+    headers: tuple[Header, ...]
+    forward_client_headers: bool
+    field: FieldDefinitionNode
+
+    @property
+    def is_async(self) -> bool:
+        """An asynchronous action answers with an action id and runs in the background."""
+        return self.kind == "asynchronous"
+
+
+@dataclass(frozen=True)
+class ActionsConfig:
+    """Every declared action, the SDL types they use, and those types built for checking."""
+
+    actions: Mapping[str, ActionDefinition]
+    type_definitions: tuple[TypeDefinitionNode, ...]
+    schema: GraphQLSchema
+
+    def field(self, action: str) -> GraphQLField:
+        """The field ``action`` as actions.graphql declares it (arguments and output type)."""
+        definition = self.actions[action]
+        schema = self.schema
+        root = schema.mutation_type if definition.operation == "mutation" else schema.query_type
+        if root is None or action not in root.fields:
+            raise KeyError(action)
+        field: GraphQLField = root.fields[action]
+        return field
+
+    def output_type(self, action: str) -> GraphQLOutputType:
+        """The declared output type of ``action``."""
+        output: GraphQLOutputType = self.field(action).type
+        return output
+
+
+class _LineLoader(yaml.SafeLoader):
+    """Records the line of every mapping, so errors can name it."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        mapping = super().construct_mapping(node, deep=deep)
+        mapping[_LINE] = node.start_mark.line + 1
+        mapping[_KEY_LINES] = {
+            key.value: key.start_mark.line + 1
+            for key, _ in node.value
+            if isinstance(key, yaml.ScalarNode)
+        }
+        return mapping
+
+
+def _line(mapping: dict[str, Any], key: str) -> int:
+    """The line of ``key`` in ``mapping`` (of the mapping itself if the key is absent)."""
+    return int(mapping.get(_KEY_LINES, {}).get(key, mapping.get(_LINE, 1)))
+
+
+def _fail(path: Path, line: int | None, message: str) -> ActionsConfigError:
+    where = f"{path}:{line}" if line else str(path)
+    return ActionsConfigError(f"{where}: {message}")
+
+
+def _expand(value: str, environ: Mapping[str, str], path: Path, line: int) -> str:
+    def substitute(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in environ:
+            raise _fail(path, line, f"environment variable {name} is not set")
+        return environ[name]
+
+    return _TEMPLATE.sub(substitute, value)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_LineLoader)  # noqa: S506 (a SafeLoader subclass)
+    except OSError as error:
+        raise _fail(path, None, f"cannot read: {error.strerror}") from None
+    except yaml.MarkedYAMLError as error:
+        line = error.problem_mark.line + 1 if error.problem_mark else None
+        raise _fail(path, line, f"not valid YAML: {error.problem}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("actions"), list):
+        raise _fail(path, 1, "expected a mapping with an 'actions' list")
+    return data
+
+
+def _read_sdl(path: Path) -> DocumentNode:
+    try:
+        return parse(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise _fail(path, None, f"cannot read: {error.strerror}") from None
+    except GraphQLError as error:
+        line = error.locations[0].line if error.locations else None
+        raise _fail(path, line, error.message) from None
+
+
+def _build_types(document: DocumentNode, path: Path) -> GraphQLSchema:
+    declared = {d.name.value for d in document.definitions if isinstance(d, TypeDefinitionNode)}
+    prelude = "".join(f"scalar {name}\n" for name in HASURA_SCALARS if name not in declared)
+    offset = prelude.count("\n")
+    if "Query" not in declared:
+        prelude += "type Query { _actions: Boolean }\n"
+        offset += 1
+    try:
+        full = parse(prelude + (document.loc.source.body if document.loc else ""))
+        return build_ast_schema(full)
+    except (GraphQLError, TypeError) as error:
+        locations = getattr(error, "locations", None)
+        line = locations[0].line - offset if locations else None
+        raise _fail(path, line, str(getattr(error, "message", error))) from None
+
+
+def _root_fields(document: DocumentNode) -> dict[str, tuple[str, FieldDefinitionNode]]:
+    fields: dict[str, tuple[str, FieldDefinitionNode]] = {}
+    for definition in document.definitions:
+        if isinstance(definition, ObjectTypeDefinitionNode) and definition.name.value in ROOT_TYPES:
+            for field in definition.fields or ():
+                fields[field.name.value] = (ROOT_TYPES[definition.name.value], field)
+    return fields
+
+
+def _headers(spec: Any, path: Path, line: int, environ: Mapping[str, str]) -> tuple[Header, ...]:
+    if spec is None:
+        return ()
+    if not isinstance(spec, list):
+        raise _fail(path, line, "headers must be a list of {name, value} or {name, value_from_env}")
+    headers = []
+    for item in spec:
+        item_line = int(item.get(_LINE, line)) if isinstance(item, dict) else line
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+            raise _fail(path, item_line, "every header needs a name")
+        if isinstance(item.get("value"), str):
+            headers.append(Header(item["name"], item["value"]))
+        elif isinstance(item.get("value_from_env"), str):
+            variable = item["value_from_env"]
+            if variable not in environ:
+                raise _fail(path, item_line, f"environment variable {variable} is not set")
+            headers.append(Header(item["name"], environ[variable]))
+        else:
+            raise _fail(path, item_line, f"header {item['name']} needs value or value_from_env")
+    return tuple(headers)
+
+
+def _action(
+    entry: Any,
+    fields: dict[str, tuple[str, FieldDefinitionNode]],
+    path: Path,
+    sdl_path: Path,
+    environ: Mapping[str, str],
+) -> ActionDefinition:
+    if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+        line = int(entry.get(_LINE, 1)) if isinstance(entry, dict) else 1
+        raise _fail(path, line, "every action needs a name")
+    name = entry["name"]
+    if name not in fields:
+        raise _fail(
+            path,
+            _line(entry, "name"),
+            f"action {name} is not a field of Mutation or Query in {sdl_path.name}",
+        )
+    definition = entry.get("definition")
+    if not isinstance(definition, dict):
+        raise _fail(path, _line(entry, "definition"), f"action {name} needs a definition")
+    operation, field = fields[name]
+    kind = definition.get("kind", "synchronous")
+    if kind not in ("synchronous", "asynchronous"):
+        raise _fail(
+            path,
+            _line(definition, "kind"),
+            f"kind must be synchronous or asynchronous, not {kind!r}",
+        )
+    if kind == "asynchronous" and operation != "mutation":
+        raise _fail(
+            path,
+            _line(definition, "kind"),
+            f"action {name} is a query; only mutations can be asynchronous",
+        )
+    handler = definition.get("handler")
+    if not isinstance(handler, str) or not handler:
+        raise _fail(path, _line(entry, "definition"), f"action {name} needs a handler URL")
+    handler = _expand(handler, environ, path, _line(definition, "handler"))
+    if not handler.startswith(("http://", "https://")):
+        raise _fail(
+            path,
+            _line(definition, "handler"),
+            f"handler of {name} must be an http(s) URL, not {handler!r}",
+        )
+    timeout = definition.get("timeout", DEFAULT_TIMEOUT_S)
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+        raise _fail(
+            path, _line(definition, "timeout"), "timeout must be a positive number of seconds"
+        )
+    forward = definition.get("forward_client_headers", False)
+    if not isinstance(forward, bool):
+        raise _fail(
+            path,
+            _line(definition, "forward_client_headers"),
+            "forward_client_headers must be true or false",
+        )
+    return ActionDefinition(
+        name=name,
+        operation="mutation" if operation == "mutation" else "query",
+        kind="asynchronous" if kind == "asynchronous" else "synchronous",
+        handler=handler,
+        timeout_s=float(timeout),
+        headers=_headers(definition.get("headers"), path, _line(definition, "headers"), environ),
+        forward_client_headers=forward,
+        field=field,
+    )
+
+
+def load_actions(path: Path, environ: Mapping[str, str] | None = None) -> ActionsConfig:
+    """Read ``path`` (actions.yaml) and ``actions.graphql`` beside it; raise ActionsConfigError."""
+    environ = os.environ if environ is None else environ
+    sdl_path = path.with_name("actions.graphql")
+    data = _read_yaml(path)
+    document = _read_sdl(sdl_path)
+    schema = _build_types(document, sdl_path)
+    fields = _root_fields(document)
+    actions: dict[str, ActionDefinition] = {}
+    for entry in data["actions"]:
+        action = _action(entry, fields, path, sdl_path, environ)
+        if action.name in actions:
+            raise _fail(path, entry.get(_LINE), f"action {action.name} is declared twice")
+        actions[action.name] = action
+    for name, (_, field) in fields.items():
+        if name not in actions:
+            line = field.loc.source.get_location(field.loc.start).line if field.loc else None
+            raise _fail(sdl_path, line, f"{name} has no entry in {path.name}")
+    type_definitions = tuple(
+        d
+        for d in document.definitions
+        if isinstance(d, TypeDefinitionNode) and d.name.value not in ROOT_TYPES
+    )
+    return ActionsConfig(actions=actions, type_definitions=type_definitions, schema=schema)

@@ -1,0 +1,23 @@
+"""How ids and times look on the wire."""
+
+import uuid
+from datetime import UTC, datetime
+
+from services.edge.errors import BAD_USER_INPUT, coded_error
+
+
+def iso_timestamp(moment: datetime | None) -> str | None:
+    """ISO-8601 UTC to the second, like ``2022-09-23T12:34:07Z`` (Business NXT's format)."""
+    return None if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def operation_id_argument(value: str) -> str:
+    """An operation id as a client sent it, checked: asyncgate issues version-4 UUIDs."""
+    try:
+        parsed = uuid.UUID(value)
+    except ValueError:
+        parsed = None
+    # Only the canonical form asyncgate hands out: a lower-case, hyphenated version-4 UUID.
+    if parsed is None or parsed.version != 4 or str(parsed) != value:
+        raise coded_error(f"'{value}' is not an operation id", BAD_USER_INPUT)
+    return value
