@@ -1,4 +1,4 @@
-"""The example requests of ../shared/seeds/business-nxt-async-queries.txt, exactly as written there.
+"""The example requests of the seeds in ../shared/seeds, exactly as written there.
 
 They are acceptance cases: copied character for character (line breaks and all) so that the
 tests send what a reader of the seed would paste into GraphiQL.
@@ -100,3 +100,17 @@ SEED_RESULT_DATA = (
     '{"accountNo":1030,"name":"Patenter"},{"accountNo":1040,"name":"Lisenser"},'
     '{"accountNo":1050,"name":"Varemerker"}]}}}}'
 )
+
+# ../shared/seeds/hasura-async-actions.txt
+HASURA_SEED_MUTATION = """mutation placeOrderRequest($order_input: place_order_input!) {
+  place_order(input: $order_input)
+}"""
+
+HASURA_SEED_ID = "23b1c256-7aff-4b95-95bd-68220d9f93f2"
+
+HASURA_SEED_SUBSCRIPTION = """subscription getPlaceOrderResponse {
+  place_order (id: "23b1c256-7aff-4b95-95bd-68220d9f93f2") {
+    output
+    errors
+  }
+}"""

@@ -22,21 +22,11 @@ from services.common.nats_server import free_port
 from services.common.settings import Settings
 from services.executor.app import create_app as create_executor
 from services.projector.app import create_app as create_projector
+from tests.seed_requests import HASURA_SEED_ID, HASURA_SEED_MUTATION, HASURA_SEED_SUBSCRIPTION
 from tests.stack import eventually, graphql, running, serving, serving_edge
 from tests.ws_client import graphql_websocket
 
 pytestmark = [pytest.mark.nats, pytest.mark.e2e]
-
-# The seed's requests (../shared/seeds/hasura-async-actions.txt), as written there.
-SEED_MUTATION = """mutation placeOrderRequest($order_input: place_order_input!) {
-  place_order(input: $order_input)
-}"""
-SEED_SUBSCRIPTION = """subscription getPlaceOrderResponse {
-  place_order (id: "23b1c256-7aff-4b95-95bd-68220d9f93f2") {
-    output
-    errors
-  }
-}"""
 
 ACTIONS_GRAPHQL = """
 type Mutation {
@@ -189,14 +179,12 @@ async def test_seed_mutation_and_subscription_return_the_id_then_push_the_output
         serving_edge(settings) as client,
     ):
         queued = await graphql(
-            client, SEED_MUTATION, {"order_input": {"product_id": "p-7", "quantity": 3}}
+            client, HASURA_SEED_MUTATION, {"order_input": {"product_id": "p-7", "quantity": 3}}
         )
         action_id = queued["data"]["place_order"]
         url = str(client.base_url).replace("http://", "ws://") + "/graphql"
         async with graphql_websocket(url) as ws:
-            seed_subscription = SEED_SUBSCRIPTION.replace(
-                "23b1c256-7aff-4b95-95bd-68220d9f93f2", action_id
-            )
+            seed_subscription = HASURA_SEED_SUBSCRIPTION.replace(HASURA_SEED_ID, action_id)
             sid = await ws.start(seed_subscription)
             messages = (await asyncio.wait_for(ws.collect({sid}), 20))[sid]
         query = await graphql(

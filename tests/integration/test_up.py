@@ -1,6 +1,7 @@
 """``asyncgate up`` as a user runs it: the whole stack in subprocesses, stopped with Ctrl-C
 (SIGINT) and started again on the same data folder."""
 
+import asyncio
 import os
 import signal
 import socket
@@ -15,8 +16,17 @@ import httpx
 import pytest
 
 from services.common.nats_server import free_port, port_is_free
-from tests.seed_requests import ASYNC_QUERY, ASYNC_REQUESTS, FETCH_RESULTS, SEED_RESULT_DATA
+from tests.seed_requests import (
+    ASYNC_QUERY,
+    ASYNC_REQUESTS,
+    FETCH_RESULTS,
+    HASURA_SEED_ID,
+    HASURA_SEED_MUTATION,
+    HASURA_SEED_SUBSCRIPTION,
+    SEED_RESULT_DATA,
+)
 from tests.stack import eventually, graphql
+from tests.ws_client import graphql_websocket
 
 pytestmark = [pytest.mark.nats, pytest.mark.e2e]
 
@@ -61,6 +71,26 @@ async def ready(client: httpx.AsyncClient) -> bool | None:
     return True if response.status_code == 200 else None
 
 
+async def check_hasura_seed(client: httpx.AsyncClient, http_port: int) -> None:
+    """The Hasura seed's mutation and subscription, as written, against the demo action."""
+    queued = await graphql(
+        client, HASURA_SEED_MUTATION, {"order_input": {"product_id": "p-1", "quantity": 2}}
+    )
+    action_id = queued["data"]["place_order"]
+    subscription = HASURA_SEED_SUBSCRIPTION.replace(HASURA_SEED_ID, action_id)
+    async with graphql_websocket(f"ws://127.0.0.1:{http_port}/graphql") as ws:
+        sid = await ws.start(subscription)
+        pushed = (await asyncio.wait_for(ws.collect({sid}), 30))[sid]
+    final = pushed[-1]["payload"]["data"]["place_order"]
+    assert final["output"]["status"] == "placed"
+    assert final["errors"] is None
+    query = await graphql(
+        client, f'{{ place_order(id: "{action_id}") {{ id created_at output errors }} }}'
+    )
+    assert query["data"]["place_order"]["id"] == action_id
+    assert query["data"]["place_order"]["output"] == final["output"]
+
+
 async def test_up_serves_the_seed_and_keeps_results_across_a_restart(tmp_path: Path) -> None:
     http_port = free_port()
     log = tmp_path / "up.log"
@@ -79,6 +109,7 @@ async def test_up_serves_the_seed_and_keeps_results_across_a_restart(tmp_path: P
             before = await eventually(succeeded, what="the seed query finishing")
             page = await client.get("/graphql", headers={"accept": "text/html"})
             assert "graphiql" in page.text.lower()
+            await check_hasura_seed(client, http_port)
 
         output = log.read_text()
         assert f"GraphiQL: http://127.0.0.1:{http_port}/graphql" in output
@@ -91,4 +122,8 @@ async def test_up_serves_the_seed_and_keeps_results_across_a_restart(tmp_path: P
 
     assert after["data"]["asyncResult"] == before
     assert before["data"] == SEED_RESULT_DATA
-    assert listed["data"]["asyncRequests"] == [{"operationId": operation_id, "status": "SUCCESS"}]
+    # The seed query and the Hasura seed's action, newest first, both kept across the restart.
+    listed_operations = listed["data"]["asyncRequests"]
+    assert len(listed_operations) == 2
+    assert listed_operations[1] == {"operationId": operation_id, "status": "SUCCESS"}
+    assert listed_operations[0]["status"] == "SUCCESS"
