@@ -52,6 +52,7 @@ class Settings:
     projector_concurrency: int = _setting("ASYNCGATE_PROJECTOR_CONCURRENCY", 16, _positive_int)
     shutdown_grace_s: float = _setting("ASYNCGATE_SHUTDOWN_GRACE_S", 10.0, _positive_float)
     data_dir: Path = _setting("ASYNCGATE_DATA_DIR", Path(".asyncgate"), Path)
+    max_body_bytes: int = _setting("ASYNCGATE_MAX_BODY_BYTES", 256 * 1024, _positive_int)
     actions_file: Path | None = _setting("ASYNCGATE_ACTIONS_FILE", None, _optional_path)
     demo_handler_port: int = _setting("ASYNCGATE_DEMO_HANDLER_PORT", 8001, int)
 

@@ -8,6 +8,7 @@ import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import ParserCache, SchemaExtension, ValidationCache
 
+from services.common.errors import mask_unexpected
 from services.common.identity import OperationContext
 
 
@@ -70,5 +71,5 @@ async def execute(
     )
     response: dict[str, Any] = {"data": result.data}
     if result.errors:
-        response["errors"] = [format_error(error) for error in result.errors]
+        response["errors"] = [format_error(error) for error in mask_unexpected(result.errors)]
     return response

@@ -4,6 +4,7 @@ Routes: /graphql (GraphiQL in a browser, GraphQL over HTTP), /healthz (the proce
 /readyz (NATS is connected and the stream and view bucket exist).
 """
 
+import json
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -13,13 +14,16 @@ from datetime import timedelta
 
 import httpx
 import strawberry
+from cross_web import HTTPException
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route, WebSocketRoute
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 
@@ -30,6 +34,8 @@ from services.common.settings import Settings
 from services.common.target import load_schema
 from services.edge.actions import add_actions
 from services.edge.context import EdgeContext
+from services.edge.errors import error_body, http_error_code
+from services.edge.http_limits import RequestBodyLimit
 from services.edge.schema import build_schema
 from services.edge.watch import ViewWatchHub
 
@@ -51,6 +57,20 @@ class EdgeConnection:
 class EdgeGraphQL(GraphQL[EdgeContext, None]):
     """The GraphQL endpoint, building a typed EdgeContext for every request."""
 
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve GraphQL; a request refused before any GraphQL runs gets a coded JSON error."""
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        try:
+            response = await self.run(Request(scope=scope, receive=receive))
+        except HTTPException as refused:
+            response = JSONResponse(
+                error_body(refused.reason, http_error_code(refused.status_code, refused.reason)),
+                status_code=refused.status_code,
+            )
+        await response(scope, receive, send)
+
     def __init__(
         self,
         schema: strawberry.Schema,
@@ -63,6 +83,19 @@ class EdgeGraphQL(GraphQL[EdgeContext, None]):
         self._target = target
         self._retention = timedelta(seconds=settings.result_ttl_s)
         self._connection = connection
+
+    def decode_json(self, data: str | bytes) -> object:
+        """JSON from the body; anything but an object (or a batch list) is a bad request.
+
+        strawberry itself answers 500 for bytes that are not text and for a body of ``null``.
+        """
+        try:
+            value = json.loads(data)
+        except UnicodeDecodeError as error:
+            raise HTTPException(400, "Unable to parse request body as JSON") from error
+        if not isinstance(value, dict | list):
+            raise HTTPException(400, "The request body must be a JSON object")
+        return value
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
@@ -129,7 +162,13 @@ def create_app(settings: Settings) -> Starlette:
     async def home(_: Request) -> Response:
         return RedirectResponse("/graphql")
 
-    return Starlette(
+    async def refused(request: Request, error: Exception) -> Response:
+        status = getattr(error, "status_code", 400)
+        reason = str(getattr(error, "detail", "")) or "the request was refused"
+        return JSONResponse(error_body(reason, http_error_code(status, reason)), status)
+
+    app = Starlette(
+        exception_handlers={StarletteHTTPException: refused},
         routes=[
             Route("/", home),
             Route("/healthz", healthz),
@@ -139,3 +178,5 @@ def create_app(settings: Settings) -> Starlette:
         ],
         lifespan=lifespan,
     )
+    app.add_middleware(RequestBodyLimit, max_bytes=settings.max_body_bytes)
+    return app

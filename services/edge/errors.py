@@ -7,6 +7,9 @@ from typing import Any, Final
 
 import nats.errors
 from graphql import GraphQLError
+from strawberry.extensions import MaskErrors
+
+from services.common.errors import INTERNAL_SERVER_ERROR, is_unexpected, masked
 
 GRAPHQL_PARSE_FAILED: Final = "GRAPHQL_PARSE_FAILED"
 GRAPHQL_VALIDATION_FAILED: Final = "GRAPHQL_VALIDATION_FAILED"
@@ -22,8 +25,6 @@ def coded_error(message: str, code: str, **extensions: Any) -> GraphQLError:
     return GraphQLError(message, extensions={"code": code, **extensions})
 
 
-INTERNAL_SERVER_ERROR: Final = "INTERNAL_SERVER_ERROR"
-
 # graphql-core's wording when a variable's value (not the document) is wrong.
 _VARIABLE_VALUE_ERROR = re.compile(
     r"Variable '\$\w+' (has invalid value|got invalid value|of required type|of non-null type)"
@@ -36,7 +37,7 @@ def code_of(error: GraphQLError) -> str:
     graphql-core's own request errors (syntax, validation, variable coercion) carry no code; a
     resolver that raised something other than a GraphQLError is an internal error.
     """
-    if error.original_error is not None and not isinstance(error.original_error, GraphQLError):
+    if is_unexpected(error):
         return INTERNAL_SERVER_ERROR
     if error.message.startswith("Syntax Error"):
         return GRAPHQL_PARSE_FAILED
@@ -69,3 +70,44 @@ def unavailable_without_nats(action: str, *, connected: bool) -> Iterator[None]:
         yield
     except (nats.errors.Error, TimeoutError):
         raise unavailable from None
+
+
+class MaskUnexpectedErrors(MaskErrors):
+    """strawberry's MaskErrors, keeping a stable code on what it masks."""
+
+    def __init__(self) -> None:
+        super().__init__(should_mask_error=is_unexpected)
+
+    def anonymise_error(self, error: GraphQLError) -> GraphQLError:
+        """The masked error, with code INTERNAL_SERVER_ERROR."""
+        return masked(error)
+
+
+# Codes for the requests strawberry refuses before any GraphQL runs, by its wording.
+BAD_REQUEST: Final = "BAD_REQUEST"
+UNSUPPORTED_MEDIA_TYPE: Final = "UNSUPPORTED_MEDIA_TYPE"
+METHOD_NOT_ALLOWED: Final = "METHOD_NOT_ALLOWED"
+NOT_FOUND: Final = "NOT_FOUND"
+PAYLOAD_TOO_LARGE: Final = "PAYLOAD_TOO_LARGE"
+UNAUTHENTICATED: Final = "UNAUTHENTICATED"
+
+
+def http_error_code(status: int, reason: str) -> str:
+    """The stable code of an HTTP-level refusal."""
+    if reason.startswith("Unknown operation named"):
+        return OPERATION_RESOLUTION_FAILURE
+    by_status = {
+        401: UNAUTHENTICATED,
+        404: NOT_FOUND,
+        405: METHOD_NOT_ALLOWED,
+        413: PAYLOAD_TOO_LARGE,
+        415: UNSUPPORTED_MEDIA_TYPE,
+    }
+    if "content type" in reason.lower():
+        return UNSUPPORTED_MEDIA_TYPE
+    return by_status.get(status, BAD_REQUEST)
+
+
+def error_body(message: str, code: str, **extensions: Any) -> dict[str, Any]:
+    """A GraphQL response body carrying one coded error and no data."""
+    return {"errors": [{"message": message, "extensions": {"code": code, **extensions}}]}

@@ -17,12 +17,13 @@ from strawberry.types import ExecutionContext
 from contracts.events import OperationRequested
 from contracts.lifecycle import evolve
 from contracts.view import OperationView, TaskStatus
+from services.common.errors import INTERNAL_SERVER_ERROR
 from services.common.events import publish_event
 from services.common.target import document_caches
 from services.edge.context import EdgeContext
 from services.edge.errors import (
     BAD_USER_INPUT,
-    INTERNAL_SERVER_ERROR,
+    MaskUnexpectedErrors,
     coded_error,
     ensure_codes,
     unavailable_without_nats,
@@ -223,6 +224,11 @@ def build_schema(target: strawberry.Schema) -> strawberry.Schema:
         query=query,
         mutation=merge_types("Mutation", mutation_types),
         subscription=merge_types("Subscription", subscription_types),
-        extensions=[*target.extensions, TraceIdExtension, *document_caches()],
+        extensions=[
+            *target.extensions,
+            TraceIdExtension,
+            MaskUnexpectedErrors,
+            *document_caches(),
+        ],
         config=config,
     )

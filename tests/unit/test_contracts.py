@@ -1,10 +1,13 @@
 """The published contracts: JSON on the wire, schemas checked in, names that cannot widen."""
 
+import contextlib
 import json
 from pathlib import Path
 
 import msgspec
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from contracts.events import OperationRequested, decode_event, encode_event
 from contracts.jsonschema import SCHEMA_DIR, generated_schemas
@@ -59,3 +62,25 @@ def test_tokens_that_could_widen_a_subject_are_refused(token: str) -> None:
 
 def test_subjects_filter_by_tenant_operation_and_type() -> None:
     assert event_subject("acme", "op-1", "completed") == "ops.events.acme.op-1.completed"
+
+
+@given(st.binary(max_size=300))
+def test_arbitrary_bytes_either_decode_to_an_event_or_raise_a_decode_error(payload: bytes) -> None:
+    try:
+        event = decode_event(payload)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return
+    assert event.operation_id
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(
+            ["type", "operation_id", "tenant", "principal", "trace_id", "query", "attempt"]
+        ),
+        st.none() | st.integers() | st.text(max_size=5) | st.sampled_from(["requested", "started"]),
+    )
+)
+def test_event_shaped_garbage_is_refused_cleanly(fields: dict[str, object]) -> None:
+    with contextlib.suppress(msgspec.ValidationError, msgspec.DecodeError):
+        decode_event(json.dumps(fields).encode())
