@@ -5,6 +5,7 @@ operation or by event type with ordinary NATS wildcards. View keys are
 ``<tenant>.<principal>.<operation>`` so one principal's operations are one key filter away.
 """
 
+import base64
 import re
 from typing import Final
 
@@ -36,6 +37,43 @@ def require_safe_token(value: str, what: str) -> str:
     if not _SAFE_TOKEN.fullmatch(value):
         raise UnsafeTokenError(f"{what} must be 1-64 characters of A-Z, a-z, 0-9, '_' or '-'")
     return value
+
+
+# Ids longer than this (before encoding) are refused rather than encoded.
+MAX_ID_CHARS: Final = 256
+_ENCODED_MARK: Final = "="
+# Up to 256 characters of up to 4 UTF-8 bytes each, in unpadded base64url.
+_ENCODED_TOKEN = re.compile(r"=[A-Za-z0-9_-]{2,1366}")
+
+
+def encode_id(value: str, what: str) -> str:
+    """A tenant or user id as a safe subject/key token.
+
+    A safe id stays as it is; any other (an e-mail address, a dotted name) becomes ``=`` and its
+    unpadded base64url, which is safe too and can never equal a plain id (``=`` is not in the
+    safe set), so two ids never share a token. Empty, overlong or non-printable ids are refused.
+    """
+    if _SAFE_TOKEN.fullmatch(value):
+        return value
+    if not value or len(value) > MAX_ID_CHARS or not value.isprintable():
+        raise UnsafeTokenError(f"{what} must be 1-{MAX_ID_CHARS} printable characters")
+    encoded = base64.urlsafe_b64encode(value.encode()).decode().rstrip("=")
+    return _ENCODED_MARK + encoded
+
+
+def decode_id(token: str) -> str:
+    """The id a token stands for (the inverse of ``encode_id``)."""
+    if not token.startswith(_ENCODED_MARK):
+        return token
+    body = token[1:]
+    return base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)).decode()
+
+
+def require_id_token(value: str, what: str) -> str:
+    """Return ``value`` if it is a token ``encode_id`` could have made, else raise."""
+    if _SAFE_TOKEN.fullmatch(value) or _ENCODED_TOKEN.fullmatch(value):
+        return value
+    raise UnsafeTokenError(f"{what} {value!r} is not a safe token")
 
 
 def event_subject(tenant: str, operation_id: str, event_type: str) -> str:

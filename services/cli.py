@@ -4,6 +4,7 @@ import argparse
 import asyncio
 import logging
 import sys
+from collections.abc import Callable
 
 from services.actions.config import ActionsConfigError
 from services.common.settings import ConfigurationError, Settings, documented_variables
@@ -11,7 +12,7 @@ from services.common.target import TargetSchemaError
 from services.edge.actions import ActionSchemaError
 
 
-def _run_edge(settings: Settings) -> int:
+def _run_edge(settings: Settings, _: argparse.Namespace) -> int:
     import uvicorn
 
     from services.edge.app import create_app
@@ -26,21 +27,21 @@ def _run_edge(settings: Settings) -> int:
     return 0
 
 
-def _run_executor(settings: Settings) -> int:
+def _run_executor(settings: Settings, _: argparse.Namespace) -> int:
     from services.executor.app import create_app
 
     asyncio.run(create_app(settings).run())
     return 0
 
 
-def _run_projector(settings: Settings) -> int:
+def _run_projector(settings: Settings, _: argparse.Namespace) -> int:
     from services.projector.app import create_app
 
     asyncio.run(create_app(settings).run())
     return 0
 
 
-def _run_demo_handler(settings: Settings) -> int:
+def _run_demo_handler(settings: Settings, _: argparse.Namespace) -> int:
     import uvicorn
 
     from examples.actions.handler import app
@@ -49,7 +50,7 @@ def _run_demo_handler(settings: Settings) -> int:
     return 0
 
 
-def _run_up(settings: Settings) -> int:
+def _run_up(settings: Settings, _: argparse.Namespace) -> int:
     from services.supervisor import up
 
     return up(settings)
@@ -61,13 +62,37 @@ def _print_config(_: Settings) -> int:
     return 0
 
 
-COMMANDS = {
+def _print_token(settings: Settings, arguments: argparse.Namespace) -> int:
+    from services.edge.auth import issue_token
+
+    token = issue_token(settings, tenant=arguments.tenant, user=arguments.user, ttl_s=arguments.ttl)
+    print(token)  # noqa: T201 (the command's output)
+    return 0
+
+
+def _print_api_key(_: Settings, arguments: argparse.Namespace) -> int:
+    from services.edge.auth import hash_api_key, new_api_key
+
+    key = new_api_key()
+    print(f"API key (give it to the client; it is not stored anywhere): {key}")  # noqa: T201
+    print("Entry for ASYNCGATE_API_KEYS_FILE:")  # noqa: T201
+    print(f"  - sha256: {hash_api_key(key)}")  # noqa: T201
+    print(f"    tenant: {arguments.tenant}")  # noqa: T201
+    print(f"    user: {arguments.user}")  # noqa: T201
+    return 0
+
+
+Command = Callable[[Settings, argparse.Namespace], int]
+
+COMMANDS: dict[str, tuple[Command, str]] = {
     "up": (_run_up, "run NATS, the edge, an executor and the projector together"),
     "edge": (_run_edge, "serve the GraphQL endpoint"),
     "executor": (_run_executor, "run requested operations"),
     "projector": (_run_projector, "fold events into the status view"),
     "demo-handler": (_run_demo_handler, "serve the demo action handler (place_order)"),
     "config": (_print_config, "list the ASYNCGATE_* variables and their defaults"),
+    "token": (_print_token, "print a token signed with ASYNCGATE_JWT_SECRET (HS256)"),
+    "api-key": (_print_api_key, "make a new API key and its entry for the keys file"),
 }
 
 
@@ -76,14 +101,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="asyncgate", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (_, help_text) in COMMANDS.items():
-        commands.add_parser(name, help=help_text)
+        command = commands.add_parser(name, help=help_text)
+        if name in ("token", "api-key"):
+            command.add_argument("--tenant", required=True, help="the tenant id")
+            command.add_argument("--user", required=True, help="the user id")
+        if name == "token":
+            command.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds")
     arguments = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
         settings = Settings.from_env()
-        return COMMANDS[arguments.command][0](settings)
+        return COMMANDS[arguments.command][0](settings, arguments)
     except (ConfigurationError, TargetSchemaError, ActionsConfigError, ActionSchemaError) as error:
         print(f"asyncgate: {error}", file=sys.stderr)  # noqa: T201 (a start-up error for humans)
         return 2

@@ -12,6 +12,7 @@ import strawberry
 from graphql import GraphQLError
 
 from examples.ledger.chart import CHART, Account
+from services.common.identity import OperationContext
 
 MAX_PAGE_SIZE = 1000
 MAX_REPORT_SECONDS = 3600.0
@@ -153,6 +154,11 @@ class Query:
     def use_company(self, no: int) -> Company:
         """The company with number ``no``."""
         return Company(no=_company(no))
+
+    @strawberry.field
+    def whoami(self, info: strawberry.Info[OperationContext, None]) -> str:
+        """The caller's user id, as asyncgate passes it to every resolver (sync or async)."""
+        return info.context.principal.user_id
 
     @strawberry.field
     async def slow_report(self, seconds: float) -> str:

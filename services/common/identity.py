@@ -1,24 +1,55 @@
 """Who is asking: the principal every operation belongs to, and the context schemas receive."""
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
-from contracts.names import require_safe_token
+from contracts.names import decode_id, encode_id, require_id_token
 
 
 @dataclass(frozen=True)
 class Principal:
-    """A user within a tenant. Both become parts of subjects and keys, so both are safe tokens."""
+    """A user within a tenant.
+
+    ``tenant`` and ``user`` are safe tokens (see ``contracts.names.encode_id``): they become
+    parts of subjects and keys as they are. ``tenant_id`` and ``user_id`` are the ids they stand
+    for. ``session_variables`` are the caller's Hasura-style claims, for action handlers.
+    """
 
     tenant: str
     user: str
+    session_variables: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
-        require_safe_token(self.tenant, "tenant")
-        require_safe_token(self.user, "user")
+        require_id_token(self.tenant, "tenant")
+        require_id_token(self.user, "user")
+
+    @classmethod
+    def of(
+        cls, tenant_id: str, user_id: str, session_variables: Mapping[str, str] | None = None
+    ) -> "Principal":
+        """The principal for these ids, whatever characters they contain."""
+        return cls(
+            tenant=encode_id(tenant_id, "tenant"),
+            user=encode_id(user_id, "user"),
+            session_variables=dict(session_variables or {}),
+        )
+
+    @property
+    def tenant_id(self) -> str:
+        """The tenant id as the identity provider spelled it."""
+        return decode_id(self.tenant)
+
+    @property
+    def user_id(self) -> str:
+        """The user id as the identity provider spelled it."""
+        return decode_id(self.user)
 
 
 # Until authentication is configured every caller is this development principal.
 ANONYMOUS = Principal(tenant="default", user="anonymous")
+# A WebSocket's principal until its connection_init is authenticated; no operation can run
+# before that (both protocols refuse operations before connection_ack).
+UNAUTHENTICATED = Principal(tenant="-", user="-")
 
 
 @dataclass

@@ -53,6 +53,20 @@ class Settings:
     shutdown_grace_s: float = _setting("ASYNCGATE_SHUTDOWN_GRACE_S", 10.0, _positive_float)
     data_dir: Path = _setting("ASYNCGATE_DATA_DIR", Path(".asyncgate"), Path)
     max_body_bytes: int = _setting("ASYNCGATE_MAX_BODY_BYTES", 256 * 1024, _positive_int)
+    jwt_secret: str = _setting("ASYNCGATE_JWT_SECRET", "")
+    jwt_public_key_file: Path | None = _setting(
+        "ASYNCGATE_JWT_PUBLIC_KEY_FILE", None, _optional_path
+    )
+    jwt_jwks_file: Path | None = _setting("ASYNCGATE_JWT_JWKS_FILE", None, _optional_path)
+    jwt_algorithms: str = _setting("ASYNCGATE_JWT_ALGORITHMS", "")
+    jwt_issuer: str = _setting("ASYNCGATE_JWT_ISSUER", "")
+    jwt_audience: str = _setting("ASYNCGATE_JWT_AUDIENCE", "")
+    jwt_user_claim: str = _setting("ASYNCGATE_JWT_USER_CLAIM", "sub")
+    jwt_tenant_claim: str = _setting("ASYNCGATE_JWT_TENANT_CLAIM", "tenant")
+    jwt_claims_namespace: str = _setting(
+        "ASYNCGATE_JWT_CLAIMS_NAMESPACE", "https://hasura.io/jwt/claims"
+    )
+    api_keys_file: Path | None = _setting("ASYNCGATE_API_KEYS_FILE", None, _optional_path)
     actions_file: Path | None = _setting("ASYNCGATE_ACTIONS_FILE", None, _optional_path)
     demo_handler_port: int = _setting("ASYNCGATE_DEMO_HANDLER_PORT", 8001, int)
 

@@ -50,8 +50,9 @@ def session_variables(principal: Principal) -> dict[str, str]:
     """Hasura's session variables for a principal (from the caller's identity, never the body)."""
     return {
         "x-hasura-role": "user",
-        "x-hasura-user-id": principal.user,
-        "x-hasura-tenant-id": principal.tenant,
+        **principal.session_variables,
+        "x-hasura-user-id": principal.user_id,
+        "x-hasura-tenant-id": principal.tenant_id,
     }
 
 

@@ -26,13 +26,16 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
+from strawberry.types.unset import UnsetType
 
 from services.actions.config import load_actions
-from services.common.identity import ANONYMOUS
+from services.common.identity import ANONYMOUS, UNAUTHENTICATED
 from services.common.jetstream import connect, declare_all, is_ready
 from services.common.settings import Settings
 from services.common.target import load_schema
 from services.edge.actions import add_actions
+from services.edge.auth import AuthenticationError, Authenticator, check_exposure
 from services.edge.context import EdgeContext
 from services.edge.errors import error_body, http_error_code
 from services.edge.http_limits import RequestBodyLimit
@@ -78,11 +81,25 @@ class EdgeGraphQL(GraphQL[EdgeContext, None]):
         target: strawberry.Schema,
         settings: Settings,
         connection: EdgeConnection,
+        authenticator: Authenticator,
     ) -> None:
         super().__init__(schema)
+        self._authenticator = authenticator
         self._target = target
         self._retention = timedelta(seconds=settings.result_ttl_s)
         self._connection = connection
+
+    async def on_ws_connect(self, context: EdgeContext) -> UnsetType | dict[str, object] | None:
+        """Identify a WebSocket's caller from its connection_init payload; refuse if unknown."""
+        try:
+            context.principal = self._authenticator.from_connection_params(
+                context.connection_params
+            )
+        except AuthenticationError as error:
+            raise ConnectionRejectionError(
+                {"message": str(error), "code": "UNAUTHENTICATED"}
+            ) from None
+        return UnsetType()
 
     def decode_json(self, data: str | bytes) -> object:
         """JSON from the body; anything but an object (or a batch list) is a bad request.
@@ -100,13 +117,21 @@ class EdgeGraphQL(GraphQL[EdgeContext, None]):
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
     ) -> EdgeContext:
-        """Who is asking (the anonymous development principal for now) and the NATS handles."""
+        """Who is asking, and the NATS handles; an unidentified HTTP caller gets 401."""
         connection = self._connection
         nc, js, kv, http = connection.nc, connection.js, connection.kv, connection.http
         if nc is None or js is None or kv is None or http is None:
             raise RuntimeError("the edge received a request before its lifespan started")
+        if isinstance(request, WebSocket):
+            # Identified from connection_init, in on_ws_connect, before any operation runs.
+            principal = UNAUTHENTICATED if self._authenticator.enabled else ANONYMOUS
+        else:
+            try:
+                principal = self._authenticator.from_headers(request.headers)
+            except AuthenticationError as error:
+                raise HTTPException(401, str(error)) from None
         return EdgeContext(
-            principal=ANONYMOUS,
+            principal=principal,
             js=js,
             kv=kv,
             views=connection.views,
@@ -121,12 +146,27 @@ class EdgeGraphQL(GraphQL[EdgeContext, None]):
 
 def create_app(settings: Settings) -> Starlette:
     """Build the edge app; it connects to NATS when its lifespan starts, not before."""
+    authenticator = Authenticator(settings)
+    check_exposure(settings, authenticator)
+    if not authenticator.enabled:
+        log.warning(
+            "NO AUTHENTICATION IS CONFIGURED: every caller is the anonymous development "
+            "principal. Fine on %s for development; set ASYNCGATE_JWT_SECRET (or a public key, "
+            "JWKS or API keys file) before anyone else can reach this edge.",
+            settings.http_host,
+        )
     target = load_schema(settings.target_schema)
     schema = build_schema(target)
     if settings.actions_file is not None:
         add_actions(schema, load_actions(settings.actions_file))
     connection = EdgeConnection()
-    graphql_app = EdgeGraphQL(schema, target=target, settings=settings, connection=connection)
+    graphql_app = EdgeGraphQL(
+        schema,
+        target=target,
+        settings=settings,
+        connection=connection,
+        authenticator=authenticator,
+    )
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:

@@ -27,6 +27,8 @@ class EdgeContext(OperationContext):
     retention: timedelta
     trace_id: str
     nats_connected: bool = True
+    # strawberry puts a WebSocket's connection_init payload here.
+    connection_params: object = None
 
     @property
     def target_graphql_schema(self) -> GraphQLSchema:
