@@ -56,7 +56,7 @@ def _run_up(settings: Settings, _: argparse.Namespace) -> int:
     return up(settings)
 
 
-def _print_config(_: Settings) -> int:
+def _print_config(_: Settings, __: argparse.Namespace) -> int:
     for name, default in documented_variables():
         print(f"{name}={default}")  # noqa: T201 (the command's output)
     return 0
