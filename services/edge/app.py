@@ -125,6 +125,9 @@ class EdgeGraphQL(GraphQL[EdgeContext, None]):
         if isinstance(request, WebSocket):
             # Identified from connection_init, in on_ws_connect, before any operation runs.
             principal = UNAUTHENTICATED if self._authenticator.enabled else ANONYMOUS
+        elif self.should_render_graphql_ide(self.request_adapter_class(request)):
+            # The GraphiQL page runs nothing; its requests carry the credentials typed into it.
+            principal = UNAUTHENTICATED
         else:
             try:
                 principal = self._authenticator.from_headers(request.headers)
