@@ -570,6 +570,9 @@ async def measure(options: Options, nats_url: str, nats_pid: int, data_dir: Path
         projector_concurrency=options.projector_concurrency,
         shutdown_grace_s=2.0,
         data_dir=data_dir,
+        # One user submits thousands of operations here: the per-user limits would refuse them.
+        max_active_per_user=0,
+        min_start_interval_s=0,
     )
     nc = await connect(settings, "asyncgate-bench")
     try:

@@ -19,6 +19,8 @@ DEAD_LETTER_STREAM: Final = "ASYNCGATE_DEAD_LETTERS"
 DEAD_LETTER_ROOT: Final = "ops.deadletter"
 
 VIEW_BUCKET: Final = "asyncgate_operations"
+# Per-user limit state (active operations, last start), keyed <tenant>.<principal>.
+LIMITS_BUCKET: Final = "asyncgate_limits"
 
 EXECUTOR_DURABLE: Final = "asyncgate-executor"
 PROJECTOR_DURABLE: Final = "asyncgate-projector"

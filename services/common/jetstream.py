@@ -20,6 +20,7 @@ from contracts.names import (
     ALL_EVENTS,
     DEAD_LETTER_ROOT,
     DEAD_LETTER_STREAM,
+    LIMITS_BUCKET,
     STREAM,
     VIEW_BUCKET,
 )
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 # JetStream's duplicate window: a request re-published with the same operation id inside it is
 # stored once. Two minutes is the server default, stated so nobody has to look it up.
 DUPLICATE_WINDOW_S = 120.0
+LIMITS_TTL_S = 24 * 3600.0
 
 
 async def connect(
@@ -113,6 +115,23 @@ async def declare_view_bucket(js: JetStreamContext, settings: Settings) -> KeyVa
             info.config.max_age = config.ttl
             await js.update_stream(info.config)
         return kv
+
+
+async def declare_limits_bucket(js: JetStreamContext, settings: Settings) -> KeyValue:
+    """The per-user limit state; an idle user's entry expires after a day."""
+    try:
+        return await js.create_key_value(
+            KeyValueConfig(
+                bucket=LIMITS_BUCKET,
+                description="asyncgate per-user limits (active operations, last start)",
+                history=1,
+                ttl=LIMITS_TTL_S,
+                storage=StorageType.FILE,
+                replicas=settings.replicas,
+            )
+        )
+    except BadRequestError:
+        return await js.key_value(LIMITS_BUCKET)
 
 
 async def declare_all(js: JetStreamContext, settings: Settings) -> KeyValue:

@@ -18,6 +18,13 @@ def _positive_float(value: str) -> float:
     return number
 
 
+def _non_negative_int(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise ValueError("must not be negative")
+    return number
+
+
 def _positive_int(value: str) -> int:
     number = int(value)
     if number < 1:
@@ -52,6 +59,8 @@ class Settings:
     projector_concurrency: int = _setting("ASYNCGATE_PROJECTOR_CONCURRENCY", 16, _positive_int)
     shutdown_grace_s: float = _setting("ASYNCGATE_SHUTDOWN_GRACE_S", 10.0, _positive_float)
     data_dir: Path = _setting("ASYNCGATE_DATA_DIR", Path(".asyncgate"), Path)
+    max_active_per_user: int = _setting("ASYNCGATE_MAX_ACTIVE_PER_USER", 10, _non_negative_int)
+    min_start_interval_s: float = _setting("ASYNCGATE_MIN_START_INTERVAL_S", 5.0, _positive_float)
     max_body_bytes: int = _setting("ASYNCGATE_MAX_BODY_BYTES", 256 * 1024, _positive_int)
     jwt_secret: str = _setting("ASYNCGATE_JWT_SECRET", "")
     jwt_public_key_file: Path | None = _setting(

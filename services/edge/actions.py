@@ -34,12 +34,12 @@ from contracts.events import ActionInvocation, OperationRequested
 from contracts.view import OperationView, TaskStatus
 from services.actions.config import HASURA_SCALARS, ActionDefinition, ActionsConfig
 from services.actions.handler import ActionSucceeded, call_handler, forwardable
-from services.common.events import publish_event
 from services.common.identity import Principal
 from services.edge.context import EdgeContext
 from services.edge.errors import unavailable_without_nats
 from services.edge.formats import iso_timestamp, operation_id_argument
 from services.edge.reads import find_operation, follow_operation
+from services.edge.submit import submit
 
 
 class ActionSchemaError(ValueError):
@@ -105,8 +105,7 @@ def _queue(action: ActionDefinition) -> Callable[..., Any]:
                 client_headers=headers,
             ),
         )
-        with unavailable_without_nats("queueing actions", connected=context.nats_connected):
-            await publish_event(context.js, requested, msg_id=requested.operation_id)
+        await submit(context, requested)
         return requested.operation_id
 
     return resolve

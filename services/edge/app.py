@@ -31,7 +31,7 @@ from strawberry.types.unset import UnsetType
 
 from services.actions.config import load_actions
 from services.common.identity import ANONYMOUS, UNAUTHENTICATED
-from services.common.jetstream import connect, declare_all, is_ready
+from services.common.jetstream import connect, declare_all, declare_limits_bucket, is_ready
 from services.common.settings import Settings
 from services.common.target import load_schema
 from services.edge.actions import add_actions
@@ -39,6 +39,7 @@ from services.edge.auth import AuthenticationError, Authenticator, check_exposur
 from services.edge.context import EdgeContext
 from services.edge.errors import error_body, http_error_code
 from services.edge.http_limits import RequestBodyLimit
+from services.edge.limits import Limiter
 from services.edge.schema import build_schema
 from services.edge.watch import ViewWatchHub
 
@@ -55,6 +56,7 @@ class EdgeConnection:
     views: ViewWatchHub = field(default_factory=ViewWatchHub)
     # For synchronous actions, which call their handler inside the request.
     http: httpx.AsyncClient | None = None
+    limits: Limiter | None = None
 
 
 class EdgeGraphQL(GraphQL[EdgeContext, None]):
@@ -120,7 +122,8 @@ class EdgeGraphQL(GraphQL[EdgeContext, None]):
         """Who is asking, and the NATS handles; an unidentified HTTP caller gets 401."""
         connection = self._connection
         nc, js, kv, http = connection.nc, connection.js, connection.kv, connection.http
-        if nc is None or js is None or kv is None or http is None:
+        limits = connection.limits
+        if nc is None or js is None or kv is None or http is None or limits is None:
             raise RuntimeError("the edge received a request before its lifespan started")
         if isinstance(request, WebSocket):
             # Identified from connection_init, in on_ws_connect, before any operation runs.
@@ -138,6 +141,7 @@ class EdgeGraphQL(GraphQL[EdgeContext, None]):
             js=js,
             kv=kv,
             views=connection.views,
+            limits=limits,
             http=http,
             client_headers=dict(request.headers),
             target=self._target,
@@ -180,6 +184,14 @@ def create_app(settings: Settings) -> Starlette:
         nc = await connect(settings, "asyncgate-edge", on_reconnect=resync_subscriptions)
         connection.nc, connection.js = nc, nc.jetstream()
         connection.kv = await declare_all(connection.js, settings)
+        connection.limits = Limiter(
+            state=await declare_limits_bucket(connection.js, settings),
+            views=connection.kv,
+            max_active=settings.max_active_per_user,
+            min_interval_s=settings.min_start_interval_s,
+            # Past this an operation cannot still be running, whatever its view says.
+            stale_after_s=settings.operation_timeout_s * settings.executor_max_deliver + 300,
+        )
         await connection.views.start(connection.js)
         connection.http = httpx.AsyncClient()
         log.info("edge connected to %s", settings.nats_url)

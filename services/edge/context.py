@@ -11,6 +11,7 @@ from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
 from services.common.identity import OperationContext
+from services.edge.limits import Limiter
 from services.edge.watch import ViewWatchHub
 
 
@@ -22,6 +23,7 @@ class EdgeContext(OperationContext):
     kv: KeyValue
     target: strawberry.Schema
     views: ViewWatchHub
+    limits: Limiter
     http: httpx.AsyncClient
     client_headers: Mapping[str, str]
     retention: timedelta

@@ -18,7 +18,6 @@ from contracts.events import OperationRequested
 from contracts.lifecycle import evolve
 from contracts.view import OperationView, TaskStatus
 from services.common.errors import INTERNAL_SERVER_ERROR
-from services.common.events import publish_event
 from services.common.target import document_caches
 from services.edge.context import EdgeContext
 from services.edge.errors import (
@@ -30,6 +29,7 @@ from services.edge.errors import (
 )
 from services.edge.formats import iso_timestamp, operation_id_argument
 from services.edge.reads import find_operation, follow_operation, list_operations
+from services.edge.submit import submit
 from services.edge.validation import validate_inner
 
 Dictionary = NewType("Dictionary", dict[str, Any])
@@ -180,9 +180,8 @@ class AsyncMutations:
             variables=operation.variables,
             operation_name=operation.operation_name,
         )
-        with unavailable_without_nats("queueing operations", connected=context.nats_connected):
-            ack = await publish_event(context.js, requested, msg_id=requested.operation_id)
-        return AsyncOperation.from_view(evolve(None, requested, ack.seq))
+        sequence = await submit(context, requested)
+        return AsyncOperation.from_view(evolve(None, requested, sequence))
 
 
 class TraceIdExtension(SchemaExtension):
