@@ -61,6 +61,11 @@ class Settings:
     data_dir: Path = _setting("ASYNCGATE_DATA_DIR", Path(".asyncgate"), Path)
     max_active_per_user: int = _setting("ASYNCGATE_MAX_ACTIVE_PER_USER", 10, _non_negative_int)
     min_start_interval_s: float = _setting("ASYNCGATE_MIN_START_INTERVAL_S", 5.0, _positive_float)
+    max_query_bytes: int = _setting("ASYNCGATE_MAX_QUERY_BYTES", 32 * 1024, _positive_int)
+    max_variables_bytes: int = _setting("ASYNCGATE_MAX_VARIABLES_BYTES", 64 * 1024, _positive_int)
+    max_depth: int = _setting("ASYNCGATE_MAX_DEPTH", 15, _positive_int)
+    max_aliases: int = _setting("ASYNCGATE_MAX_ALIASES", 30, _positive_int)
+    max_tokens: int = _setting("ASYNCGATE_MAX_TOKENS", 2000, _positive_int)
     max_body_bytes: int = _setting("ASYNCGATE_MAX_BODY_BYTES", 256 * 1024, _positive_int)
     jwt_secret: str = _setting("ASYNCGATE_JWT_SECRET", "")
     jwt_public_key_file: Path | None = _setting(

@@ -41,6 +41,7 @@ from services.edge.errors import error_body, http_error_code
 from services.edge.http_limits import RequestBodyLimit
 from services.edge.limits import Limiter
 from services.edge.schema import build_schema
+from services.edge.shape_limits import ShapeLimits
 from services.edge.watch import ViewWatchHub
 
 log = logging.getLogger("asyncgate.edge")
@@ -87,6 +88,7 @@ class EdgeGraphQL(GraphQL[EdgeContext, None]):
     ) -> None:
         super().__init__(schema)
         self._authenticator = authenticator
+        self._shape = ShapeLimits.from_settings(settings)
         self._target = target
         self._retention = timedelta(seconds=settings.result_ttl_s)
         self._connection = connection
@@ -142,6 +144,7 @@ class EdgeGraphQL(GraphQL[EdgeContext, None]):
             kv=kv,
             views=connection.views,
             limits=limits,
+            shape=self._shape,
             http=http,
             client_headers=dict(request.headers),
             target=self._target,
@@ -163,7 +166,8 @@ def create_app(settings: Settings) -> Starlette:
             settings.http_host,
         )
     target = load_schema(settings.target_schema)
-    schema = build_schema(target)
+    shape = ShapeLimits.from_settings(settings)
+    schema = build_schema(target, shape)
     if settings.actions_file is not None:
         add_actions(schema, load_actions(settings.actions_file))
     connection = EdgeConnection()

@@ -12,6 +12,7 @@ from nats.js.kv import KeyValue
 
 from services.common.identity import OperationContext
 from services.edge.limits import Limiter
+from services.edge.shape_limits import ShapeLimits
 from services.edge.watch import ViewWatchHub
 
 
@@ -24,6 +25,7 @@ class EdgeContext(OperationContext):
     target: strawberry.Schema
     views: ViewWatchHub
     limits: Limiter
+    shape: ShapeLimits
     http: httpx.AsyncClient
     client_headers: Mapping[str, str]
     retention: timedelta

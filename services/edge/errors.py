@@ -39,6 +39,8 @@ def code_of(error: GraphQLError) -> str:
     """
     if is_unexpected(error):
         return INTERNAL_SERVER_ERROR
+    if _is_complexity_error(error):
+        return QUERY_TOO_COMPLEX
     if error.message.startswith("Syntax Error"):
         return GRAPHQL_PARSE_FAILED
     if _VARIABLE_VALUE_ERROR.match(error.message):
@@ -111,3 +113,16 @@ def http_error_code(status: int, reason: str) -> str:
 def error_body(message: str, code: str, **extensions: Any) -> dict[str, Any]:
     """A GraphQL response body carrying one coded error and no data."""
     return {"errors": [{"message": message, "extensions": {"code": code, **extensions}}]}
+
+
+QUERY_TOO_COMPLEX: Final = "QUERY_TOO_COMPLEX"
+
+
+def _is_complexity_error(error: GraphQLError) -> bool:
+    # The depth, alias and token limiters' own wording (their errors carry no code).
+    message = error.message
+    return (
+        "exceeds maximum operation depth" in message
+        or "aliases found. Allowed:" in message
+        or ("Document contains more than" in message and "tokens" in message)
+    )

@@ -29,6 +29,7 @@ from services.edge.errors import (
 )
 from services.edge.formats import iso_timestamp, operation_id_argument
 from services.edge.reads import find_operation, follow_operation, list_operations
+from services.edge.shape_limits import ShapeLimits
 from services.edge.submit import submit
 from services.edge.validation import validate_inner
 
@@ -169,7 +170,11 @@ class AsyncMutations:
     ) -> AsyncOperation:
         context = info.context
         operation = validate_inner(
-            context.target_graphql_schema, query=query, args=args, operation_name=operation_name
+            context.target_graphql_schema,
+            query=query,
+            args=args,
+            operation_name=operation_name,
+            limits=context.shape,
         )
         requested = OperationRequested(
             operation_id=str(uuid.uuid4()),
@@ -205,7 +210,7 @@ class EdgeSchema(strawberry.Schema):
         super().process_errors(unexpected, execution_context)
 
 
-def build_schema(target: strawberry.Schema) -> strawberry.Schema:
+def build_schema(target: strawberry.Schema, shape: ShapeLimits) -> strawberry.Schema:
     """The target schema with the async fields added to its Query and Mutation types."""
     query = merge_types("Query", (target.query, AsyncQueries))
     mutation_types = (
@@ -227,6 +232,7 @@ def build_schema(target: strawberry.Schema) -> strawberry.Schema:
             *target.extensions,
             TraceIdExtension,
             MaskUnexpectedErrors,
+            *shape.extensions(),
             *document_caches(),
         ],
         config=config,

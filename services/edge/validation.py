@@ -30,9 +30,11 @@ from services.edge.errors import (
     GRAPHQL_VALIDATION_FAILED,
     NESTED_ASYNC_QUERY,
     OPERATION_RESOLUTION_FAILURE,
+    QUERY_TOO_COMPLEX,
     UNSUPPORTED_OPERATION,
     coded_error,
 )
+from services.edge.shape_limits import ShapeLimits
 
 ASYNC_FIELDS: Final = frozenset({"asyncQuery", "asyncResult", "asyncRequests"})
 
@@ -64,15 +66,30 @@ def _first_async_field(document: DocumentNode) -> str | None:
 
 
 @functools.lru_cache(maxsize=DOCUMENT_CACHE_SIZE)
-def _checked(schema: GraphQLSchema, query: str) -> tuple[DocumentNode, tuple[GraphQLError, ...]]:
+def _checked(
+    schema: GraphQLSchema, query: str, limits: ShapeLimits
+) -> tuple[DocumentNode, tuple[GraphQLError, ...]]:
     """The parsed document and its validation errors; a document that does not parse raises."""
     try:
-        document = parse(query)
+        document = parse(query, max_tokens=limits.max_tokens)
     except GraphQLError as error:
+        if "Document contains more than" in error.message:
+            raise coded_error(
+                f"the query has more than {limits.max_tokens} tokens", QUERY_TOO_COMPLEX
+            ) from None
         raise coded_error(
             f"the query does not parse: {error.message}", GRAPHQL_PARSE_FAILED
         ) from None
-    return document, tuple(validate(schema, document))
+    errors = validate(schema, document)
+    if errors:
+        return document, tuple(errors)
+    too_complex = validate(schema, document, rules=limits.validation_rules())
+    if too_complex:
+        raise coded_error(
+            "the query is too complex: " + "; ".join(e.message for e in too_complex),
+            QUERY_TOO_COMPLEX,
+        )
+    return document, ()
 
 
 def _operation(document: DocumentNode, operation_name: str | None) -> OperationDefinitionNode:
@@ -106,9 +123,11 @@ def validate_inner(
     query: str,
     args: dict[str, Any] | None,
     operation_name: str | None,
+    limits: ShapeLimits,
 ) -> ValidatedOperation:
     """Check an inner document against the target ``schema``; raise a coded GraphQLError if bad."""
-    document, errors = _checked(schema, query)
+    limits.check_sizes(query, args, "inner query")
+    document, errors = _checked(schema, query, limits)
     nested = _first_async_field(document)
     if nested is not None:
         raise coded_error(

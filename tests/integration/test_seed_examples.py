@@ -235,6 +235,13 @@ async def test_invalid_inner_documents_are_refused_and_nothing_is_queued(
             {"query": "{ useCompany(no: 1) { generalLedgerAccount(first: -1) { totalCount } } }"},
             "BAD_USER_INPUT",
         ),
+        (
+            {"query": "{ " + " ".join(f"a{i}: whoami" for i in range(31)) + " }"},
+            "QUERY_TOO_COMPLEX",
+        ),
+        ({"query": "{" + " whoami" * 2100 + " }"}, "QUERY_TOO_COMPLEX"),
+        ({"query": "{ whoami } #" + "x" * 40_000}, "QUERY_TOO_LARGE"),
+        ({"query": "{ whoami }", "variables": {"pad": "x" * 70_000}}, "VARIABLES_TOO_LARGE"),
     ],
 )
 async def test_bad_outer_requests_get_coded_errors(

@@ -7,15 +7,19 @@ from graphql import GraphQLError, OperationType
 
 from examples.ledger.schema import schema
 from services.edge.formats import operation_id_argument
+from services.edge.shape_limits import ShapeLimits
 from services.edge.validation import validate_inner
 
 LEDGER = schema._schema
+LIMITS = ShapeLimits(
+    max_query_bytes=2000, max_variables_bytes=200, max_depth=6, max_aliases=3, max_tokens=300
+)
 
 
 def code_of(query: str, args: dict[str, Any] | None = None, name: str | None = None) -> str:
     """The code the validator refuses a document with."""
     with pytest.raises(GraphQLError) as refused:
-        validate_inner(LEDGER, query=query, args=args, operation_name=name)
+        validate_inner(LEDGER, query=query, args=args, operation_name=name, limits=LIMITS)
     assert refused.value.extensions is not None
     return str(refused.value.extensions["code"])
 
@@ -26,6 +30,7 @@ def test_a_valid_query_with_its_variables_passes() -> None:
         query="query read($cid: Int!) { useCompany(no: $cid) { no } }",
         args={"cid": 7},
         operation_name=None,
+        limits=LIMITS,
     )
 
     assert checked.variables == {"cid": 7}
@@ -38,6 +43,7 @@ def test_a_mutation_passes() -> None:
         query='mutation { useCompany(no: 1) { generalLedgerAccount_create(values: [{accountNo: 1, name: "a"}]) { affectedRows } } }',  # noqa: E501
         args=None,
         operation_name=None,
+        limits=LIMITS,
     )
 
     assert checked.operation_type is OperationType.MUTATION
@@ -79,6 +85,7 @@ def test_a_named_operation_among_several_is_chosen() -> None:
         query="query a { slowReport(seconds: 0) } mutation b { useCompany(no: 1) { no } }",
         args=None,
         operation_name="b",
+        limits=LIMITS,
     )
 
     assert checked.operation_type is OperationType.MUTATION
@@ -104,3 +111,45 @@ def test_a_canonical_operation_id_is_accepted() -> None:
     value = "23b1c256-7aff-4b95-95bd-68220d9f93f2"
 
     assert operation_id_argument(value) == value
+
+
+DEEP = "{ useCompany(no: 1) { generalLedgerAccount { items { name } } } }"
+
+
+@pytest.mark.parametrize(
+    ("query", "args", "code"),
+    [
+        ("{ whoami } #" + "x" * 2000, None, "QUERY_TOO_LARGE"),
+        (
+            "query($n: Int!) { useCompany(no: $n) { no } }",
+            {"n": 1, "pad": "x" * 300},
+            "VARIABLES_TOO_LARGE",
+        ),
+        ("{ a: whoami b: whoami c: whoami d: whoami }", None, "QUERY_TOO_COMPLEX"),
+    ],
+)
+def test_inner_documents_get_the_size_and_shape_limits(
+    query: str, args: dict[str, Any] | None, code: str
+) -> None:
+    assert code_of(query, args) == code
+
+
+def test_depth_and_tokens_are_limited_too() -> None:
+    shallow = ShapeLimits(
+        max_query_bytes=10_000, max_variables_bytes=200, max_depth=2, max_aliases=3, max_tokens=25
+    )
+
+    with pytest.raises(GraphQLError) as deep:
+        validate_inner(LEDGER, query=DEEP, args=None, operation_name=None, limits=shallow)
+    with pytest.raises(GraphQLError) as long:
+        validate_inner(
+            LEDGER,
+            query="{" + " whoami" * 30 + " }",
+            args=None,
+            operation_name=None,
+            limits=shallow,
+        )
+
+    for refused in (deep, long):
+        assert refused.value.extensions is not None
+        assert refused.value.extensions["code"] == "QUERY_TOO_COMPLEX"

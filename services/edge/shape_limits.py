@@ -1,0 +1,89 @@
+"""Size and shape limits on every document: the request's own and an asyncQuery's inner one.
+
+Query bytes, variables bytes, depth, aliases and tokens; over any of them, a coded error before
+anything runs (and, for an inner document, before anything is queued).
+"""
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Final
+
+from graphql import ValidationRule
+from strawberry.extensions import (
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    QueryDepthLimiter,
+    SchemaExtension,
+)
+from strawberry.extensions.max_aliases import create_validator as aliases_validator
+from strawberry.extensions.query_depth_limiter import create_validator as depth_validator
+
+from services.common.settings import Settings
+from services.edge.errors import coded_error
+
+QUERY_TOO_LARGE: Final = "QUERY_TOO_LARGE"
+VARIABLES_TOO_LARGE: Final = "VARIABLES_TOO_LARGE"
+
+
+@dataclass(frozen=True)
+class ShapeLimits:
+    """How big and how deep a document may be."""
+
+    max_query_bytes: int
+    max_variables_bytes: int
+    max_depth: int
+    max_aliases: int
+    max_tokens: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "ShapeLimits":
+        """The limits configured by ASYNCGATE_MAX_* variables."""
+        return cls(
+            max_query_bytes=settings.max_query_bytes,
+            max_variables_bytes=settings.max_variables_bytes,
+            max_depth=settings.max_depth,
+            max_aliases=settings.max_aliases,
+            max_tokens=settings.max_tokens,
+        )
+
+    def check_sizes(self, query: str, variables: object, what: str = "query") -> None:
+        """Refuse a document or variables over their byte limits."""
+        size = len(query.encode())
+        if size > self.max_query_bytes:
+            raise coded_error(
+                f"the {what} is {size} bytes; at most {self.max_query_bytes} are accepted",
+                QUERY_TOO_LARGE,
+            )
+        if variables:
+            size = len(json.dumps(variables, default=str).encode())
+            if size > self.max_variables_bytes:
+                raise coded_error(
+                    f"the variables are {size} bytes; at most {self.max_variables_bytes} "
+                    "are accepted",
+                    VARIABLES_TOO_LARGE,
+                )
+
+    def validation_rules(self) -> tuple[type[ValidationRule], ...]:
+        """graphql-core rules for depth and aliases, for documents strawberry does not see."""
+        return (
+            depth_validator(self.max_depth, should_ignore=None),
+            aliases_validator(self.max_aliases),
+        )
+
+    def extensions(self) -> list[Callable[[], SchemaExtension]]:
+        """strawberry extensions enforcing these limits on the edge's own requests."""
+        limits = self
+
+        class RequestSizeLimit(SchemaExtension):
+            def on_operation(self) -> Iterator[None]:
+                context = self.execution_context
+                limits.check_sizes(context.query or "", context.variables)
+                yield
+
+        return [
+            RequestSizeLimit,
+            lambda: QueryDepthLimiter(max_depth=self.max_depth),
+            lambda: MaxAliasesLimiter(max_alias_count=self.max_aliases),
+            lambda: MaxTokensLimiter(max_token_count=self.max_tokens),
+        ]
