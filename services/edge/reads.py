@@ -16,8 +16,6 @@ from services.common.identity import Principal
 from services.edge.watch import ViewWatchHub
 from services.projector.store import read_view
 
-EVENT_TYPES = ("requested", "started", "completed", "failed")
-
 # A listing's watcher is gone as soon as it is read; let the server drop its consumer quickly.
 LISTING_INACTIVE_THRESHOLD_S = 5.0
 LISTING_TIMEOUT_S = 5.0
@@ -26,6 +24,7 @@ LISTING_TIMEOUT_S = 5.0
 async def _last_event(
     js: JetStreamContext, principal: Principal, operation_id: str, event_type: str
 ) -> tuple[int, OperationEvent] | None:
+    """The newest event of the operation of ``event_type`` (``*``: of any type)."""
     subject = event_subject(principal.tenant, operation_id, event_type)
     try:
         message = await js.get_last_msg(STREAM, subject, direct=True)
@@ -39,13 +38,20 @@ async def _last_event(
 async def view_from_stream(
     js: JetStreamContext, principal: Principal, operation_id: str
 ) -> OperationView | None:
-    """Fold an operation's events straight from the stream (read-your-writes before projection)."""
-    found = await asyncio.gather(
-        *(_last_event(js, principal, operation_id, t) for t in EVENT_TYPES)
-    )
-    events = [pair for pair in found if pair is not None]
-    if not any(isinstance(event, OperationRequested) for _, event in events):
+    """The operation's state straight from the stream (read-your-writes before projection).
+
+    Its newest event and its request fold into what the view will say, in at most two direct
+    gets; this path is only taken while the projector has not written the view yet.
+    """
+    newest = await _last_event(js, principal, operation_id, "*")
+    if newest is None:
         return None
+    events = [newest]
+    if not isinstance(newest[1], OperationRequested):
+        requested = await _last_event(js, principal, operation_id, "requested")
+        if requested is None:
+            return None
+        events.insert(0, requested)
     view: OperationView | None = None
     for sequence, event in events:
         if event.principal != principal.user:

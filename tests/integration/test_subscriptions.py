@@ -134,6 +134,14 @@ async def test_a_thousand_subscriptions_share_a_handful_of_consumers(
     await asyncio.wait_for(asyncio.gather(*tasks), 120)
 
     assert bucket.state.consumer_count <= 3, bucket.state.consumer_count
+    failures = [
+        message["payload"]
+        for result in results
+        for messages in result.values()
+        for message in messages
+        if not message["payload"].get("data")
+    ]
+    assert failures == [], failures[:3]
     finals = [states(messages)[-1] for result in results for messages in result.values()]
     assert len(finals) == connections * per_connection
     assert all(final is not None and final["status"] == "SUCCESS" for final in finals)
