@@ -1,6 +1,7 @@
 """Expected failures as GraphQL errors with a stable ``extensions.code``."""
 
 import contextlib
+import logging
 import re
 from collections.abc import Iterator
 from typing import Any, Final
@@ -10,6 +11,8 @@ from graphql import GraphQLError
 from strawberry.extensions import MaskErrors
 
 from services.common.errors import INTERNAL_SERVER_ERROR, is_unexpected, masked
+
+log = logging.getLogger(__name__)
 
 GRAPHQL_PARSE_FAILED: Final = "GRAPHQL_PARSE_FAILED"
 GRAPHQL_VALIDATION_FAILED: Final = "GRAPHQL_VALIDATION_FAILED"
@@ -67,10 +70,12 @@ def unavailable_without_nats(action: str, *, connected: bool) -> Iterator[None]:
         f"{action} is not possible right now; try again shortly", SERVICE_UNAVAILABLE
     )
     if not connected:
+        log.warning("%s refused: not connected to NATS", action)
         raise unavailable
     try:
         yield
-    except (nats.errors.Error, TimeoutError):
+    except (nats.errors.Error, TimeoutError) as error:
+        log.warning("%s failed: %s", action, type(error).__name__)
         raise unavailable from None
 
 

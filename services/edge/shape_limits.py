@@ -4,18 +4,14 @@ Query bytes, variables bytes, depth, aliases and tokens; over any of them, a cod
 anything runs (and, for an inner document, before anything is queued).
 """
 
+import functools
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Final
 
-from graphql import ValidationRule
-from strawberry.extensions import (
-    MaxAliasesLimiter,
-    MaxTokensLimiter,
-    QueryDepthLimiter,
-    SchemaExtension,
-)
+from graphql import ASTValidationRule, ValidationRule
+from strawberry.extensions import AddValidationRules, MaxTokensLimiter, SchemaExtension
 from strawberry.extensions.max_aliases import create_validator as aliases_validator
 from strawberry.extensions.query_depth_limiter import create_validator as depth_validator
 
@@ -65,11 +61,12 @@ class ShapeLimits:
                 )
 
     def validation_rules(self) -> tuple[type[ValidationRule], ...]:
-        """graphql-core rules for depth and aliases, for documents strawberry does not see."""
-        return (
-            depth_validator(self.max_depth, should_ignore=None),
-            aliases_validator(self.max_aliases),
-        )
+        """graphql-core rules for depth and aliases, built once per set of limits.
+
+        The same rule classes every time: validation results are cached by document and
+        rules, and a fresh class per request would make every request a cache miss.
+        """
+        return _rules(self.max_depth, self.max_aliases)
 
     def extensions(self) -> list[Callable[[], SchemaExtension]]:
         """strawberry extensions enforcing these limits on the edge's own requests."""
@@ -81,9 +78,14 @@ class ShapeLimits:
                 limits.check_sizes(context.query or "", context.variables)
                 yield
 
+        rules: list[type[ASTValidationRule]] = list(self.validation_rules())
         return [
             RequestSizeLimit,
-            lambda: QueryDepthLimiter(max_depth=self.max_depth),
-            lambda: MaxAliasesLimiter(max_alias_count=self.max_aliases),
+            lambda: AddValidationRules(rules),
             lambda: MaxTokensLimiter(max_token_count=self.max_tokens),
         ]
+
+
+@functools.cache
+def _rules(max_depth: int, max_aliases: int) -> tuple[type[ValidationRule], ...]:
+    return (depth_validator(max_depth, should_ignore=None), aliases_validator(max_aliases))
