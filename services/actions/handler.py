@@ -63,6 +63,17 @@ class ActionFailed:
     errors: list[dict[str, Any]]
 
 
+# Handler servers close idle keep-alive connections, commonly after 5 s (uvicorn, Node); a call
+# sent on a connection the server is closing fails although the handler never saw it. Dropping
+# idle connections sooner than that avoids the race.
+KEEPALIVE_EXPIRY_S: Final = 2.0
+
+
+def handler_client() -> httpx.AsyncClient:
+    """The HTTP client for calling action handlers (one per process)."""
+    return httpx.AsyncClient(limits=httpx.Limits(keepalive_expiry=KEEPALIVE_EXPIRY_S))
+
+
 def forwardable(headers: Mapping[str, str]) -> dict[str, str]:
     """The client headers that may be forwarded to a handler."""
     return {

@@ -24,6 +24,7 @@ from contracts.names import (
     STREAM,
     VIEW_BUCKET,
 )
+from services.common.nats_auth import nats_connect_options
 from services.common.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,9 @@ async def connect(
     on_reconnect: Callable[[], Awaitable[None]] | None = None,
 ) -> NatsClient:
     """Open a NATS connection that keeps reconnecting for as long as the service runs."""
-    options: dict[str, Any] = {} if on_reconnect is None else {"reconnected_cb": on_reconnect}
+    options: dict[str, Any] = nats_connect_options(settings)
+    if on_reconnect is not None:
+        options["reconnected_cb"] = on_reconnect
     return await nats.connect(
         settings.nats_url,
         name=name,

@@ -81,6 +81,16 @@ class Settings:
         "ASYNCGATE_JWT_CLAIMS_NAMESPACE", "https://hasura.io/jwt/claims"
     )
     api_keys_file: Path | None = _setting("ASYNCGATE_API_KEYS_FILE", None, _optional_path)
+    nats_user: str = _setting("ASYNCGATE_NATS_USER", "")
+    nats_password: str = _setting("ASYNCGATE_NATS_PASSWORD", "")
+    nats_token: str = _setting("ASYNCGATE_NATS_TOKEN", "")
+    nats_nkey_seed_file: Path | None = _setting(
+        "ASYNCGATE_NATS_NKEY_SEED_FILE", None, _optional_path
+    )
+    nats_creds_file: Path | None = _setting("ASYNCGATE_NATS_CREDS_FILE", None, _optional_path)
+    nats_tls_ca_file: Path | None = _setting("ASYNCGATE_NATS_TLS_CA_FILE", None, _optional_path)
+    nats_tls_cert_file: Path | None = _setting("ASYNCGATE_NATS_TLS_CERT_FILE", None, _optional_path)
+    nats_tls_key_file: Path | None = _setting("ASYNCGATE_NATS_TLS_KEY_FILE", None, _optional_path)
     actions_file: Path | None = _setting("ASYNCGATE_ACTIONS_FILE", None, _optional_path)
     demo_handler_port: int = _setting("ASYNCGATE_DEMO_HANDLER_PORT", 8001, int)
 

@@ -30,6 +30,7 @@ from strawberry.exceptions import ConnectionRejectionError
 from strawberry.types.unset import UnsetType
 
 from services.actions.config import load_actions
+from services.actions.handler import handler_client
 from services.common.identity import ANONYMOUS, UNAUTHENTICATED
 from services.common.jetstream import connect, declare_all, declare_limits_bucket, is_ready
 from services.common.settings import Settings
@@ -197,7 +198,7 @@ def create_app(settings: Settings) -> Starlette:
             stale_after_s=settings.operation_timeout_s * settings.executor_max_deliver + 300,
         )
         await connection.views.start(connection.js)
-        connection.http = httpx.AsyncClient()
+        connection.http = handler_client()
         log.info("edge connected to %s", settings.nats_url)
         try:
             yield

@@ -63,6 +63,7 @@ class ViewWatchHub:
         """Open the one watcher: an ordered consumer on the bucket, new changes only."""
         self._subscription = await js.subscribe(
             f"{_KEY_PREFIX}>",
+            stream=f"KV_{VIEW_BUCKET}",
             ordered_consumer=True,
             deliver_policy=DeliverPolicy.NEW,
             cb=self._deliver,

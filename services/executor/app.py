@@ -8,7 +8,6 @@ then the request is handed back for another try; the operation's own failures en
 import asyncio
 import logging
 
-import httpx
 import nats.errors
 from faststream import AckPolicy, FastStream
 from faststream.exceptions import NackMessage, SkipMessage
@@ -19,7 +18,9 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from contracts.events import OperationRequested
 from contracts.names import EXECUTOR_DURABLE, REQUESTED_EVENTS, STREAM
 from services.actions.config import load_actions
+from services.actions.handler import handler_client
 from services.common.dead_letters import read_event, set_aside
+from services.common.nats_auth import nats_security
 from services.common.runtime import JetStreamHandles, pull_batch_size, worker_name
 from services.common.settings import Settings
 from services.common.target import load_schema, with_document_caches
@@ -53,7 +54,7 @@ def create_app(settings: Settings, *, worker: str | None = None) -> FastStream:
     ``worker`` names this replica in OperationStarted events (default: host and process id).
     """
     actions = None if settings.actions_file is None else load_actions(settings.actions_file)
-    http = httpx.AsyncClient()
+    http = handler_client()
     run = OperationRunner(
         schema=with_document_caches(load_schema(settings.target_schema)),
         timeout_s=settings.operation_timeout_s,
@@ -66,6 +67,7 @@ def create_app(settings: Settings, *, worker: str | None = None) -> FastStream:
         settings.nats_url,
         graceful_timeout=settings.shutdown_grace_s,
         max_reconnect_attempts=-1,
+        security=nats_security(settings),
         # One access-log line per message is noise at INFO; failures are still logged.
         log_level=logging.DEBUG,
     )

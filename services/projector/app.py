@@ -13,9 +13,10 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from contracts.names import ALL_EVENTS, PROJECTOR_DURABLE, STREAM
 from services.common.dead_letters import read_event
+from services.common.nats_auth import nats_security
 from services.common.runtime import JetStreamHandles, pull_batch_size
 from services.common.settings import Settings
-from services.projector.store import apply_event
+from services.projector.store import apply_event, request_lookup
 
 log = logging.getLogger("asyncgate.projector")
 
@@ -40,6 +41,7 @@ def create_app(settings: Settings) -> FastStream:
         settings.nats_url,
         graceful_timeout=settings.shutdown_grace_s,
         max_reconnect_attempts=-1,
+        security=nats_security(settings),
         # One access-log line per message is noise at INFO; failures are still logged.
         log_level=logging.DEBUG,
     )
@@ -58,7 +60,8 @@ def create_app(settings: Settings) -> FastStream:
         js, kv = handles.require()
         event = await read_event(js, msg, SERVICE)
         if event is not None:
-            await apply_event(kv, event, msg.raw_message.metadata.sequence.stream)
+            sequence = msg.raw_message.metadata.sequence.stream
+            await apply_event(kv, event, sequence, request_lookup(js))
 
     async def start() -> None:
         await handles.open(broker, settings)

@@ -1,6 +1,7 @@
 """Writing folded views to the KV bucket with compare-and-set, and rebuilding them by replay."""
 
 import logging
+from collections.abc import Awaitable, Callable
 
 from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy
@@ -9,7 +10,7 @@ from nats.js.kv import KeyValue
 
 from contracts.events import OperationEvent, decode_event
 from contracts.lifecycle import evolve
-from contracts.names import ALL_EVENTS, STREAM, view_key
+from contracts.names import ALL_EVENTS, STREAM, event_subject, view_key
 from contracts.view import OperationView, decode_view, encode_view
 
 log = logging.getLogger(__name__)
@@ -35,12 +36,45 @@ async def read_view(kv: KeyValue, key: str) -> tuple[OperationView | None, int |
     return decode_view(entry.value), entry.revision
 
 
-async def apply_event(kv: KeyValue, event: OperationEvent, sequence: int) -> OperationView:
-    """Fold ``event`` (stored at ``sequence``) into its view; safe under concurrent writers."""
+RequestLookup = Callable[[OperationEvent], Awaitable[tuple[int, OperationEvent] | None]]
+
+
+def request_lookup(js: JetStreamContext) -> RequestLookup:
+    """Finds an operation's OperationRequested in the stream (with its sequence)."""
+
+    async def lookup(event: OperationEvent) -> tuple[int, OperationEvent] | None:
+        subject = event_subject(event.tenant, event.operation_id, "requested")
+        try:
+            message = await js.get_last_msg(STREAM, subject, direct=True)
+        except NotFoundError:
+            return None
+        if message.data is None or message.seq is None:
+            return None
+        return message.seq, decode_event(message.data)
+
+    return lookup
+
+
+async def apply_event(
+    kv: KeyValue,
+    event: OperationEvent,
+    sequence: int,
+    find_request: RequestLookup | None = None,
+) -> OperationView:
+    """Fold ``event`` (stored at ``sequence``) into its view; safe under concurrent writers.
+
+    Events of one operation may be folded out of order (replicas, concurrent workers). A view
+    about to be stored without its request (no creation time, no action name) first gets the
+    request folded in too, from the stream, so readers never see a view without one.
+    """
     key = view_key(event.tenant, event.principal, event.operation_id)
     for _ in range(MAX_CAS_ATTEMPTS):
         current, revision = await read_view(kv, key)
         updated = evolve(current, event, sequence)
+        if updated.created_at is None and find_request is not None:
+            found = await find_request(event)
+            if found is not None:
+                updated = evolve(updated, found[1], found[0])
         if updated == current:
             return updated
         try:
