@@ -43,6 +43,7 @@ async def connect(
 ) -> NatsClient:
     """Open a NATS connection that keeps reconnecting for as long as the service runs."""
     options: dict[str, Any] = nats_connect_options(settings)
+    options["error_cb"] = _report_nats_error
     if on_reconnect is not None:
         options["reconnected_cb"] = on_reconnect
     return await nats.connect(
@@ -53,6 +54,12 @@ async def connect(
         reconnect_time_wait=0.5,
         connect_timeout=5,
     )
+
+
+async def _report_nats_error(error: Exception) -> None:
+    # The client keeps retrying (NATS may start after us); an operator must still see why,
+    # for instance a login NATS refuses.
+    log.error("NATS: %s", error or type(error).__name__)
 
 
 def stream_config(settings: Settings) -> StreamConfig:

@@ -1,6 +1,7 @@
 """The seed's example requests, sent as written to a real edge over HTTP, with a real executor,
 projector and nats-server behind it."""
 
+import dataclasses
 import json
 import re
 import uuid
@@ -276,3 +277,28 @@ async def test_without_nats_the_edge_answers_service_unavailable(
     for response in (submitted, read, listed):
         assert [e["extensions"]["code"] for e in response["errors"]] == ["SERVICE_UNAVAILABLE"]
     assert ready.status_code == 503
+
+
+async def test_unexpected_errors_are_masked_alike_synchronously_and_in_the_background(
+    settings: Settings,
+) -> None:
+    settings = dataclasses.replace(settings, target_schema="tests.targets:schema")
+    async with (
+        running(create_projector(settings)),
+        running(create_executor(settings)),
+        serving_edge(settings) as client,
+    ):
+        synchronous = await graphql(client, "{ fine broken }")
+        queued = await graphql(
+            client, 'mutation { asyncQuery(query: "{ fine broken }") { operationId } }'
+        )
+        result = await finished(client, queued["data"]["asyncQuery"]["operationId"])
+
+    background = json.loads(result["data"])
+    for response in (synchronous, background):
+        assert response["data"] == {"fine": 1, "broken": None}
+        [error] = response["errors"]
+        assert error["message"] == "Unexpected error."
+        assert error["extensions"] == {"code": "INTERNAL_SERVER_ERROR"}
+    assert result["status"] == "SUCCESS"
+    assert "db-7" not in json.dumps(synchronous) + result["data"]
