@@ -123,6 +123,7 @@ async def test_seed_async_requests_lists_own_operations_newest_first(
         " { operationId } }",
         {"after": second},
     )
+    assert "errors" not in page, page
     assert page["data"]["asyncRequests"] == [{"operationId": first}]
     queued = await graphql(stack, "{ asyncRequests(status: QUEUED) { operationId } }")
     assert queued["data"]["asyncRequests"] == []
