@@ -2,9 +2,10 @@
 
 from nats.js import JetStreamContext
 from nats.js.api import PubAck
+from nats.js.errors import NotFoundError
 
-from contracts.events import OperationEvent, encode_event, event_type
-from contracts.names import event_subject
+from contracts.events import OperationEvent, decode_event, encode_event, event_type
+from contracts.names import STREAM, event_subject
 
 # A stored event is acknowledged by JetStream within this; past it the publish is retried by the
 # caller (the message id makes a retry harmless).
@@ -31,3 +32,21 @@ async def publish_event(
         timeout=PUBLISH_TIMEOUT_S,
         headers={"Nats-Msg-Id": msg_id},
     )
+
+
+async def last_event(
+    js: JetStreamContext, tenant: str, operation_id: str, of_type: str
+) -> tuple[int, OperationEvent] | None:
+    """An operation's newest stored event of ``of_type`` (``*``: of any type), with its sequence.
+
+    One direct get by subject; None if there is none.
+    """
+    try:
+        message = await js.get_last_msg(
+            STREAM, event_subject(tenant, operation_id, of_type), direct=True
+        )
+    except NotFoundError:
+        return None
+    if message.data is None or message.seq is None:
+        return None
+    return message.seq, decode_event(message.data)

@@ -11,7 +11,6 @@ strawberry's included, is reused as it is.
 
 import uuid
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import strawberry
@@ -38,7 +37,6 @@ from services.common.identity import Principal
 from services.edge.context import EdgeContext
 from services.edge.errors import unavailable_without_nats
 from services.edge.formats import iso_timestamp, operation_id_argument
-from services.edge.reads import find_operation, follow_operation
 from services.edge.submit import submit
 
 
@@ -118,14 +116,7 @@ def _read(action: ActionDefinition) -> Callable[..., Any]:
         context: EdgeContext = info.context
         operation_id = operation_id_argument(id)
         with unavailable_without_nats("reading actions", connected=context.nats_connected):
-            view = await find_operation(
-                context.js,
-                context.kv,
-                context.principal,
-                operation_id,
-                now=datetime.now(UTC),
-                retention=context.retention,
-            )
+            view = await context.find_operation(operation_id)
         return action_result(view) if view is not None and view.action == action.name else None
 
     return resolve
@@ -138,15 +129,7 @@ def _follow(action: ActionDefinition) -> Callable[..., AsyncIterator[dict[str, A
         context: EdgeContext = info.context
         operation_id = operation_id_argument(id)
         with unavailable_without_nats("following actions", connected=context.nats_connected):
-            states = follow_operation(
-                context.views,
-                context.js,
-                context.kv,
-                context.principal,
-                operation_id,
-                now=datetime.now(UTC),
-                retention=context.retention,
-            )
+            states = context.follow_operation(operation_id)
             async for view in states:
                 if view is None or view.action != action.name:
                     yield None

@@ -1,8 +1,8 @@
 """The typed context every edge resolver gets (``strawberry.Info[EdgeContext, None]``)."""
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import strawberry
@@ -10,8 +10,10 @@ from graphql import GraphQLSchema
 from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
+from contracts.view import OperationView
 from services.common.identity import OperationContext
 from services.edge.limits import Limiter
+from services.edge.reads import find_operation, follow_operation
 from services.edge.shape_limits import ShapeLimits
 from services.edge.watch import ViewWatchHub
 
@@ -38,3 +40,26 @@ class EdgeContext(OperationContext):
     def target_graphql_schema(self) -> GraphQLSchema:
         """The target schema as graphql-core sees it, for validating inner documents."""
         return self.target._schema
+
+    async def find_operation(self, operation_id: str) -> OperationView | None:
+        """The caller's operation, or None if it is not theirs, never existed or expired."""
+        return await find_operation(
+            self.js,
+            self.kv,
+            self.principal,
+            operation_id,
+            now=datetime.now(UTC),
+            retention=self.retention,
+        )
+
+    def follow_operation(self, operation_id: str) -> AsyncIterator[OperationView | None]:
+        """The caller's operation now, then every change, ending with its final state."""
+        return follow_operation(
+            self.views,
+            self.js,
+            self.kv,
+            self.principal,
+            operation_id,
+            now=datetime.now(UTC),
+            retention=self.retention,
+        )

@@ -5,13 +5,13 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 from nats.js import JetStreamContext
-from nats.js.errors import NotFoundError
 from nats.js.kv import KeyValue
 
-from contracts.events import OperationEvent, OperationRequested, decode_event
+from contracts.events import OperationRequested
 from contracts.lifecycle import evolve
-from contracts.names import STREAM, event_subject, principal_view_keys, view_key
+from contracts.names import principal_view_keys, view_key
 from contracts.view import OperationView, decode_view
+from services.common.events import last_event
 from services.common.identity import Principal
 from services.edge.watch import ViewWatchHub
 from services.projector.store import read_view
@@ -19,20 +19,6 @@ from services.projector.store import read_view
 # A listing's watcher is gone as soon as it is read; let the server drop its consumer quickly.
 LISTING_INACTIVE_THRESHOLD_S = 5.0
 LISTING_TIMEOUT_S = 5.0
-
-
-async def _last_event(
-    js: JetStreamContext, principal: Principal, operation_id: str, event_type: str
-) -> tuple[int, OperationEvent] | None:
-    """The newest event of the operation of ``event_type`` (``*``: of any type)."""
-    subject = event_subject(principal.tenant, operation_id, event_type)
-    try:
-        message = await js.get_last_msg(STREAM, subject, direct=True)
-    except NotFoundError:
-        return None
-    if message.data is None or message.seq is None:
-        return None
-    return message.seq, decode_event(message.data)
 
 
 async def view_from_stream(
@@ -43,12 +29,12 @@ async def view_from_stream(
     Its newest event and its request fold into what the view will say, in at most two direct
     gets; this path is only taken while the projector has not written the view yet.
     """
-    newest = await _last_event(js, principal, operation_id, "*")
+    newest = await last_event(js, principal.tenant, operation_id, "*")
     if newest is None:
         return None
     events = [newest]
     if not isinstance(newest[1], OperationRequested):
-        requested = await _last_event(js, principal, operation_id, "requested")
+        requested = await last_event(js, principal.tenant, operation_id, "requested")
         if requested is None:
             return None
         events.insert(0, requested)

@@ -4,7 +4,6 @@ asyncRequests, wire-compatible with Business NXT's async queries."""
 import dataclasses
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from typing import Any, NewType
 
 import msgspec
@@ -28,7 +27,7 @@ from services.edge.errors import (
     unavailable_without_nats,
 )
 from services.edge.formats import iso_timestamp, operation_id_argument
-from services.edge.reads import find_operation, follow_operation, list_operations
+from services.edge.reads import list_operations
 from services.edge.shape_limits import ShapeLimits
 from services.edge.submit import submit
 from services.edge.validation import validate_inner
@@ -101,14 +100,7 @@ class AsyncQueries:
         context = info.context
         operation_id = operation_id_argument(id)
         with unavailable_without_nats("reading results", connected=context.nats_connected):
-            view = await find_operation(
-                context.js,
-                context.kv,
-                context.principal,
-                operation_id,
-                now=datetime.now(UTC),
-                retention=context.retention,
-            )
+            view = await context.find_operation(operation_id)
         return None if view is None else AsyncOperation.from_view(view)
 
     @strawberry.field(description="Your retained operations, newest first.")
@@ -145,15 +137,7 @@ class AsyncSubscriptions:
         context = info.context
         operation_id = operation_id_argument(id)
         with unavailable_without_nats("following results", connected=context.nats_connected):
-            states = follow_operation(
-                context.views,
-                context.js,
-                context.kv,
-                context.principal,
-                operation_id,
-                now=datetime.now(UTC),
-                retention=context.retention,
-            )
+            states = context.follow_operation(operation_id)
             async for view in states:
                 yield None if view is None else AsyncOperation.from_view(view)
 

@@ -9,23 +9,19 @@ from dataclasses import dataclass
 import httpx
 import strawberry
 from nats.js import JetStreamContext
-from nats.js.errors import NotFoundError
 
 from contracts.events import (
     ActionInvocation,
     OperationCompleted,
-    OperationEvent,
     OperationFailed,
     OperationRequested,
     OperationStarted,
     TerminalEvent,
     correlation_of,
-    decode_event,
 )
-from contracts.names import STREAM, event_subject
 from services.actions.config import ActionsConfig
 from services.actions.handler import ActionSucceeded, call_handler
-from services.common.events import publish_event
+from services.common.events import last_event, publish_event
 from services.common.identity import OperationContext, Principal
 from services.common.target import execute
 from services.executor.outcome import (
@@ -50,26 +46,21 @@ class SupersededDeliveryError(Exception):
     """
 
 
-async def _last_event(
-    js: JetStreamContext, request: OperationRequested, event_type: str
-) -> OperationEvent | None:
-    subject = event_subject(request.tenant, request.operation_id, event_type)
-    try:
-        message = await js.get_last_msg(STREAM, subject, direct=True)
-    except NotFoundError:
-        return None
-    return None if message.data is None else decode_event(message.data)
-
-
 async def ended_elsewhere(js: JetStreamContext, request: OperationRequested, attempt: int) -> bool:
     """True if the operation already ended; raise SupersededDeliveryError if a newer attempt runs.
 
     A request fetched while every worker was busy can outwait its ack timer and be redelivered
     to another executor; when it finally gets a worker here, the stream tells what happened.
     """
-    started, completed, failed = await asyncio.gather(
-        *(_last_event(js, request, kind) for kind in ("started", "completed", "failed"))
-    )
+    started, completed, failed = [
+        None if found is None else found[1]
+        for found in await asyncio.gather(
+            *(
+                last_event(js, request.tenant, request.operation_id, kind)
+                for kind in ("started", "completed", "failed")
+            )
+        )
+    ]
     if completed is not None or failed is not None:
         return True
     if isinstance(started, OperationStarted) and started.attempt > attempt:

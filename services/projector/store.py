@@ -10,8 +10,9 @@ from nats.js.kv import KeyValue
 
 from contracts.events import OperationEvent, decode_event
 from contracts.lifecycle import evolve
-from contracts.names import ALL_EVENTS, STREAM, event_subject, view_key
+from contracts.names import ALL_EVENTS, STREAM, view_key
 from contracts.view import OperationView, decode_view, encode_view
+from services.common.events import last_event
 
 log = logging.getLogger(__name__)
 
@@ -43,14 +44,7 @@ def request_lookup(js: JetStreamContext) -> RequestLookup:
     """Finds an operation's OperationRequested in the stream (with its sequence)."""
 
     async def lookup(event: OperationEvent) -> tuple[int, OperationEvent] | None:
-        subject = event_subject(event.tenant, event.operation_id, "requested")
-        try:
-            message = await js.get_last_msg(STREAM, subject, direct=True)
-        except NotFoundError:
-            return None
-        if message.data is None or message.seq is None:
-            return None
-        return message.seq, decode_event(message.data)
+        return await last_event(js, event.tenant, event.operation_id, "requested")
 
     return lookup
 
