@@ -14,6 +14,7 @@ from contracts.events import (
     OperationFailed,
     OperationRequested,
     OperationStarted,
+    TerminalEvent,
     correlation_of,
     encode_event,
 )
@@ -163,31 +164,11 @@ async def test_a_redelivered_request_that_already_ended_is_not_run_again(
 ) -> None:
     done = request("done-before", "{ useCompany(no: 1) { no } }")
     await submit(js, done)
-    first = await handle_requested(
-        done,
-        attempt=1,
-        max_attempts=5,
-        js=js,
-        run=OperationRunner(schema=ledger_schema, timeout_s=10),
-        worker="w",
-        max_payload=1 << 20,
-        keep_alive=noop,
-        keep_alive_every_s=10,
-    )
+    first = await handle(js, done, attempt=1)
     assert isinstance(first, OperationCompleted)
     before = len(await stored_events(js))
 
-    again = await handle_requested(
-        done,
-        attempt=2,
-        max_attempts=5,
-        js=js,
-        run=OperationRunner(schema=ledger_schema, timeout_s=10),
-        worker="w",
-        max_payload=1 << 20,
-        keep_alive=noop,
-        keep_alive_every_s=10,
-    )
+    again = await handle(js, done, attempt=2)
 
     assert again is None
     assert len(await stored_events(js)) == before
@@ -199,17 +180,7 @@ async def test_the_last_delivery_after_lost_attempts_ends_the_operation(
     lost = request("lost", "{ slowReport(seconds: 0) }")
     await submit(js, lost)
 
-    outcome = await handle_requested(
-        lost,
-        attempt=5,
-        max_attempts=5,
-        js=js,
-        run=OperationRunner(schema=ledger_schema, timeout_s=10),
-        worker="w",
-        max_payload=1 << 20,
-        keep_alive=noop,
-        keep_alive_every_s=10,
-    )
+    outcome = await handle(js, lost, attempt=5)
 
     assert isinstance(outcome, OperationFailed)
     assert outcome.code == ATTEMPTS_EXHAUSTED
@@ -219,6 +190,23 @@ async def test_the_last_delivery_after_lost_attempts_ends_the_operation(
 
 async def noop() -> None:
     """A keep-alive that has nothing to keep alive."""
+
+
+async def handle(
+    js: JetStreamContext, delivered: OperationRequested, *, attempt: int
+) -> TerminalEvent | None:
+    """One delivery of ``delivered`` to a ledger executor that allows five attempts."""
+    return await handle_requested(
+        delivered,
+        attempt=attempt,
+        max_attempts=5,
+        js=js,
+        run=OperationRunner(schema=ledger_schema, timeout_s=10),
+        worker="w",
+        max_payload=1 << 20,
+        keep_alive=noop,
+        keep_alive_every_s=10,
+    )
 
 
 async def test_unreadable_requests_are_set_aside_and_the_next_one_still_runs(
@@ -250,16 +238,6 @@ async def test_a_delivery_superseded_by_a_newer_attempt_stands_back(js: JetStrea
     before = len(await stored_events(js))
 
     with pytest.raises(SupersededDeliveryError):
-        await handle_requested(
-            overtaken,
-            attempt=1,
-            max_attempts=5,
-            js=js,
-            run=OperationRunner(schema=ledger_schema, timeout_s=10),
-            worker="w",
-            max_payload=1 << 20,
-            keep_alive=noop,
-            keep_alive_every_s=10,
-        )
+        await handle(js, overtaken, attempt=1)
 
     assert len(await stored_events(js)) == before
