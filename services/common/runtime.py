@@ -1,5 +1,6 @@
 """What a FastStream service needs at start-up: a worker name and its JetStream handles."""
 
+import gc
 import os
 import socket
 from dataclasses import dataclass
@@ -10,6 +11,16 @@ from nats.js.kv import KeyValue
 
 from services.common.jetstream import declare_all
 from services.common.settings import Settings
+
+
+def freeze_startup_objects() -> None:
+    """Keep the garbage collector from rescanning everything built at start-up.
+
+    Schemas, types and modules live as long as the process; without this every collection
+    walks them again (measured on the edge: ~0.14 ms of every request went to collections).
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def worker_name() -> str:
@@ -31,6 +42,7 @@ class JetStreamHandles:
         self.js = broker.connection.jetstream()
         self.kv = await declare_all(self.js, settings)
         self.max_payload = broker.connection.max_payload
+        freeze_startup_objects()
 
     def require(self) -> tuple[JetStreamContext, KeyValue]:
         """The handles, or an error if a message arrived before start-up finished."""

@@ -33,6 +33,7 @@ from services.actions.config import load_actions
 from services.actions.handler import handler_client
 from services.common.identity import ANONYMOUS, UNAUTHENTICATED
 from services.common.jetstream import connect, declare_all, declare_limits_bucket, is_ready
+from services.common.runtime import freeze_startup_objects
 from services.common.settings import Settings
 from services.common.target import load_schema
 from services.edge.actions import add_actions
@@ -131,7 +132,9 @@ class EdgeGraphQL(GraphQL[EdgeContext, None]):
         if isinstance(request, WebSocket):
             # Identified from connection_init, in on_ws_connect, before any operation runs.
             principal = UNAUTHENTICATED if self._authenticator.enabled else ANONYMOUS
-        elif self.should_render_graphql_ide(self.request_adapter_class(request)):
+        elif request.method == "GET" and self.should_render_graphql_ide(
+            self.request_adapter_class(request)
+        ):
             # The GraphiQL page runs nothing; its requests carry the credentials typed into it.
             principal = UNAUTHENTICATED
         else:
@@ -147,7 +150,8 @@ class EdgeGraphQL(GraphQL[EdgeContext, None]):
             limits=limits,
             shape=self._shape,
             http=http,
-            client_headers=dict(request.headers),
+            # Starlette's Headers: already a read-only, case-insensitive mapping; no copy.
+            client_headers=request.headers,
             target=self._target,
             retention=self._retention,
             trace_id=uuid.uuid4().hex,
@@ -199,6 +203,7 @@ def create_app(settings: Settings) -> Starlette:
         )
         await connection.views.start(connection.js)
         connection.http = handler_client()
+        freeze_startup_objects()
         log.info("edge connected to %s", settings.nats_url)
         try:
             yield

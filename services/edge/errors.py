@@ -89,6 +89,13 @@ class MaskUnexpectedErrors(MaskErrors):
         """The masked error, with code INTERNAL_SERVER_ERROR."""
         return masked(error)
 
+    def _process_result(self, result: object) -> None:
+        # strawberry checks the result against a runtime Protocol here, which walks the
+        # Protocol's attributes on every request (~10 us); looking for errors is enough.
+        errors = getattr(result, "errors", None)
+        if errors:
+            result.errors = self._process_errors(errors)  # type: ignore[attr-defined]  # has errors
+
 
 # Codes for the requests strawberry refuses before any GraphQL runs, by its wording.
 BAD_REQUEST: Final = "BAD_REQUEST"
