@@ -34,13 +34,6 @@ class UnsafeTokenError(ValueError):
     """A tenant, principal or operation id that cannot be part of a subject or key."""
 
 
-def require_safe_token(value: str, what: str) -> str:
-    """Return ``value`` if it is a safe subject/key token, else raise UnsafeTokenError."""
-    if not _SAFE_TOKEN.fullmatch(value):
-        raise UnsafeTokenError(f"{what} must be 1-64 characters of A-Z, a-z, 0-9, '_' or '-'")
-    return value
-
-
 # Ids longer than this (before encoding) are refused rather than encoded.
 MAX_ID_CHARS: Final = 256
 _ENCODED_MARK: Final = "="

@@ -87,10 +87,11 @@ class EdgeGraphQL(GraphQL[EdgeContext, None]):
         settings: Settings,
         connection: EdgeConnection,
         authenticator: Authenticator,
+        shape: ShapeLimits,
     ) -> None:
         super().__init__(schema)
         self._authenticator = authenticator
-        self._shape = ShapeLimits.from_settings(settings)
+        self._shape = shape
         self._target = target
         self._retention = timedelta(seconds=settings.result_ttl_s)
         self._connection = connection
@@ -182,6 +183,7 @@ def create_app(settings: Settings) -> Starlette:
         settings=settings,
         connection=connection,
         authenticator=authenticator,
+        shape=shape,
     )
 
     @asynccontextmanager

@@ -42,7 +42,7 @@ def code_of(error: GraphQLError) -> str:
     """
     if is_unexpected(error):
         return INTERNAL_SERVER_ERROR
-    if _is_complexity_error(error):
+    if is_complexity_error(error):
         return QUERY_TOO_COMPLEX
     if error.message.startswith("Syntax Error"):
         return GRAPHQL_PARSE_FAILED
@@ -130,8 +130,9 @@ def error_body(message: str, code: str, **extensions: Any) -> dict[str, Any]:
 QUERY_TOO_COMPLEX: Final = "QUERY_TOO_COMPLEX"
 
 
-def _is_complexity_error(error: GraphQLError) -> bool:
-    # The depth, alias and token limiters' own wording (their errors carry no code).
+def is_complexity_error(error: GraphQLError) -> bool:
+    """True for a depth, alias or token limit's own error (recognised by graphql-core's and
+    strawberry's wording, since those errors carry no code)."""
     message = error.message
     return (
         "exceeds maximum operation depth" in message

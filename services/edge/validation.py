@@ -33,6 +33,7 @@ from services.edge.errors import (
     QUERY_TOO_COMPLEX,
     UNSUPPORTED_OPERATION,
     coded_error,
+    is_complexity_error,
 )
 from services.edge.shape_limits import ShapeLimits
 
@@ -73,7 +74,7 @@ def _checked(
     try:
         document = parse(query, max_tokens=limits.max_tokens)
     except GraphQLError as error:
-        if "Document contains more than" in error.message:
+        if is_complexity_error(error):
             raise coded_error(
                 f"the query has more than {limits.max_tokens} tokens", QUERY_TOO_COMPLEX
             ) from None

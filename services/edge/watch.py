@@ -79,11 +79,6 @@ class ViewWatchHub:
                 await self._subscription.unsubscribe()
             self._subscription = None
 
-    @property
-    def watched_keys(self) -> int:
-        """How many keys have at least one subscriber."""
-        return len(self._watchers)
-
     async def _deliver(self, msg: Msg) -> None:
         key = msg.subject.removeprefix(_KEY_PREFIX)
         mailboxes = self._watchers.get(key)

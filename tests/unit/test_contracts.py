@@ -11,7 +11,13 @@ from hypothesis import strategies as st
 
 from contracts.events import OperationRequested, decode_event, encode_event
 from contracts.jsonschema import SCHEMA_DIR, generated_schemas
-from contracts.names import UnsafeTokenError, event_subject, require_safe_token
+from contracts.names import (
+    UnsafeTokenError,
+    decode_id,
+    encode_id,
+    event_subject,
+    require_id_token,
+)
 
 
 def test_checked_in_json_schemas_match_the_types() -> None:
@@ -57,7 +63,7 @@ def test_malformed_events_are_refused(payload: bytes) -> None:
 @pytest.mark.parametrize("token", ["", "a.b", "*", ">", "a b", "x" * 65, "tab\t", "é"])
 def test_tokens_that_could_widen_a_subject_are_refused(token: str) -> None:
     with pytest.raises(UnsafeTokenError):
-        require_safe_token(token, "tenant")
+        require_id_token(token, "tenant")
 
 
 def test_subjects_filter_by_tenant_operation_and_type() -> None:
@@ -84,3 +90,12 @@ def test_arbitrary_bytes_either_decode_to_an_event_or_raise_a_decode_error(paylo
 def test_event_shaped_garbage_is_refused_cleanly(fields: dict[str, object]) -> None:
     with contextlib.suppress(msgspec.ValidationError, msgspec.DecodeError):
         decode_event(json.dumps(fields).encode())
+
+
+@given(st.text(min_size=1, max_size=256).filter(str.isprintable))
+def test_any_printable_id_encodes_to_a_safe_token_and_back(value: str) -> None:
+    token = encode_id(value, "user")
+
+    assert require_id_token(token, "user") == token
+    assert not set(token) & set(".*> \t")
+    assert decode_id(token) == value
