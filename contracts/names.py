@@ -89,3 +89,22 @@ def view_key(tenant: str, principal: str, operation_id: str) -> str:
 def principal_view_keys(tenant: str, principal: str) -> str:
     """A key filter matching every view of one principal."""
     return f"{tenant}.{principal}.*"
+
+
+def operation_subjects(tenant: str, operation_id: str) -> str:
+    """A subject filter matching every event of one operation."""
+    return f"{SUBJECT_ROOT}.{tenant}.{operation_id}.*"
+
+
+_SUBJECT_ROOT_TOKENS: Final = SUBJECT_ROOT.count(".") + 1
+
+
+def parse_event_subject(subject: str) -> tuple[str, str, str] | None:
+    """(tenant, operation id, event type) of an event subject, or None if it is not one."""
+    tokens = subject.split(".")
+    if len(tokens) != _SUBJECT_ROOT_TOKENS + 3 or ".".join(tokens[:_SUBJECT_ROOT_TOKENS]) != (
+        SUBJECT_ROOT
+    ):
+        return None
+    tenant, operation_id, event_type = tokens[_SUBJECT_ROOT_TOKENS:]
+    return tenant, operation_id, event_type

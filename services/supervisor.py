@@ -7,17 +7,21 @@ projector folds the last events, and NATS goes last.
 """
 
 import asyncio
+import contextlib
+import fcntl
 import os
 import signal
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import IO
 
 from examples.actions import ACTIONS_FILE
 from services.common.nats_server import (
     free_port,
     nats_server_command,
     port_is_free,
+    write_sync_always_config,
 )
 from services.common.settings import Settings
 
@@ -26,6 +30,44 @@ STOP_ORDER = ("edge", "executor", "projector", "demo", "nats")
 DEFAULT_NATS_PORT = 4222
 COLORS = {"demo": 34, "nats": 35, "edge": 36, "executor": 33, "projector": 32, "up": 1}
 READY_TIMEOUT_S = 30.0
+
+
+LOCK_FILE = "up.lock"
+
+
+class DataDirInUseError(RuntimeError):
+    """Another ``asyncgate up`` runs on the same data directory."""
+
+
+@contextlib.contextmanager
+def data_dir_lock(data_dir: Path) -> Iterator[IO[str]]:
+    """Hold the data directory for this ``asyncgate up`` alone, for as long as the block runs.
+
+    Two NATS servers on one store would corrupt it. The lock is the operating system's
+    (``flock``), so it goes away with the process, even after a SIGKILL: never a stale lock.
+    The file says who holds it.
+    """
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with (data_dir / LOCK_FILE).open("a+", encoding="utf-8") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip() or "another process"
+            raise DataDirInUseError(
+                f"{data_dir} is in use by another asyncgate up ({holder}); stop that one first, "
+                "or give this one its own ASYNCGATE_DATA_DIR"
+            ) from None
+        describe_holder(lock, f"pid {os.getpid()}")
+        yield lock
+
+
+def describe_holder(lock: IO[str], description: str) -> None:
+    """Say in the lock file who holds it (read by a second ``asyncgate up``)."""
+    lock.seek(0)
+    lock.truncate()
+    lock.write(description + "\n")
+    lock.flush()
 
 
 def say(label: str, line: str) -> None:
@@ -90,18 +132,26 @@ async def run_stack(settings: Settings, environ: Mapping[str, str]) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    stack = contextlib.ExitStack()
     try:
         if "ASYNCGATE_NATS_URL" not in environ:
+            lock = stack.enter_context(data_dir_lock(settings.data_dir))
             port = DEFAULT_NATS_PORT if port_is_free(DEFAULT_NATS_PORT) else free_port()
             store = Path(settings.data_dir, "nats").resolve()  # noqa: ASYNC240 (once, at start)
             store.mkdir(parents=True, exist_ok=True)
+            config = write_sync_always_config(store.parent / "nats-server.conf")
             processes["nats"] = await _spawn(
-                "nats", nats_server_command(store_dir=store, port=port), env
+                "nats", nats_server_command(store_dir=store, port=port, config_file=config), env
             )
             if not await _wait_for_port(port, "127.0.0.1", READY_TIMEOUT_S):
                 say("up", "nats-server did not start")
                 return 1
             env["ASYNCGATE_NATS_URL"] = f"nats://127.0.0.1:{port}"
+            describe_holder(
+                lock,
+                f"pid {os.getpid()}, NATS on port {port}, "
+                f"GraphQL on http://{settings.http_host}:{settings.http_port}/graphql",
+            )
             say("up", f"embedded NATS with JetStream on port {port}, data in {store}")
         if "ASYNCGATE_ACTIONS_FILE" not in environ:
             # The demo action handler runs next to the stack, and the demo actions call it.
@@ -131,9 +181,15 @@ async def run_stack(settings: Settings, environ: Mapping[str, str]) -> int:
         for name in STOP_ORDER:
             if name in processes:
                 await _stop(name, processes[name], settings.shutdown_grace_s + 5)
-        say("up", "stopped")
+        stack.close()
+        if processes:
+            say("up", "stopped")
 
 
 def up(settings: Settings) -> int:
     """Entry point of ``asyncgate up``."""
-    return asyncio.run(run_stack(settings, os.environ))
+    try:
+        return asyncio.run(run_stack(settings, os.environ))
+    except DataDirInUseError as error:
+        say("up", str(error))
+        return 1

@@ -11,6 +11,7 @@ from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
+from services.common.event_log import EventLog
 from services.common.jetstream import connect, declare_all
 from services.common.nats_server import free_port, nats_server_command, wait_for_port
 from services.common.settings import Settings
@@ -101,3 +102,9 @@ async def js(nc: NatsClient, settings: Settings) -> JetStreamContext:
 async def kv(js: JetStreamContext, settings: Settings) -> KeyValue:
     """The view bucket."""
     return await declare_all(js, settings)
+
+
+@pytest.fixture
+async def event_log(nc: NatsClient, js: JetStreamContext) -> EventLog:
+    """The event stream as services read and append to it."""
+    return EventLog(nc, js)

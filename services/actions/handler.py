@@ -26,6 +26,11 @@ ACTION_UNREACHABLE: Final = "ACTION_UNREACHABLE"
 ACTION_BAD_RESPONSE: Final = "ACTION_BAD_RESPONSE"
 ACTION_REFUSED: Final = "ACTION_REFUSED"
 
+# A background action can reach its handler more than once (its executor was lost mid-call):
+# every call of one operation carries the same key, as payment APIs take it, and the attempt.
+IDEMPOTENCY_KEY_HEADER: Final = "Idempotency-Key"
+ATTEMPT_HEADER: Final = "Asyncgate-Attempt"
+
 # Client headers never forwarded: they describe the client's connection to the edge, or are
 # credentials that must not be stored in the event stream with the request.
 NOT_FORWARDED: Final = frozenset(
@@ -111,8 +116,13 @@ async def call_handler(
     session_variables: Mapping[str, str],
     request_query: str,
     client_headers: Mapping[str, str],
+    idempotency: tuple[str, int] | None = None,
 ) -> ActionSucceeded | ActionFailed:
-    """POST Hasura's action payload to the handler and classify its answer. Never raises."""
+    """POST Hasura's action payload to the handler and classify its answer. Never raises.
+
+    ``idempotency`` (operation id, attempt) is sent for background calls, so a handler can tell
+    a repeat of a call it already served.
+    """
     payload = {
         "action": {"name": action.name},
         "input": input,
@@ -121,6 +131,9 @@ async def call_handler(
     }
     headers = {**(client_headers if action.forward_client_headers else {})}
     headers.update({header.name: header.value for header in action.headers})
+    if idempotency is not None:
+        headers[IDEMPOTENCY_KEY_HEADER], attempt = idempotency[0], idempotency[1]
+        headers[ATTEMPT_HEADER] = str(attempt)
     try:
         response = await http.post(
             action.handler, json=payload, headers=headers, timeout=action.timeout_s

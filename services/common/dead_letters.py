@@ -1,50 +1,69 @@
-"""Reading an event off a consumer, or setting it aside when it cannot be read.
+"""Setting aside a message a service cannot use: a bounded dead letter, then terminate it.
 
-A message that does not decode would fail the same way on every redelivery, so it is published,
-untouched, to the dead-letter stream with the reason in its headers, then terminated: the
-consumer keeps going, and an operator can inspect or replay it.
+The dead letter (format in ``contracts/dead_letters.py``) refers to the original by stream and
+sequence and carries only an excerpt, so it always fits in a NATS message however large the
+original was; the original stays in its stream. Terminating the message means the consumer
+never delivers it again and goes on with the next one.
 """
 
 import logging
 
-import msgspec
 from faststream.nats import NatsMessage
 from nats.js import JetStreamContext
 
-from contracts.events import OperationEvent, decode_event
+from contracts.dead_letters import (
+    DELIVERIES_HEADER,
+    EXCERPT_BYTES,
+    MAX_REASON_CHARS,
+    MAX_SUBJECT_CHARS,
+    REASON_HEADER,
+    SEQUENCE_HEADER,
+    SERVICE_HEADER,
+    SIZE_HEADER,
+    STREAM_HEADER,
+    SUBJECT_HEADER,
+)
 from contracts.names import dead_letter_subject
+from services.common.event_log import REQUEST_TIMEOUT_S
 
 log = logging.getLogger(__name__)
 
-REASON_HEADER = "Asyncgate-Reason"
-SUBJECT_HEADER = "Asyncgate-Original-Subject"
-SEQUENCE_HEADER = "Asyncgate-Original-Sequence"
-MAX_REASON_CHARS = 500
+
+def header_value(text: str, limit: int) -> str:
+    """``text`` as a safe, bounded header value: one line of printable ASCII."""
+    one_line = " ".join(text.split())[:limit]
+    return one_line.encode("ascii", "backslashreplace").decode("ascii")
 
 
 async def set_aside(js: JetStreamContext, msg: NatsMessage, service: str, reason: str) -> None:
-    """Store ``msg`` on the dead-letter stream with ``reason``, then terminate it."""
+    """Store a dead letter for ``msg`` with ``reason``, then terminate ``msg``.
+
+    Raises if the dead letter cannot be stored; the message is then left to be redelivered.
+    """
     raw = msg.raw_message
-    sequence = raw.metadata.sequence.stream
+    metadata = raw.metadata
+    sequence = metadata.sequence.stream
     await js.publish(
         dead_letter_subject(service),
-        raw.data,
+        raw.data[:EXCERPT_BYTES],
+        timeout=REQUEST_TIMEOUT_S,
         headers={
-            REASON_HEADER: reason[:MAX_REASON_CHARS],
-            SUBJECT_HEADER: raw.subject,
+            REASON_HEADER: header_value(reason, MAX_REASON_CHARS),
+            SERVICE_HEADER: service,
+            STREAM_HEADER: metadata.stream,
             SEQUENCE_HEADER: str(sequence),
-            # Several replicas may set aside the same message: store it once.
-            "Nats-Msg-Id": f"{service}.{sequence}",
+            SUBJECT_HEADER: header_value(raw.subject, MAX_SUBJECT_CHARS),
+            SIZE_HEADER: str(len(raw.data)),
+            DELIVERIES_HEADER: str(metadata.num_delivered),
+            # Replicas of a service, or a redelivery after a crash, store it once.
+            "Nats-Msg-Id": f"{service}.{metadata.stream}.{sequence}",
         },
     )
-    log.warning("%s set aside message %d on %s: %s", service, sequence, raw.subject, reason)
+    log.warning(
+        "%s set aside message %d on %s: %s",
+        service,
+        sequence,
+        header_value(raw.subject, MAX_SUBJECT_CHARS),
+        header_value(reason, MAX_REASON_CHARS),
+    )
     await msg.reject()
-
-
-async def read_event(js: JetStreamContext, msg: NatsMessage, service: str) -> OperationEvent | None:
-    """The message's event, or None once an unreadable message has been set aside."""
-    try:
-        return decode_event(msg.raw_message.data)
-    except (msgspec.ValidationError, msgspec.DecodeError) as error:
-        await set_aside(js, msg, service, f"not a readable operation event: {error}")
-        return None

@@ -40,14 +40,18 @@ async def connect(
     name: str,
     *,
     on_reconnect: Callable[[], Awaitable[None]] | None = None,
+    on_closed: Callable[[], Awaitable[None]] | None = None,
 ) -> NatsClient:
-    """Open a NATS connection that keeps reconnecting for as long as the service runs."""
+    """Open a NATS connection that keeps reconnecting, to any configured server, for as long
+    as the service runs; ``on_closed`` is told if nats-py gives up on it."""
     options: dict[str, Any] = nats_connect_options(settings)
-    options["error_cb"] = _report_nats_error
+    options["error_cb"] = report_nats_error
     if on_reconnect is not None:
         options["reconnected_cb"] = on_reconnect
+    if on_closed is not None:
+        options["closed_cb"] = on_closed
     return await nats.connect(
-        settings.nats_url,
+        settings.nats_servers,
         name=name,
         **options,
         max_reconnect_attempts=-1,
@@ -56,9 +60,9 @@ async def connect(
     )
 
 
-async def _report_nats_error(error: Exception) -> None:
-    # The client keeps retrying (NATS may start after us); an operator must still see why,
-    # for instance a login NATS refuses.
+async def report_nats_error(error: Exception) -> None:
+    """nats-py's error callback: the client keeps retrying (NATS may start after us), but an
+    operator must still see why, for instance a login NATS refuses."""
     log.error("NATS: %s", error or type(error).__name__)
 
 

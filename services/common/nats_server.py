@@ -40,12 +40,33 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(probe.getsockname()[1])
 
 
+# Acknowledge a write only once it is on disk: without it, acknowledged writes can be lost when
+# the machine (not just the process) goes down within the default two-minute sync interval.
+SYNC_ALWAYS_CONFIG = "jetstream {\n  sync_interval: always\n}\n"
+
+
+def write_sync_always_config(path: Path) -> Path:
+    """Write a server configuration that syncs every write; return its path."""
+    path.write_text(SYNC_ALWAYS_CONFIG, encoding="utf-8")
+    return path
+
+
 def nats_server_command(
-    *, store_dir: Path, port: int, host: str = "127.0.0.1", name: str = "asyncgate"
+    *,
+    store_dir: Path,
+    port: int,
+    host: str = "127.0.0.1",
+    name: str = "asyncgate",
+    config_file: Path | None = None,
 ) -> list[str]:
-    """The command line of a single JetStream server storing its files under ``store_dir``."""
+    """The command line of a single JetStream server storing its files under ``store_dir``.
+
+    ``config_file`` adds settings that have no command-line flag (see SYNC_ALWAYS_CONFIG).
+    """
+    config = [] if config_file is None else ["--config", str(config_file)]
     return [
         nats_server_binary(),
+        *config,
         "--jetstream",
         "--store_dir",
         str(store_dir),

@@ -1,16 +1,31 @@
-"""What a FastStream service needs at start-up: a worker name and its JetStream handles."""
+"""What the FastStream services share: their broker, pull consumer, JetStream handles, retry
+back-off, and what happens when NATS is gone for good."""
 
 import gc
+import logging
 import os
+import random
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, Final
 
-from faststream.nats import NatsBroker
+from faststream import AckPolicy
+from faststream.nats import JStream, NatsBroker, PullSub
 from nats.js import JetStreamContext
+from nats.js.api import ConsumerConfig
 from nats.js.kv import KeyValue
 
-from services.common.jetstream import declare_all
+from contracts.names import STREAM
+from services.common.event_log import EventLog
+from services.common.jetstream import declare_all, report_nats_error
+from services.common.nats_auth import nats_security
 from services.common.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# EX_TEMPFAIL: the service cannot go on, and starting it again is the remedy.
+EXIT_NATS_LOST: Final = 75
 
 
 def freeze_startup_objects() -> None:
@@ -28,27 +43,53 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def exit_process() -> None:
+    """End the process at once with EXIT_NATS_LOST (its event loop may be wedged)."""
+    logging.shutdown()
+    os._exit(EXIT_NATS_LOST)
+
+
 @dataclass
-class JetStreamHandles:
-    """Filled in at start-up, once the broker is connected; never at import time."""
+class ConnectionWatch:
+    """Ends a service whose NATS connection nats-py has given up on, rather than leave it
+    running connected to nothing (nats-py does not reconnect after, say, a payload or an
+    authorization violation). A supervisor or orchestrator then starts it again."""
 
-    js: JetStreamContext | None = None
-    kv: KeyValue | None = None
-    max_payload: int = 0
+    service: str
+    on_lost: Callable[[], None] = exit_process
+    stopping: bool = False
 
-    async def open(self, broker: NatsBroker, settings: Settings) -> None:
-        """Connect the broker and declare the stream and the view bucket."""
-        await broker.connect()
-        self.js = broker.connection.jetstream()
-        self.kv = await declare_all(self.js, settings)
-        self.max_payload = broker.connection.max_payload
-        freeze_startup_objects()
+    async def closed(self) -> None:
+        """nats-py's closed callback: the end of the service, unless it is stopping anyway."""
+        if self.stopping:
+            return
+        log.critical(
+            "%s: the NATS connection was closed and will not reconnect; exiting with status %d "
+            "so that a supervisor starts the service again",
+            self.service,
+            EXIT_NATS_LOST,
+        )
+        self.on_lost()
 
-    def require(self) -> tuple[JetStreamContext, KeyValue]:
-        """The handles, or an error if a message arrived before start-up finished."""
-        if self.js is None or self.kv is None:
-            raise RuntimeError("JetStream handles used before start-up")
-        return self.js, self.kv
+    async def stop(self) -> None:
+        """Mark an orderly stop, so the connection closing is expected."""
+        self.stopping = True
+
+
+def create_broker(settings: Settings, service: str, watch: ConnectionWatch) -> NatsBroker:
+    """The broker of a FastStream service: every configured server, its login, its watch."""
+    return NatsBroker(
+        settings.nats_servers,
+        name=f"asyncgate-{service}",
+        graceful_timeout=settings.shutdown_grace_s,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=1,
+        security=nats_security(settings),
+        error_cb=report_nats_error,
+        closed_cb=watch.closed,
+        # One access-log line per message is noise at INFO; failures are still logged.
+        log_level=logging.DEBUG,
+    )
 
 
 # A pull fetches at most this many messages at once, and never more than the worker count.
@@ -62,3 +103,63 @@ def pull_batch_size(concurrency: int) -> int:
     larger than the worker count keeps that wait to about one operation's length.
     """
     return max(1, min(concurrency, MAX_PULL_BATCH))
+
+
+def pull_subscriber(
+    broker: NatsBroker, config: ConsumerConfig, *, concurrency: int
+) -> Callable[..., Any]:
+    """The decorator that binds a handler to a durable pull consumer on the event stream.
+
+    Handlers decide every ack themselves (set aside, stand back, hand back with a delay);
+    NACK_ON_ERROR is only the last resort for an exception that escapes them.
+    """
+    if config.filter_subject is None or config.durable_name is None:
+        raise ValueError("a service consumer needs a durable name and a filter subject")
+    return broker.subscriber(
+        config.filter_subject,
+        stream=JStream(STREAM, declare=False),
+        durable=config.durable_name,
+        config=config,
+        pull_sub=PullSub(batch_size=pull_batch_size(concurrency), timeout=5.0),
+        max_workers=concurrency,
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+    )
+
+
+MAX_RETRY_DELAY_S: Final = 30.0
+FIRST_RETRY_DELAY_S: Final = 0.5
+
+
+def retry_delay(delivery: int) -> float:
+    """How long to wait before delivery ``delivery + 1`` after delivery ``delivery`` failed.
+
+    Exponential from half a second to half a minute, with jitter so that many messages failing
+    together (NATS briefly away) do not all come back at the same instant.
+    """
+    ceiling = min(MAX_RETRY_DELAY_S, FIRST_RETRY_DELAY_S * 2 ** max(0, delivery - 1))
+    return random.uniform(ceiling / 2, ceiling)  # noqa: S311 (jitter, not cryptography)
+
+
+@dataclass
+class JetStreamHandles:
+    """Filled in at start-up, once the broker is connected; never at import time."""
+
+    js: JetStreamContext | None = None
+    kv: KeyValue | None = None
+    events: EventLog | None = None
+    max_payload: int = 0
+
+    async def open(self, broker: NatsBroker, settings: Settings) -> None:
+        """Connect the broker and declare the stream and the view bucket."""
+        await broker.connect()
+        self.js = broker.connection.jetstream()
+        self.kv = await declare_all(self.js, settings)
+        self.events = EventLog(broker.connection, self.js)
+        self.max_payload = broker.connection.max_payload
+        freeze_startup_objects()
+
+    def require(self) -> tuple[JetStreamContext, KeyValue, EventLog]:
+        """The handles, or an error if a message arrived before start-up finished."""
+        if self.js is None or self.kv is None or self.events is None:
+            raise RuntimeError("JetStream handles used before start-up")
+        return self.js, self.kv, self.events

@@ -32,6 +32,13 @@ def _positive_int(value: str) -> int:
     return number
 
 
+def _server_list(value: str) -> str:
+    servers = [server.strip() for server in value.split(",")]
+    if not all(servers):
+        raise ValueError("expected one NATS URL, or several separated by commas")
+    return ",".join(servers)
+
+
 def _optional_path(value: str) -> Path | None:
     return Path(value) if value else None
 
@@ -44,7 +51,8 @@ def _setting(env: str, default: Any, parse: Callable[[str], Any] = str) -> Any:
 class Settings:
     """Every knob of asyncgate. Build it with ``Settings.from_env()``."""
 
-    nats_url: str = _setting("ASYNCGATE_NATS_URL", "nats://127.0.0.1:4222")
+    # One server, or several separated by commas (the nodes of a cluster).
+    nats_url: str = _setting("ASYNCGATE_NATS_URL", "nats://127.0.0.1:4222", _server_list)
     http_host: str = _setting("ASYNCGATE_HTTP_HOST", "127.0.0.1")
     http_port: int = _setting("ASYNCGATE_HTTP_PORT", 8000, int)
     target_schema: str = _setting("ASYNCGATE_TARGET_SCHEMA", "examples.ledger.schema:schema")
@@ -57,6 +65,8 @@ class Settings:
     executor_max_deliver: int = _setting("ASYNCGATE_EXECUTOR_MAX_DELIVER", 5, _positive_int)
     operation_timeout_s: float = _setting("ASYNCGATE_OPERATION_TIMEOUT_S", 3600.0, _positive_float)
     projector_concurrency: int = _setting("ASYNCGATE_PROJECTOR_CONCURRENCY", 16, _positive_int)
+    projector_ack_wait_s: float = _setting("ASYNCGATE_PROJECTOR_ACK_WAIT_S", 10.0, _positive_float)
+    projector_max_deliver: int = _setting("ASYNCGATE_PROJECTOR_MAX_DELIVER", 10, _positive_int)
     shutdown_grace_s: float = _setting("ASYNCGATE_SHUTDOWN_GRACE_S", 10.0, _positive_float)
     data_dir: Path = _setting("ASYNCGATE_DATA_DIR", Path(".asyncgate"), Path)
     max_active_per_user: int = _setting("ASYNCGATE_MAX_ACTIVE_PER_USER", 10, _non_negative_int)
@@ -108,6 +118,11 @@ class Settings:
             except ValueError as error:
                 raise ConfigurationError(f"{name}={environ[name]!r}: {error}") from None
         return cls(**values)
+
+    @property
+    def nats_servers(self) -> list[str]:
+        """The NATS servers to connect to (any of them will do; the client fails over)."""
+        return [server.strip() for server in self.nats_url.split(",") if server.strip()]
 
     @property
     def result_ttl_s(self) -> float:

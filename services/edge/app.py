@@ -7,7 +7,7 @@ Routes: /graphql (GraphiQL in a browser, GraphQL over HTTP), /healthz (the proce
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -31,9 +31,10 @@ from strawberry.types.unset import UnsetType
 
 from services.actions.config import load_actions
 from services.actions.handler import handler_client
+from services.common.event_log import EventLog
 from services.common.identity import ANONYMOUS, UNAUTHENTICATED
 from services.common.jetstream import connect, declare_all, declare_limits_bucket, is_ready
-from services.common.runtime import freeze_startup_objects
+from services.common.runtime import ConnectionWatch, exit_process, freeze_startup_objects
 from services.common.settings import Settings
 from services.common.target import load_schema
 from services.edge.actions import add_actions
@@ -55,6 +56,7 @@ class EdgeConnection:
 
     nc: NatsClient | None = None
     js: JetStreamContext | None = None
+    events: EventLog | None = None
     kv: KeyValue | None = None
     views: ViewWatchHub = field(default_factory=ViewWatchHub)
     # For synchronous actions, which call their handler inside the request.
@@ -126,9 +128,9 @@ class EdgeGraphQL(GraphQL[EdgeContext, None]):
     ) -> EdgeContext:
         """Who is asking, and the NATS handles; an unidentified HTTP caller gets 401."""
         connection = self._connection
-        nc, js, kv, http = connection.nc, connection.js, connection.kv, connection.http
+        nc, events, kv, http = connection.nc, connection.events, connection.kv, connection.http
         limits = connection.limits
-        if nc is None or js is None or kv is None or http is None or limits is None:
+        if nc is None or events is None or kv is None or http is None or limits is None:
             raise RuntimeError("the edge received a request before its lifespan started")
         if isinstance(request, WebSocket):
             # Identified from connection_init, in on_ws_connect, before any operation runs.
@@ -145,7 +147,7 @@ class EdgeGraphQL(GraphQL[EdgeContext, None]):
                 raise HTTPException(401, str(error)) from None
         return EdgeContext(
             principal=principal,
-            js=js,
+            events=events,
             kv=kv,
             views=connection.views,
             limits=limits,
@@ -160,8 +162,13 @@ class EdgeGraphQL(GraphQL[EdgeContext, None]):
         )
 
 
-def create_app(settings: Settings) -> Starlette:
-    """Build the edge app; it connects to NATS when its lifespan starts, not before."""
+def create_app(
+    settings: Settings, *, on_connection_lost: Callable[[], None] = exit_process
+) -> Starlette:
+    """Build the edge app; it connects to NATS when its lifespan starts, not before.
+
+    ``on_connection_lost`` runs if nats-py gives up on the connection (default: exit).
+    """
     authenticator = Authenticator(settings)
     check_exposure(settings, authenticator)
     if not authenticator.enabled:
@@ -192,8 +199,12 @@ def create_app(settings: Settings) -> Starlette:
             if connection.kv is not None:
                 await connection.views.resync(connection.kv)
 
-        nc = await connect(settings, "asyncgate-edge", on_reconnect=resync_subscriptions)
+        watch = ConnectionWatch("edge", on_lost=on_connection_lost)
+        nc = await connect(
+            settings, "asyncgate-edge", on_reconnect=resync_subscriptions, on_closed=watch.closed
+        )
         connection.nc, connection.js = nc, nc.jetstream()
+        connection.events = EventLog(nc, connection.js)
         connection.kv = await declare_all(connection.js, settings)
         connection.limits = Limiter(
             state=await declare_limits_bucket(connection.js, settings),
@@ -210,10 +221,12 @@ def create_app(settings: Settings) -> Starlette:
         try:
             yield
         finally:
+            await watch.stop()
             await connection.http.aclose()
             await connection.views.stop()
+            await connection.events.close()
             await nc.drain()
-            connection.nc = connection.js = connection.kv = None
+            connection.nc = connection.js = connection.kv = connection.events = None
 
     async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "alive"})

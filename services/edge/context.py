@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import strawberry
 from graphql import GraphQLSchema
-from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
 from contracts.view import OperationView
+from services.common.event_log import EventLog
 from services.common.identity import OperationContext
 from services.edge.limits import Limiter
 from services.edge.reads import find_operation, follow_operation
@@ -22,7 +22,7 @@ from services.edge.watch import ViewWatchHub
 class EdgeContext(OperationContext):
     """The target schema's context plus what the async fields need to queue and read."""
 
-    js: JetStreamContext
+    events: EventLog
     kv: KeyValue
     target: strawberry.Schema
     views: ViewWatchHub
@@ -44,7 +44,7 @@ class EdgeContext(OperationContext):
     async def find_operation(self, operation_id: str) -> OperationView | None:
         """The caller's operation, or None if it is not theirs, never existed or expired."""
         return await find_operation(
-            self.js,
+            self.events,
             self.kv,
             self.principal,
             operation_id,
@@ -56,7 +56,7 @@ class EdgeContext(OperationContext):
         """The caller's operation now, then every change, ending with its final state."""
         return follow_operation(
             self.views,
-            self.js,
+            self.events,
             self.kv,
             self.principal,
             operation_id,

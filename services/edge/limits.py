@@ -15,8 +15,8 @@ from nats.js.kv import KeyValue
 
 from contracts.names import view_key
 from services.common.identity import Principal
+from services.common.views import read_view
 from services.edge.errors import coded_error
-from services.projector.store import read_view
 
 TOO_MANY_OPERATIONS: Final = "TOO_MANY_OPERATIONS"
 RATE_LIMITED: Final = "RATE_LIMITED"

@@ -1,53 +1,43 @@
-"""Reading a principal's operations: from the view, or from the stream while the view catches up."""
+"""Reading a principal's operations: from the view, or fresh from the stream when the view is
+not final (the projector may be behind, or down)."""
 
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
-from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
-from contracts.events import OperationRequested
-from contracts.lifecycle import evolve
 from contracts.names import principal_view_keys, view_key
 from contracts.view import OperationView, decode_view
-from services.common.events import last_event
+from services.common.event_log import EventLog
 from services.common.identity import Principal
+from services.common.views import read_view
 from services.edge.watch import ViewWatchHub
-from services.projector.store import read_view
 
 # A listing's watcher is gone as soon as it is read; let the server drop its consumer quickly.
 LISTING_INACTIVE_THRESHOLD_S = 5.0
 LISTING_TIMEOUT_S = 5.0
 
 
-async def view_from_stream(
-    js: JetStreamContext, principal: Principal, operation_id: str
+async def catch_up(
+    events: EventLog, principal: Principal, operation_id: str, view: OperationView | None
 ) -> OperationView | None:
-    """The operation's state straight from the stream (read-your-writes before projection).
+    """``view`` with what the stream already holds folded in, as the projector will fold it.
 
-    Its newest event and its request fold into what the view will say, in at most two direct
-    gets; this path is only taken while the projector has not written the view yet.
+    One batched direct get (two for an operation that was started more than once), so a
+    finished operation reads finished at once and every field equals what the projector will
+    store. None if the stream has no request of the principal's by that id.
     """
-    newest = await last_event(js, principal.tenant, operation_id, "*")
-    if newest is None:
+    facts = await events.facts(principal.tenant, operation_id, with_first_start=True)
+    if facts.requested is None and view is None:
         return None
-    events = [newest]
-    if not isinstance(newest[1], OperationRequested):
-        requested = await last_event(js, principal.tenant, operation_id, "requested")
-        if requested is None:
-            return None
-        events.insert(0, requested)
-    view: OperationView | None = None
-    for sequence, event in events:
-        if event.principal != principal.user:
-            return None
-        view = evolve(view, event, sequence)
-    return view
+    if any(event.principal != principal.user for _, event in facts.events()):
+        return None
+    return facts.view(view)
 
 
 async def find_operation(
-    js: JetStreamContext,
+    events: EventLog,
     kv: KeyValue,
     principal: Principal,
     operation_id: str,
@@ -57,17 +47,24 @@ async def find_operation(
 ) -> OperationView | None:
     """The principal's operation, or None if it is not theirs, never existed or has expired."""
     view, _ = await read_view(kv, view_key(principal.tenant, principal.user, operation_id))
-    if view is not None:
+    if view is not None and view.status.is_terminal:
         return view
-    view = await view_from_stream(js, principal, operation_id)
+    caught_up = await catch_up(events, principal, operation_id, view)
     # The stream outlives the view: an operation whose view has expired stays gone.
-    if view is None or view.created_at is None or view.created_at + retention < now:
-        return None
-    return view
+    expired = caught_up is not None and (
+        caught_up.created_at is None or caught_up.created_at + retention < now
+    )
+    return None if view is None and expired else caught_up
 
 
-async def list_operations(kv: KeyValue, principal: Principal) -> list[OperationView]:
-    """Every retained operation of the principal, newest first."""
+async def list_operations(
+    events: EventLog, kv: KeyValue, principal: Principal
+) -> list[OperationView]:
+    """Every retained operation of the principal, newest first.
+
+    Views that are not final are caught up from the stream, as ``find_operation`` does, so a
+    listing never shows an operation as running that ``asyncResult`` already shows finished.
+    """
     watcher = await kv.watch(
         principal_view_keys(principal.tenant, principal.user),
         ignore_deletes=True,
@@ -83,8 +80,28 @@ async def list_operations(kv: KeyValue, principal: Principal) -> list[OperationV
                     views.append(decode_view(entry.value))
     finally:
         await watcher.stop()  # type: ignore[no-untyped-call]  # nats-py leaves it unannotated
+    views = await _caught_up(events, principal, views)
     views.sort(key=_newest_first_key, reverse=True)
     return views
+
+
+# Open operations per user are bounded by the per-user limit (10 by default); this bounds the
+# concurrent stream reads when that limit is off.
+MAX_CONCURRENT_CATCH_UPS = 32
+
+
+async def _caught_up(
+    events: EventLog, principal: Principal, views: list[OperationView]
+) -> list[OperationView]:
+    gate = asyncio.Semaphore(MAX_CONCURRENT_CATCH_UPS)
+
+    async def fresh(view: OperationView) -> OperationView:
+        if view.status.is_terminal:
+            return view
+        async with gate:
+            return await catch_up(events, principal, view.operation_id, view) or view
+
+    return list(await asyncio.gather(*(fresh(view) for view in views)))
 
 
 _NOT_YET_KNOWN = datetime.min.replace(tzinfo=UTC)
@@ -96,7 +113,7 @@ def _newest_first_key(view: OperationView) -> tuple[datetime, str]:
 
 async def follow_operation(
     hub: ViewWatchHub,
-    js: JetStreamContext,
+    events: EventLog,
     kv: KeyValue,
     principal: Principal,
     operation_id: str,
@@ -111,7 +128,7 @@ async def follow_operation(
     async with hub.watching(view_key(principal.tenant, principal.user, operation_id)) as changes:
         # Watching starts before the first read, so no change can fall between the two.
         current = await find_operation(
-            js, kv, principal, operation_id, now=now, retention=retention
+            events, kv, principal, operation_id, now=now, retention=retention
         )
         yield current
         while current is not None and not current.status.is_terminal:

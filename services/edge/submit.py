@@ -5,7 +5,6 @@ import contextlib
 import nats.errors
 
 from contracts.events import OperationRequested
-from services.common.events import publish_event
 from services.edge.context import EdgeContext
 from services.edge.errors import unavailable_without_nats
 
@@ -18,10 +17,10 @@ async def submit(context: EdgeContext, requested: OperationRequested) -> int:
     with unavailable_without_nats("queueing operations", connected=context.nats_connected):
         await context.limits.reserve(context.principal, requested.operation_id)
         try:
-            ack = await publish_event(context.js, requested, msg_id=requested.operation_id)
+            # Deduplicated by operation id: a retried publish of this request is stored once.
+            return await context.events.append(requested, msg_id=requested.operation_id)
         except BaseException:
             # Not queued, so it must not count against the caller.
             with contextlib.suppress(nats.errors.Error, TimeoutError):
                 await context.limits.release(context.principal, requested.operation_id)
             raise
-    return ack.seq

@@ -21,7 +21,7 @@ from nats.js.kv import KeyValue
 
 from contracts.names import VIEW_BUCKET
 from contracts.view import OperationView, decode_view
-from services.projector.store import read_view
+from services.common.views import read_view
 
 log = logging.getLogger(__name__)
 

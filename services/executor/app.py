@@ -1,30 +1,43 @@
 """The executor's composition root: a FastStream app with one durable pull consumer.
 
-Competing replicas bind to the same durable consumer and split the requests between them. Ack
-policy NACK_ON_ERROR: a handler only raises for infrastructure trouble (NATS unreachable), and
-then the request is handed back for another try; the operation's own failures end as events.
+Competing replicas bind to the same durable consumer and split the requests between them. The
+consumer never gives up on a request (no JetStream delivery limit): the executor itself stops
+running it after ASYNCGATE_EXECUTOR_MAX_DELIVER deliveries and ends it as ATTEMPTS_EXHAUSTED,
+and a delivery that cannot store that ending is handed back, with a growing delay, until one
+can. So every request with a readable body ends in a terminal event; an unreadable one is set
+aside on the dead-letter stream.
 """
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 import nats.errors
-from faststream import AckPolicy, FastStream
+from faststream import FastStream
 from faststream.exceptions import NackMessage, SkipMessage
-from faststream.nats import JStream, NatsBroker, NatsMessage, PullSub
+from faststream.nats import NatsMessage
 from nats.js.api import AckPolicy as JsAckPolicy
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from contracts.events import OperationRequested
-from contracts.names import EXECUTOR_DURABLE, REQUESTED_EVENTS, STREAM
+from contracts.names import EXECUTOR_DURABLE, REQUESTED_EVENTS
 from services.actions.config import load_actions
 from services.actions.handler import handler_client
-from services.common.dead_letters import read_event, set_aside
-from services.common.nats_auth import nats_security
-from services.common.runtime import JetStreamHandles, pull_batch_size, worker_name
+from services.common.dead_letters import set_aside
+from services.common.poison import Unusable, admit
+from services.common.runtime import (
+    ConnectionWatch,
+    JetStreamHandles,
+    create_broker,
+    exit_process,
+    pull_subscriber,
+    retry_delay,
+    worker_name,
+)
 from services.common.settings import Settings
 from services.common.target import load_schema, with_document_caches
 from services.executor.handlers import (
+    ContestedOperationError,
     OperationRunner,
     SupersededDeliveryError,
     handle_requested,
@@ -32,8 +45,9 @@ from services.executor.handlers import (
 
 log = logging.getLogger("asyncgate.executor")
 
-MAX_RETRY_DELAY_S = 30.0
 SERVICE = "executor"
+# Unlimited: a request is never dropped by JetStream (see the module docstring).
+UNLIMITED_DELIVERIES = -1
 
 
 def consumer_config(settings: Settings) -> ConsumerConfig:
@@ -44,14 +58,20 @@ def consumer_config(settings: Settings) -> ConsumerConfig:
         deliver_policy=DeliverPolicy.ALL,
         ack_policy=JsAckPolicy.EXPLICIT,
         ack_wait=settings.executor_ack_wait_s,
-        max_deliver=settings.executor_max_deliver,
+        max_deliver=UNLIMITED_DELIVERIES,
     )
 
 
-def create_app(settings: Settings, *, worker: str | None = None) -> FastStream:
+def create_app(
+    settings: Settings,
+    *,
+    worker: str | None = None,
+    on_connection_lost: Callable[[], None] = exit_process,
+) -> FastStream:
     """Build the executor app; nothing connects until it starts.
 
-    ``worker`` names this replica in OperationStarted events (default: host and process id).
+    ``worker`` names this replica in OperationStarted events (default: host and process id);
+    ``on_connection_lost`` runs if nats-py gives up on the connection (default: exit).
     """
     actions = None if settings.actions_file is None else load_actions(settings.actions_file)
     http = handler_client()
@@ -63,40 +83,27 @@ def create_app(settings: Settings, *, worker: str | None = None) -> FastStream:
     )
     worker = worker or worker_name()
     handles = JetStreamHandles()
-    broker = NatsBroker(
-        settings.nats_url,
-        graceful_timeout=settings.shutdown_grace_s,
-        max_reconnect_attempts=-1,
-        security=nats_security(settings),
-        # One access-log line per message is noise at INFO; failures are still logged.
-        log_level=logging.DEBUG,
-    )
+    watch = ConnectionWatch(SERVICE, on_lost=on_connection_lost)
+    broker = create_broker(settings, SERVICE, watch)
 
-    @broker.subscriber(
-        REQUESTED_EVENTS,
-        stream=JStream(STREAM, declare=False),
-        durable=EXECUTOR_DURABLE,
-        config=consumer_config(settings),
-        pull_sub=PullSub(batch_size=pull_batch_size(settings.executor_concurrency), timeout=5.0),
-        max_workers=settings.executor_concurrency,
-        ack_policy=AckPolicy.NACK_ON_ERROR,
-    )
+    @pull_subscriber(broker, consumer_config(settings), concurrency=settings.executor_concurrency)
     async def on_operation_requested(msg: NatsMessage) -> None:
-        """Run one requested operation; acknowledged once its terminal event is stored."""
-        js, _ = handles.require()
-        request = await read_event(js, msg, SERVICE)
-        if request is None:
-            return
+        """Act on one delivery of a request; acknowledged once the operation has ended."""
+        js, _, events = handles.require()
+        raw = msg.raw_message
+        request = admit(raw.subject, raw.data)
         if not isinstance(request, OperationRequested):
-            await set_aside(js, msg, SERVICE, f"a {type(request).__name__} on a request subject")
+            # The subject filter and admit's subject check let only requests through.
+            reason = request.reason if isinstance(request, Unusable) else "not a request"
+            await set_aside(js, msg, SERVICE, reason)
             return
-        attempt = msg.raw_message.metadata.num_delivered
+        delivery = raw.metadata.num_delivered
         try:
             await handle_requested(
                 request,
-                attempt=attempt,
-                max_attempts=settings.executor_max_deliver,
-                js=js,
+                delivery=delivery,
+                max_deliveries=settings.executor_max_deliver,
+                events=events,
                 run=run,
                 worker=worker,
                 max_payload=handles.max_payload,
@@ -106,21 +113,32 @@ def create_app(settings: Settings, *, worker: str | None = None) -> FastStream:
         except SupersededDeliveryError:
             # Neither ack nor nak: the newer delivery owns the request now.
             raise SkipMessage from None
-        except (nats.errors.Error, TimeoutError) as error:
-            delay = min(MAX_RETRY_DELAY_S, 2.0**attempt)
-            log.warning(
-                "operation %s: NATS trouble (%s); handing it back for a retry in %.0f s",
-                request.operation_id,
-                error,
-                delay,
-            )
-            raise NackMessage(delay=delay) from error
         except asyncio.CancelledError:
             # Shutting down mid-operation: hand it back now instead of after ack_wait.
             await msg.nack()
             raise
+        except Exception as error:
+            delay = retry_delay(delivery)
+            if isinstance(error, nats.errors.Error | TimeoutError | ContestedOperationError):
+                log.warning(
+                    "operation %s: %s (%s); handing it back for delivery %d in %.1f s",
+                    request.operation_id,
+                    "NATS trouble"
+                    if not isinstance(error, ContestedOperationError)
+                    else "contested",
+                    str(error) or type(error).__name__,
+                    delivery + 1,
+                    delay,
+                )
+            else:
+                log.exception(
+                    "operation %s: delivery %d failed; handing it back",
+                    request.operation_id,
+                    delivery,
+                )
+            raise NackMessage(delay=delay) from error
 
     async def start() -> None:
         await handles.open(broker, settings)
 
-    return FastStream(broker, on_startup=[start], on_shutdown=[http.aclose], logger=log)
+    return FastStream(broker, on_startup=[start], on_shutdown=[watch.stop, http.aclose], logger=log)

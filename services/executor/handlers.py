@@ -1,14 +1,20 @@
-"""Running one requested operation, from OperationStarted to its terminal event."""
+"""Running one delivered request: decide from the stream's facts, then act and record it.
+
+Every write names the last sequence it saw on the operation's subjects, so two executors racing
+on one operation cannot both record a start or an ending: the second one is refused, reads the
+facts again and decides again. An operation therefore has exactly one terminal event.
+"""
 
 import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import Final
 
 import httpx
+import nats.errors
 import strawberry
-from nats.js import JetStreamContext
 
 from contracts.events import (
     ActionInvocation,
@@ -21,10 +27,12 @@ from contracts.events import (
 )
 from services.actions.config import ActionsConfig
 from services.actions.handler import ActionSucceeded, call_handler
-from services.common.events import last_event, publish_event
+from services.common.event_log import AppendConflictError, EventLog
 from services.common.identity import OperationContext, Principal
 from services.common.target import execute
+from services.executor.decide import AlreadyEnded, Exhausted, Run, Superseded, decide
 from services.executor.outcome import (
+    ATTEMPTS_EXHAUSTED,
     OPERATION_FAILED,
     TIMEOUT,
     failed,
@@ -34,8 +42,13 @@ from services.executor.outcome import (
 
 log = logging.getLogger(__name__)
 
-ATTEMPTS_EXHAUSTED = "ATTEMPTS_EXHAUSTED"
-TERMINAL_MSG_ID = "terminal"
+TERMINAL_MSG_ID: Final = "terminal"
+# Guarded writes refused this often in one delivery mean the operation is being fought over;
+# hand the delivery back and decide again later.
+MAX_DECISIONS: Final = 10
+# A finished outcome is precious (an action's handler must not be called again for nothing):
+# storing it is retried through a NATS outage or a stream leader election of about this long.
+RECORD_RETRY_S: Final = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 8.0, 8.0)
 
 
 class SupersededDeliveryError(Exception):
@@ -46,38 +59,27 @@ class SupersededDeliveryError(Exception):
     """
 
 
-async def ended_elsewhere(js: JetStreamContext, request: OperationRequested, attempt: int) -> bool:
-    """True if the operation already ended; raise SupersededDeliveryError if a newer attempt runs.
-
-    A request fetched while every worker was busy can outwait its ack timer and be redelivered
-    to another executor; when it finally gets a worker here, the stream tells what happened.
-    """
-    started, completed, failed = [
-        None if found is None else found[1]
-        for found in await asyncio.gather(
-            *(
-                last_event(js, request.tenant, request.operation_id, kind)
-                for kind in ("started", "completed", "failed")
-            )
-        )
-    ]
-    if completed is not None or failed is not None:
-        return True
-    if isinstance(started, OperationStarted) and started.attempt > attempt:
-        raise SupersededDeliveryError(request.operation_id)
-    return False
+class ContestedOperationError(Exception):
+    """Guarded writes kept being refused; the delivery should be handed back."""
 
 
 @contextlib.asynccontextmanager
 async def keeping_alive(
     keep_alive: Callable[[], Awaitable[None]], every_s: float
 ) -> AsyncIterator[None]:
-    """Tell JetStream the message is still in hand, so a long operation is not redelivered."""
+    """Tell JetStream the message is still in hand, so a long operation is not redelivered.
+
+    A failed beat is logged and tried again at the next one; it never ends the block or
+    discards what the block produced.
+    """
 
     async def beat() -> None:
         while True:
             await asyncio.sleep(every_s)
-            await keep_alive()
+            try:
+                await keep_alive()
+            except Exception as error:  # any failure: the next beat tries again
+                log.warning("could not report progress to JetStream (%s); retrying", error)
 
     task = asyncio.create_task(beat())
     try:
@@ -100,12 +102,12 @@ class OperationRunner:
     actions: ActionsConfig | None = None
     http: httpx.AsyncClient | None = None
 
-    async def __call__(self, request: OperationRequested) -> TerminalEvent:
-        """The terminal event the request ends in; the operation's own failures included."""
+    async def __call__(self, request: OperationRequested, attempt: int) -> TerminalEvent:
+        """The terminal event attempt ``attempt`` ends in; the operation's own failures included."""
         try:
             async with asyncio.timeout(self.timeout_s):
                 if request.action is not None:
-                    return await self._call_action(request, request.action)
+                    return await self._call_action(request, request.action, attempt)
                 return await self._execute(request)
         except TimeoutError:
             return failed(
@@ -132,7 +134,7 @@ class OperationRunner:
         return outcome_of(request, response)
 
     async def _call_action(
-        self, request: OperationRequested, invocation: ActionInvocation
+        self, request: OperationRequested, invocation: ActionInvocation, attempt: int
     ) -> TerminalEvent:
         if self.actions is None or self.http is None or invocation.name not in self.actions.actions:
             return failed(
@@ -146,6 +148,7 @@ class OperationRunner:
             session_variables=invocation.session_variables,
             request_query=request.query,
             client_headers=invocation.client_headers,
+            idempotency=(request.operation_id, attempt),
         )
         if isinstance(result, ActionSucceeded):
             return OperationCompleted(**correlation_of(request), response={"data": result.output})
@@ -160,37 +163,99 @@ class OperationRunner:
 async def handle_requested(
     request: OperationRequested,
     *,
-    attempt: int,
-    max_attempts: int,
-    js: JetStreamContext,
-    run: Callable[[OperationRequested], Awaitable[TerminalEvent]],
+    delivery: int,
+    max_deliveries: int,
+    events: EventLog,
+    run: Callable[[OperationRequested, int], Awaitable[TerminalEvent]],
     worker: str,
     max_payload: int,
     keep_alive: Callable[[], Awaitable[None]],
     keep_alive_every_s: float,
 ) -> TerminalEvent | None:
-    """Run a delivered request once and store its terminal event; None if it had one already.
+    """Act on delivery number ``delivery`` of ``request``; return the terminal event it stored.
 
-    Raises SupersededDeliveryError when a newer delivery of the request is running elsewhere.
-
-    Returns only after the terminal event is stored, so the caller may then acknowledge.
+    None when the operation had ended already (or another delivery ended it first). Raises
+    SupersededDeliveryError when a newer delivery runs it, and NATS errors when a step could not
+    be stored (the caller hands the delivery back). Returns only once the operation's terminal
+    event is stored, so the caller may then acknowledge.
     """
-    if await ended_elsewhere(js, request, attempt):
-        return None
-    if attempt > 1 and attempt >= max_attempts:
-        # Every earlier delivery was lost with its executor: end it rather than try forever.
-        outcome: TerminalEvent = failed(
-            request,
-            ATTEMPTS_EXHAUSTED,
-            f"the operation was started {attempt - 1} times and no attempt finished",
-        )
-    else:
-        started = OperationStarted(**correlation_of(request), attempt=attempt, worker=worker)
-        await publish_event(js, started, msg_id=f"{request.operation_id}.started.{attempt}")
-        async with keeping_alive(keep_alive, keep_alive_every_s):
-            outcome = await run(request)
-    outcome, payload = fit_to_message(outcome, max_payload)
-    await publish_event(
-        js, outcome, msg_id=f"{request.operation_id}.{TERMINAL_MSG_ID}", payload=payload
-    )
-    return outcome
+    for _ in range(MAX_DECISIONS):
+        facts = await events.facts(request.tenant, request.operation_id)
+        match decide(facts, delivery=delivery, max_deliveries=max_deliveries):
+            case AlreadyEnded():
+                return None
+            case Superseded(newer_attempt=newer):
+                log.info(
+                    "operation %s: attempt %d runs it; standing back", request.operation_id, newer
+                )
+                raise SupersededDeliveryError(request.operation_id)
+            case Exhausted(lost_attempts=lost):
+                exhausted = failed(
+                    request,
+                    ATTEMPTS_EXHAUSTED,
+                    f"no attempt finished: the executors running it were lost {lost} times",
+                )
+                return await record_outcome(
+                    events, request, exhausted, after=facts.last_sequence, max_payload=max_payload
+                )
+            case Run(attempt=attempt, record_start=record_start):
+                after = facts.last_sequence
+                if record_start:
+                    started = OperationStarted(
+                        **correlation_of(request), attempt=attempt, worker=worker
+                    )
+                    try:
+                        after = await events.append(
+                            started,
+                            msg_id=f"{request.operation_id}.started.{attempt}",
+                            after=facts.last_sequence,
+                        )
+                    except AppendConflictError:
+                        continue  # the stream changed since the facts were read: decide again
+                async with keeping_alive(keep_alive, keep_alive_every_s):
+                    outcome = await run(request, attempt)
+                    return await record_outcome(
+                        events, request, outcome, after=after, max_payload=max_payload
+                    )
+    raise ContestedOperationError(request.operation_id)
+
+
+async def record_outcome(
+    events: EventLog,
+    request: OperationRequested,
+    outcome: TerminalEvent,
+    *,
+    after: int,
+    max_payload: int,
+) -> TerminalEvent | None:
+    """Store ``outcome`` as the operation's one terminal event; None if another one was first.
+
+    NATS trouble is retried for a while (the outcome would otherwise be lost and the operation
+    run again); a refused write means the stream changed, so the facts are read again.
+    """
+    outcome, payload = fit_to_message(request, outcome, max_payload)
+    msg_id = f"{request.operation_id}.{TERMINAL_MSG_ID}"
+    delays = iter(RECORD_RETRY_S)
+    for _ in range(MAX_DECISIONS):
+        try:
+            await events.append(outcome, msg_id=msg_id, after=after, payload=payload)
+            return outcome
+        except AppendConflictError:
+            pass
+        except (nats.errors.Error, TimeoutError) as error:
+            delay = next(delays, None)
+            if delay is None:
+                raise
+            log.warning(
+                "operation %s: could not store its outcome (%s); retrying in %g s",
+                request.operation_id,
+                error,
+                delay,
+            )
+            await asyncio.sleep(delay)
+        facts = await events.facts(request.tenant, request.operation_id)
+        if facts.terminal is not None:
+            # Ours, stored by a try whose acknowledgement was lost, or another attempt's.
+            return outcome if facts.terminal[1].event_id == outcome.event_id else None
+        after = facts.last_sequence
+    raise ContestedOperationError(request.operation_id)

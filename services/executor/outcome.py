@@ -17,14 +17,19 @@ from contracts.events import (
     correlation_of,
     encode_event,
 )
+from contracts.lifecycle import evolve
+from contracts.view import encode_view
 
 OPERATION_FAILED: Final = "OPERATION_FAILED"
 TIMEOUT: Final = "TIMEOUT"
 RESULT_TOO_LARGE: Final = "RESULT_TOO_LARGE"
-EXECUTOR_LOST: Final = "EXECUTOR_LOST"
+ATTEMPTS_EXHAUSTED: Final = "ATTEMPTS_EXHAUSTED"
 
-# Room left for NATS headers (Nats-Msg-Id and friends) next to the event itself.
+# Room left for NATS headers (message id, expected-sequence guard) next to the event itself, and
+# for the digits of the sequences and attempts a stored view adds.
 HEADER_ALLOWANCE_BYTES: Final = 1024
+# Below this share of the limit neither the event nor its view can be near it: skip measuring.
+_CLEARLY_FITS = 0.5
 
 
 def failed(request: OperationRequested, code: str, error: str) -> OperationFailed:
@@ -45,15 +50,25 @@ def outcome_of(request: OperationRequested, response: dict[str, Any]) -> Termina
     return OperationFailed(**correlation_of(request), code=code, error=messages, response=response)
 
 
-def fit_to_message(event: TerminalEvent, max_payload: int) -> tuple[TerminalEvent, bytes]:
-    """The event and its wire form, or a RESULT_TOO_LARGE failure when it would not fit."""
+def fit_to_message(
+    request: OperationRequested, event: TerminalEvent, max_payload: int
+) -> tuple[TerminalEvent, bytes]:
+    """The event and its wire form, or a RESULT_TOO_LARGE failure when it would not fit.
+
+    Both the event and the view the projector will store from it must fit in one NATS message;
+    a view also carries the request's operation name, so it can be the larger of the two.
+    """
     payload = encode_event(event)
     limit = max_payload - HEADER_ALLOWANCE_BYTES
-    if len(payload) <= limit:
+    size = len(payload)
+    if size > limit * _CLEARLY_FITS:
+        view = evolve(evolve(None, request, 1), event, 2)
+        size = max(size, len(encode_view(view)))
+    if size <= limit:
         return event, payload
     too_large = OperationFailed(
         **correlation_of(event),
         code=RESULT_TOO_LARGE,
-        error=f"the result is {len(payload)} bytes; results of at most {limit} bytes are stored",
+        error=f"the result is {size} bytes; results of at most {limit} bytes are stored",
     )
     return too_large, encode_event(too_large)

@@ -2,21 +2,35 @@
 
 Several replicas may run: they share the durable consumer, and compare-and-set on each key's
 revision plus an order-free fold keep the view right whichever replica applies which event.
+An event that cannot be folded (unreadable, not matching its subject, a view too large to store)
+is set aside at once; one that keeps failing for another reason is retried with a growing delay
+and set aside on its last delivery (ASYNCGATE_PROJECTOR_MAX_DELIVER), never retried forever.
 """
 
 import logging
+from collections.abc import Callable
 
-from faststream import AckPolicy, FastStream
-from faststream.nats import JStream, NatsBroker, NatsMessage, PullSub
+import nats.errors
+from faststream import FastStream
+from faststream.exceptions import NackMessage
+from faststream.nats import NatsMessage
 from nats.js.api import AckPolicy as JsAckPolicy
 from nats.js.api import ConsumerConfig, DeliverPolicy
+from nats.js.errors import InvalidKeyError
 
-from contracts.names import ALL_EVENTS, PROJECTOR_DURABLE, STREAM
-from services.common.dead_letters import read_event
-from services.common.nats_auth import nats_security
-from services.common.runtime import JetStreamHandles, pull_batch_size
+from contracts.names import ALL_EVENTS, PROJECTOR_DURABLE
+from services.common.dead_letters import set_aside
+from services.common.poison import Unusable, admit
+from services.common.runtime import (
+    ConnectionWatch,
+    JetStreamHandles,
+    create_broker,
+    exit_process,
+    pull_subscriber,
+    retry_delay,
+)
 from services.common.settings import Settings
-from services.projector.store import apply_event, request_lookup
+from services.common.views import apply_event, request_lookup
 
 log = logging.getLogger("asyncgate.projector")
 
@@ -30,40 +44,53 @@ def consumer_config(settings: Settings) -> ConsumerConfig:
         filter_subject=ALL_EVENTS,
         deliver_policy=DeliverPolicy.ALL,
         ack_policy=JsAckPolicy.EXPLICIT,
-        ack_wait=30,
+        ack_wait=settings.projector_ack_wait_s,
+        max_deliver=settings.projector_max_deliver,
     )
 
 
-def create_app(settings: Settings) -> FastStream:
-    """Build the projector app; nothing connects until it starts."""
+def create_app(
+    settings: Settings, *, on_connection_lost: Callable[[], None] = exit_process
+) -> FastStream:
+    """Build the projector app; nothing connects until it starts.
+
+    ``on_connection_lost`` runs if nats-py gives up on the connection (default: exit).
+    """
     handles = JetStreamHandles()
-    broker = NatsBroker(
-        settings.nats_url,
-        graceful_timeout=settings.shutdown_grace_s,
-        max_reconnect_attempts=-1,
-        security=nats_security(settings),
-        # One access-log line per message is noise at INFO; failures are still logged.
-        log_level=logging.DEBUG,
-    )
+    watch = ConnectionWatch(SERVICE, on_lost=on_connection_lost)
+    broker = create_broker(settings, SERVICE, watch)
 
-    @broker.subscriber(
-        ALL_EVENTS,
-        stream=JStream(STREAM, declare=False),
-        durable=PROJECTOR_DURABLE,
-        config=consumer_config(settings),
-        pull_sub=PullSub(batch_size=pull_batch_size(settings.projector_concurrency), timeout=5.0),
-        max_workers=settings.projector_concurrency,
-        ack_policy=AckPolicy.NACK_ON_ERROR,
-    )
+    @pull_subscriber(broker, consumer_config(settings), concurrency=settings.projector_concurrency)
     async def on_operation_event(msg: NatsMessage) -> None:
         """Fold one event into its view; acknowledged once the view is stored."""
-        js, kv = handles.require()
-        event = await read_event(js, msg, SERVICE)
-        if event is not None:
-            sequence = msg.raw_message.metadata.sequence.stream
-            await apply_event(kv, event, sequence, request_lookup(js))
+        js, kv, events = handles.require()
+        raw = msg.raw_message
+        event = admit(raw.subject, raw.data)
+        if isinstance(event, Unusable):
+            await set_aside(js, msg, SERVICE, event.reason)
+            return
+        sequence = raw.metadata.sequence.stream
+        delivery = raw.metadata.num_delivered
+        try:
+            await apply_event(kv, event, sequence, request_lookup(events))
+        except (nats.errors.MaxPayloadError, InvalidKeyError) as error:
+            # The same on every delivery: the view cannot be stored at all.
+            await set_aside(js, msg, SERVICE, f"its view cannot be stored: {error!r}")
+        except Exception as error:
+            if delivery >= settings.projector_max_deliver:
+                await set_aside(js, msg, SERVICE, f"not folded in {delivery} deliveries: {error!r}")
+                return
+            delay = retry_delay(delivery)
+            log.warning(
+                "event %d (%s): not folded (%r); retrying in %.1f s",
+                sequence,
+                raw.subject,
+                error,
+                delay,
+            )
+            raise NackMessage(delay=delay) from error
 
     async def start() -> None:
         await handles.open(broker, settings)
 
-    return FastStream(broker, on_startup=[start], logger=log)
+    return FastStream(broker, on_startup=[start], on_shutdown=[watch.stop], logger=log)

@@ -19,15 +19,15 @@ from contracts.events import (
     encode_event,
 )
 from examples.ledger.schema import schema as ledger_schema
-from services.common.events import publish_event
+from services.common.event_log import EventLog
 from services.common.settings import Settings
 from services.executor.app import create_app as create_executor
 from services.executor.handlers import (
-    ATTEMPTS_EXHAUSTED,
     OperationRunner,
     SupersededDeliveryError,
     handle_requested,
 )
+from services.executor.outcome import ATTEMPTS_EXHAUSTED
 from tests.stack import dead_letters, eventually, running, stored_events
 
 pytestmark = pytest.mark.nats
@@ -42,10 +42,10 @@ def request(operation_id: str, query: str) -> OperationRequested:
     )
 
 
-async def submit(js: JetStreamContext, *requests: OperationRequested) -> None:
+async def submit(log: EventLog, *requests: OperationRequested) -> None:
     """Publish requests the way the edge does (deduplicated by operation id)."""
     for item in requests:
-        await publish_event(js, item, msg_id=item.operation_id)
+        await log.append(item, msg_id=item.operation_id)
 
 
 async def terminal_events(js: JetStreamContext, count: int) -> list[OperationEvent]:
@@ -65,7 +65,7 @@ def of_type(events: list[OperationEvent], kind: type[E]) -> list[E]:
 
 
 async def test_two_executors_share_the_work_and_run_each_operation_once(
-    settings: Settings, js: JetStreamContext
+    settings: Settings, js: JetStreamContext, event_log: EventLog
 ) -> None:
     settings = dataclasses.replace(settings, executor_concurrency=4)
     requests = [request(f"op-{n}", "{ slowReport(seconds: 0.05) }") for n in range(40)]
@@ -73,7 +73,7 @@ async def test_two_executors_share_the_work_and_run_each_operation_once(
         running(create_executor(settings, worker="executor-a")),
         running(create_executor(settings, worker="executor-b")),
     ):
-        await submit(js, *requests)
+        await submit(event_log, *requests)
         events = await terminal_events(js, len(requests))
 
     started = of_type(events, OperationStarted)
@@ -88,12 +88,12 @@ async def test_two_executors_share_the_work_and_run_each_operation_once(
 
 
 async def test_many_slow_operations_run_at_once_in_one_process(
-    settings: Settings, js: JetStreamContext
+    settings: Settings, js: JetStreamContext, event_log: EventLog
 ) -> None:
     settings = dataclasses.replace(settings, executor_concurrency=20)
     requests = [request(f"slow-{n}", "{ slowReport(seconds: 1.5) }") for n in range(20)]
     async with running(create_executor(settings)):
-        await submit(js, *requests)
+        await submit(event_log, *requests)
 
         async def all_started() -> bool | None:
             events = [event for _, event in await stored_events(js)]
@@ -107,11 +107,11 @@ async def test_many_slow_operations_run_at_once_in_one_process(
 
 
 async def test_an_operation_over_its_time_limit_fails_with_timeout(
-    settings: Settings, js: JetStreamContext
+    settings: Settings, js: JetStreamContext, event_log: EventLog
 ) -> None:
     settings = dataclasses.replace(settings, operation_timeout_s=0.2)
     async with running(create_executor(settings)):
-        await submit(js, request("too-slow", "{ slowReport(seconds: 30) }"))
+        await submit(event_log, request("too-slow", "{ slowReport(seconds: 30) }"))
         events = await terminal_events(js, 1)
 
     [failed] = of_type(events, OperationFailed)
@@ -120,10 +120,10 @@ async def test_an_operation_over_its_time_limit_fails_with_timeout(
 
 
 async def test_a_failing_operation_is_recorded_once_and_not_redelivered(
-    settings: Settings, js: JetStreamContext
+    settings: Settings, js: JetStreamContext, event_log: EventLog
 ) -> None:
     async with running(create_executor(settings)):
-        await submit(js, request("broken", "{ useCompany(no: -1) { no } }"))
+        await submit(event_log, request("broken", "{ useCompany(no: -1) { no } }"))
         events = await terminal_events(js, 1)
         await asyncio.sleep(0.5)
         consumer = await js.consumer_info("ASYNCGATE_OPERATIONS", "asyncgate-executor")
@@ -138,12 +138,12 @@ async def test_a_failing_operation_is_recorded_once_and_not_redelivered(
 
 
 async def test_stopping_mid_operation_hands_it_back_to_another_executor(
-    settings: Settings, js: JetStreamContext
+    settings: Settings, js: JetStreamContext, event_log: EventLog
 ) -> None:
     settings = dataclasses.replace(settings, shutdown_grace_s=0.3)
     handed_back = request("handed-back", "{ slowReport(seconds: 2) }")
     async with running(create_executor(settings, worker="leaving")):
-        await submit(js, handed_back)
+        await submit(event_log, handed_back)
 
         async def started() -> bool | None:
             events = [event for _, event in await stored_events(js)]
@@ -160,27 +160,27 @@ async def test_stopping_mid_operation_hands_it_back_to_another_executor(
 
 
 async def test_a_redelivered_request_that_already_ended_is_not_run_again(
-    js: JetStreamContext,
+    js: JetStreamContext, event_log: EventLog
 ) -> None:
     done = request("done-before", "{ useCompany(no: 1) { no } }")
-    await submit(js, done)
-    first = await handle(js, done, attempt=1)
+    await submit(event_log, done)
+    first = await handle(event_log, done, delivery=1)
     assert isinstance(first, OperationCompleted)
     before = len(await stored_events(js))
 
-    again = await handle(js, done, attempt=2)
+    again = await handle(event_log, done, delivery=2)
 
     assert again is None
     assert len(await stored_events(js)) == before
 
 
 async def test_the_last_delivery_after_lost_attempts_ends_the_operation(
-    js: JetStreamContext,
+    js: JetStreamContext, event_log: EventLog
 ) -> None:
     lost = request("lost", "{ slowReport(seconds: 0) }")
-    await submit(js, lost)
+    await submit(event_log, lost)
 
-    outcome = await handle(js, lost, attempt=5)
+    outcome = await handle(event_log, lost, delivery=5)
 
     assert isinstance(outcome, OperationFailed)
     assert outcome.code == ATTEMPTS_EXHAUSTED
@@ -193,14 +193,14 @@ async def noop() -> None:
 
 
 async def handle(
-    js: JetStreamContext, delivered: OperationRequested, *, attempt: int
+    log: EventLog, delivered: OperationRequested, *, delivery: int
 ) -> TerminalEvent | None:
-    """One delivery of ``delivered`` to a ledger executor that allows five attempts."""
+    """One delivery of ``delivered`` to a ledger executor that allows five deliveries."""
     return await handle_requested(
         delivered,
-        attempt=attempt,
-        max_attempts=5,
-        js=js,
+        delivery=delivery,
+        max_deliveries=5,
+        events=log,
         run=OperationRunner(schema=ledger_schema, timeout_s=10),
         worker="w",
         max_payload=1 << 20,
@@ -210,7 +210,7 @@ async def handle(
 
 
 async def test_unreadable_requests_are_set_aside_and_the_next_one_still_runs(
-    settings: Settings, js: JetStreamContext
+    settings: Settings, js: JetStreamContext, event_log: EventLog
 ) -> None:
     await js.publish("ops.events.t1.bad.requested", b"[]")
     stray = OperationStarted(
@@ -218,26 +218,34 @@ async def test_unreadable_requests_are_set_aside_and_the_next_one_still_runs(
     )
     await js.publish("ops.events.t1.stray.requested", encode_event(stray))
     async with running(create_executor(settings)):
-        await submit(js, request("fine", "{ slowReport(seconds: 0) }"))
+        await submit(event_log, request("fine", "{ slowReport(seconds: 0) }"))
         await terminal_events(js, 1)
         consumer = await js.consumer_info("ASYNCGATE_OPERATIONS", "asyncgate-executor")
 
-    reasons = [headers["Asyncgate-Reason"] for _, headers in await dead_letters(js)]
+    # Set aside by concurrent workers, so in either order.
+    reasons = {
+        headers["Asyncgate-Original-Subject"]: headers["Asyncgate-Reason"]
+        for _, headers in await dead_letters(js)
+    }
     assert len(reasons) == 2
-    assert "not a readable operation event" in reasons[0]
-    assert "OperationStarted on a request subject" in reasons[1]
+    assert "not a readable operation event" in reasons["ops.events.t1.bad.requested"]
+    assert (
+        "a started event stored on a requested subject" in reasons["ops.events.t1.stray.requested"]
+    )
     assert consumer.num_ack_pending == 0
     assert consumer.num_redelivered == 0
 
 
-async def test_a_delivery_superseded_by_a_newer_attempt_stands_back(js: JetStreamContext) -> None:
+async def test_a_delivery_superseded_by_a_newer_attempt_stands_back(
+    js: JetStreamContext, event_log: EventLog
+) -> None:
     overtaken = request("overtaken", "{ slowReport(seconds: 0) }")
-    await submit(js, overtaken)
+    await submit(event_log, overtaken)
     newer = OperationStarted(**correlation_of(overtaken), attempt=2, worker="elsewhere")
-    await publish_event(js, newer, msg_id="overtaken.started.2")
+    await event_log.append(newer, msg_id="overtaken.started.2")
     before = len(await stored_events(js))
 
     with pytest.raises(SupersededDeliveryError):
-        await handle(js, overtaken, attempt=1)
+        await handle(event_log, overtaken, delivery=1)
 
     assert len(await stored_events(js)) == before

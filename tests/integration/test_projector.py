@@ -21,10 +21,11 @@ from contracts.events import (
 from contracts.lifecycle import fold
 from contracts.names import view_key
 from contracts.view import OperationView, TaskStatus
-from services.common.events import publish_event
+from services.common.event_log import EventLog
 from services.common.settings import Settings
+from services.common.views import apply_event, request_lookup
 from services.projector.app import create_app as create_projector
-from services.projector.store import apply_event, rebuild_views, replay_views, request_lookup
+from services.projector.replay import rebuild_views, replay_views
 from tests.stack import dead_letters, eventually, running, stored_events, stored_views
 
 pytestmark = pytest.mark.nats
@@ -57,10 +58,10 @@ def lifecycle(operation_id: str, *, fails: bool = False) -> list[OperationEvent]
     ]
 
 
-async def publish_all(js: JetStreamContext, events: list[OperationEvent]) -> None:
+async def publish_all(log: EventLog, events: list[OperationEvent]) -> None:
     """Store events in the given order, each as its own message."""
     for event in events:
-        await publish_event(js, event, msg_id=event.event_id)
+        await log.append(event, msg_id=event.event_id)
 
 
 def keyed(views: dict[str, OperationView]) -> dict[str, OperationView]:
@@ -69,10 +70,10 @@ def keyed(views: dict[str, OperationView]) -> dict[str, OperationView]:
 
 
 async def test_duplicate_redelivered_and_out_of_order_events_leave_the_same_view(
-    js: JetStreamContext, kv: KeyValue
+    js: JetStreamContext, kv: KeyValue, event_log: EventLog
 ) -> None:
     events = lifecycle("op-1")
-    await publish_all(js, events)
+    await publish_all(event_log, events)
     stored = await stored_events(js)
     in_order = keyed(fold(stored))
 
@@ -90,10 +91,10 @@ async def test_duplicate_redelivered_and_out_of_order_events_leave_the_same_view
 
 
 async def test_a_late_started_event_never_moves_a_finished_operation_back(
-    js: JetStreamContext, kv: KeyValue
+    js: JetStreamContext, kv: KeyValue, event_log: EventLog
 ) -> None:
     requested, started, _, completed = lifecycle("op-2")
-    await publish_all(js, [requested, completed, started])
+    await publish_all(event_log, [requested, completed, started])
     for sequence, event in await stored_events(js):
         await apply_event(kv, event, sequence)
 
@@ -103,11 +104,11 @@ async def test_a_late_started_event_never_moves_a_finished_operation_back(
 
 
 async def test_two_projector_replicas_build_the_same_views_as_one_fold(
-    settings: Settings, js: JetStreamContext, kv: KeyValue
+    settings: Settings, js: JetStreamContext, kv: KeyValue, event_log: EventLog
 ) -> None:
     settings = dataclasses.replace(settings, projector_concurrency=8)
     events = [e for n in range(40) for e in lifecycle(f"op-{n}", fails=n % 5 == 0)]
-    await publish_all(js, events)
+    await publish_all(event_log, events)
     expected = keyed(fold(await stored_events(js)))
 
     async with running(create_projector(settings)), running(create_projector(settings)):
@@ -123,10 +124,10 @@ async def test_two_projector_replicas_build_the_same_views_as_one_fold(
 
 
 async def test_replaying_the_stream_rebuilds_identical_views(
-    settings: Settings, js: JetStreamContext, kv: KeyValue
+    settings: Settings, js: JetStreamContext, kv: KeyValue, event_log: EventLog
 ) -> None:
     events = [e for n in range(25) for e in lifecycle(f"op-{n}", fails=n % 3 == 0)]
-    await publish_all(js, events)
+    await publish_all(event_log, events)
     async with running(create_projector(settings)):
         projected = await eventually(
             lambda: _when_complete(kv, 25), what="the projector folding every operation"
@@ -146,11 +147,11 @@ async def _when_complete(kv: KeyValue, count: int) -> dict[str, OperationView] |
 
 
 async def test_an_unreadable_event_is_set_aside_once_and_the_rest_is_projected(
-    settings: Settings, js: JetStreamContext, kv: KeyValue
+    settings: Settings, js: JetStreamContext, kv: KeyValue, event_log: EventLog
 ) -> None:
     await js.publish("ops.events.t1.op-x.started", b'{"type": "started", "garbage": true}')
     await js.publish("ops.events.t1.op-y.completed", b"\xff not json")
-    await publish_all(js, lifecycle("op-ok"))
+    await publish_all(event_log, lifecycle("op-ok"))
 
     async with running(create_projector(settings)):
         await eventually(lambda: _when_complete(kv, 1), what="the readable operation projected")
@@ -178,7 +179,7 @@ async def _at_least(
 
 
 async def test_a_view_is_never_stored_without_its_request(
-    js: JetStreamContext, kv: KeyValue
+    js: JetStreamContext, kv: KeyValue, event_log: EventLog
 ) -> None:
     envelope: Correlation = {
         "operation_id": "act-1",
@@ -195,11 +196,11 @@ async def test_a_view_is_never_stored_without_its_request(
     started = OperationStarted(
         **envelope, attempt=1, worker="w", occurred_at=T0 + timedelta(seconds=1)
     )
-    await publish_all(js, [requested, started])
+    await publish_all(event_log, [requested, started])
     [_, (started_sequence, _)] = await stored_events(js)
 
     # A replica folds the start before anyone has folded the request.
-    view = await apply_event(kv, started, started_sequence, request_lookup(js))
+    view = await apply_event(kv, started, started_sequence, request_lookup(event_log))
 
     assert view.action == "place_order"
     assert view.created_at == T0

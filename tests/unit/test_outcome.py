@@ -49,7 +49,7 @@ def test_mixed_codes_fall_back_to_operation_failed() -> None:
 def test_a_result_too_large_for_a_message_becomes_a_clear_failure() -> None:
     big = outcome_of(REQUEST, {"data": {"blob": "x" * 5000}})
 
-    event, payload = fit_to_message(big, max_payload=4096)
+    event, payload = fit_to_message(REQUEST, big, max_payload=4096)
 
     assert isinstance(event, OperationFailed)
     assert event.code == RESULT_TOO_LARGE
@@ -60,6 +60,25 @@ def test_a_result_too_large_for_a_message_becomes_a_clear_failure() -> None:
 def test_a_result_that_fits_is_kept_as_it_is() -> None:
     small = outcome_of(REQUEST, {"data": {"blob": "x"}})
 
-    event, _ = fit_to_message(small, max_payload=4096)
+    event, _ = fit_to_message(REQUEST, small, max_payload=4096)
 
     assert event is small
+
+
+def test_a_result_whose_view_would_not_fit_fails_too() -> None:
+    # The view repeats the request's operation name; the event alone would fit.
+    named = OperationRequested(
+        operation_id="op",
+        tenant="t",
+        principal="u",
+        trace_id="tr",
+        query="{ a }",
+        operation_name="n" * 1500,
+    )
+    result = outcome_of(named, {"data": {"blob": "x" * 2000}})
+
+    event, _ = fit_to_message(named, result, max_payload=4096)
+
+    assert isinstance(event, OperationFailed)
+    assert event.code == RESULT_TOO_LARGE
+    assert fit_to_message(REQUEST, result, max_payload=4096)[0] is result

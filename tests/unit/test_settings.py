@@ -40,3 +40,18 @@ def test_every_setting_has_a_documented_variable() -> None:
 
     assert all(name.startswith("ASYNCGATE_") for name in names)
     assert len(names) == len(set(names))
+
+
+def test_a_cluster_is_given_as_comma_separated_servers() -> None:
+    settings = Settings.from_env(
+        {"ASYNCGATE_NATS_URL": "nats://a:4222, nats://b:4222 ,nats://c:4222"}
+    )
+
+    assert settings.nats_servers == ["nats://a:4222", "nats://b:4222", "nats://c:4222"]
+    assert Settings.from_env({}).nats_servers == ["nats://127.0.0.1:4222"]
+
+
+@pytest.mark.parametrize("value", ["", "nats://a:4222,,nats://b:4222", "nats://a:4222,"])
+def test_an_empty_server_in_the_list_is_refused(value: str) -> None:
+    with pytest.raises(ConfigurationError, match="ASYNCGATE_NATS_URL"):
+        Settings.from_env({"ASYNCGATE_NATS_URL": value})

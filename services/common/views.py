@@ -1,24 +1,25 @@
-"""Writing folded views to the KV bucket with compare-and-set, and rebuilding them by replay."""
+"""The status view in the KV bucket: reading one, and folding an event into one safely.
 
-import logging
+The projector writes views; the edge, its limits and its subscription hub read them. Writes
+are compare-and-set on the key's revision, and the fold is order-free, so any number of
+projector replicas and concurrent workers converge on the same view.
+"""
+
 from collections.abc import Awaitable, Callable
+from typing import Final
 
-from nats.js import JetStreamContext
-from nats.js.api import DeliverPolicy
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NotFoundError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
-from contracts.events import OperationEvent, decode_event
+from contracts.events import OperationEvent
 from contracts.lifecycle import evolve
-from contracts.names import ALL_EVENTS, STREAM, view_key
+from contracts.names import view_key
 from contracts.view import OperationView, decode_view, encode_view
-from services.common.events import last_event
-
-log = logging.getLogger(__name__)
+from services.common.event_log import EventLog
 
 # Compare-and-set conflicts only happen while another writer touches the same key; a handful of
 # retries always suffices in practice, and past it the event is handed back to be redelivered.
-MAX_CAS_ATTEMPTS = 20
+MAX_CAS_ATTEMPTS: Final = 20
 
 
 class ViewConflictError(RuntimeError):
@@ -40,11 +41,12 @@ async def read_view(kv: KeyValue, key: str) -> tuple[OperationView | None, int |
 RequestLookup = Callable[[OperationEvent], Awaitable[tuple[int, OperationEvent] | None]]
 
 
-def request_lookup(js: JetStreamContext) -> RequestLookup:
+def request_lookup(events: EventLog) -> RequestLookup:
     """Finds an operation's OperationRequested in the stream (with its sequence)."""
 
     async def lookup(event: OperationEvent) -> tuple[int, OperationEvent] | None:
-        return await last_event(js, event.tenant, event.operation_id, "requested")
+        facts = await events.facts(event.tenant, event.operation_id)
+        return facts.requested
 
     return lookup
 
@@ -80,41 +82,3 @@ async def apply_event(
             continue
         return updated
     raise ViewConflictError(f"view {key} kept changing during {MAX_CAS_ATTEMPTS} attempts")
-
-
-async def replay_views(js: JetStreamContext) -> dict[str, OperationView]:
-    """Fold the whole stream, from its first event, into views keyed like the bucket."""
-    try:
-        info = await js.stream_info(STREAM)
-    except NotFoundError:
-        return {}
-    last_sequence = info.state.last_seq
-    views: dict[str, OperationView] = {}
-    if info.state.messages == 0:
-        return views
-    subscription = await js.subscribe(
-        ALL_EVENTS, stream=STREAM, ordered_consumer=True, deliver_policy=DeliverPolicy.ALL
-    )
-    try:
-        while True:
-            msg = await subscription.next_msg(timeout=10)
-            sequence = msg.metadata.sequence.stream
-            try:
-                event = decode_event(msg.data)
-            except ValueError:
-                log.warning("replay: event at sequence %d is not readable; skipped", sequence)
-            else:
-                key = view_key(event.tenant, event.principal, event.operation_id)
-                views[key] = evolve(views.get(key), event, sequence)
-            if sequence >= last_sequence:
-                return views
-    finally:
-        await subscription.unsubscribe()
-
-
-async def rebuild_views(js: JetStreamContext, kv: KeyValue) -> int:
-    """Replay the stream and write every view it yields into ``kv``; return how many."""
-    views = await replay_views(js)
-    for key, view in views.items():
-        await kv.put(key, encode_view(view))
-    return len(views)

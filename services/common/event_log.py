@@ -1,0 +1,260 @@
+"""The event stream as one operation's log: read what it holds, append only if nothing changed.
+
+Reading takes one request: a batched direct get (``multi_last``) returns the newest event of
+each type on the operation's subjects, which is all a decision or a fresh read needs. Appending
+can be guarded like an aggregate's expected version in an event store: JetStream refuses the
+write when anything was stored on the operation's subjects after the sequence the writer last
+saw (``Nats-Expected-Last-Subject-Sequence`` over the operation's subject filter). That is what
+keeps an operation to exactly one terminal event and its attempts in order, whatever number of
+executors race on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+from dataclasses import dataclass, field
+from typing import Final
+
+import msgspec
+import nats.errors
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.js import JetStreamContext
+from nats.js.errors import APIError, NotFoundError
+
+from contracts.events import (
+    OperationCompleted,
+    OperationEvent,
+    OperationFailed,
+    OperationRequested,
+    OperationStarted,
+    TerminalEvent,
+    decode_event,
+    encode_event,
+    event_type,
+)
+from contracts.lifecycle import evolve
+from contracts.names import STREAM, event_subject, operation_subjects, parse_event_subject
+from contracts.view import OperationView
+
+# A stored event is acknowledged (and a read answered) within this, or the caller retries.
+REQUEST_TIMEOUT_S: Final = 5.0
+# JetStream's error code for "wrong last sequence" on a guarded publish.
+WRONG_LAST_SEQUENCE: Final = 10071
+# More events than an operation can have of distinct types; a bound, not an expectation.
+MAX_BATCH: Final = 32
+
+Stored = tuple[int, OperationEvent]
+
+
+class AppendConflictError(Exception):
+    """Something was stored on the operation's subjects after the sequence the writer saw."""
+
+
+@dataclass(frozen=True)
+class OperationFacts:
+    """What the stream holds about one operation: the newest event of each type.
+
+    ``started`` is the latest attempt, ``first_started`` the first (when asked for and
+    different), ``terminal`` the one terminal event, and ``last_sequence`` the newest message on
+    the operation's subjects, readable or not: the sequence a guarded append must name.
+    """
+
+    requested: tuple[int, OperationRequested] | None = None
+    started: tuple[int, OperationStarted] | None = None
+    first_started: tuple[int, OperationStarted] | None = None
+    terminal: tuple[int, TerminalEvent] | None = None
+    last_sequence: int = 0
+
+    def events(self) -> list[Stored]:
+        """The readable events, in stream order."""
+        found = [self.requested, self.first_started, self.started, self.terminal]
+        by_sequence = {item[0]: item for item in found if item is not None}
+        return [by_sequence[sequence] for sequence in sorted(by_sequence)]
+
+    def view(self, base: OperationView | None = None) -> OperationView | None:
+        """``base`` (None: nothing yet) with these events folded in, as the projector will."""
+        view = base
+        for sequence, event in self.events():
+            view = evolve(view, event, sequence)
+        return view
+
+
+def facts_from(messages: list[tuple[int, str, bytes]]) -> OperationFacts:
+    """The facts in (sequence, subject, payload) messages of one operation's subjects.
+
+    A message that does not decode, or whose body does not match its subject, counts for
+    ``last_sequence`` only: a reader skips what it cannot use rather than failing on it.
+    """
+    requested: tuple[int, OperationRequested] | None = None
+    started: list[tuple[int, OperationStarted]] = []
+    terminals: list[tuple[int, TerminalEvent]] = []
+    last_sequence = 0
+    for sequence, subject, payload in messages:
+        last_sequence = max(last_sequence, sequence)
+        event = _matching_event(subject, payload)
+        match event:
+            case OperationRequested():
+                if requested is None or sequence < requested[0]:
+                    requested = (sequence, event)
+            case OperationStarted():
+                started.append((sequence, event))
+            case OperationCompleted() | OperationFailed():
+                terminals.append((sequence, event))
+    started.sort(key=lambda item: item[1].attempt)
+    return OperationFacts(
+        requested=requested,
+        started=started[-1] if started else None,
+        first_started=started[0] if len(started) > 1 else None,
+        terminal=min(terminals, key=lambda item: item[0]) if terminals else None,
+        last_sequence=last_sequence,
+    )
+
+
+def _matching_event(subject: str, payload: bytes) -> OperationEvent | None:
+    try:
+        event = decode_event(payload)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return None
+    expected = (event.tenant, event.operation_id, event_type(event))
+    return event if parse_event_subject(subject) == expected else None
+
+
+@dataclass
+class EventLog:
+    """Reads and guarded appends on the event stream, over one NATS connection."""
+
+    nc: NatsClient
+    js: JetStreamContext
+    stream: str = STREAM
+    _replies: dict[str, asyncio.Queue[Msg]] = field(default_factory=dict)
+    _inbox: str = ""
+    _subscription: Subscription | None = None
+    _tokens: itertools.count[int] = field(default_factory=itertools.count)
+
+    async def facts(
+        self, tenant: str, operation_id: str, *, with_first_start: bool = False
+    ) -> OperationFacts:
+        """The operation's facts in one request (two when ``with_first_start`` and retried)."""
+        batch = await self._batch_get({"multi_last": [operation_subjects(tenant, operation_id)]})
+        facts = facts_from(batch)
+        started = facts.started
+        if with_first_start and started is not None and started[1].attempt > 1:
+            first = await self._first_started(tenant, operation_id)
+            if first is not None and first[1].attempt < started[1].attempt:
+                facts = OperationFacts(
+                    requested=facts.requested,
+                    started=started,
+                    first_started=first,
+                    terminal=facts.terminal,
+                    last_sequence=facts.last_sequence,
+                )
+        return facts
+
+    async def append(
+        self,
+        event: OperationEvent,
+        *,
+        msg_id: str,
+        after: int | None = None,
+        payload: bytes | None = None,
+    ) -> int:
+        """Store ``event``; return its sequence.
+
+        With ``after``, only if nothing was stored on the operation's subjects since that
+        sequence (0: nothing at all); otherwise AppendConflictError and nothing is stored.
+        ``msg_id`` makes an unguarded retry of the same fact a no-op inside the dedup window.
+        """
+        headers = {"Nats-Msg-Id": msg_id}
+        if after is not None:
+            headers["Nats-Expected-Last-Subject-Sequence"] = str(after)
+            headers["Nats-Expected-Last-Subject-Sequence-Subject"] = operation_subjects(
+                event.tenant, event.operation_id
+            )
+        try:
+            ack = await self.js.publish(
+                event_subject(event.tenant, event.operation_id, event_type(event)),
+                encode_event(event) if payload is None else payload,
+                timeout=REQUEST_TIMEOUT_S,
+                headers=headers,
+            )
+        except APIError as error:
+            if error.err_code == WRONG_LAST_SEQUENCE:
+                raise AppendConflictError(error.description) from None
+            raise
+        return ack.seq
+
+    async def _first_started(
+        self, tenant: str, operation_id: str
+    ) -> tuple[int, OperationStarted] | None:
+        try:
+            message = await self.js.get_msg(
+                self.stream,
+                seq=1,
+                subject=event_subject(tenant, operation_id, "started"),
+                direct=True,
+                next=True,
+            )
+        except NotFoundError:
+            return None
+        if message.seq is None or message.data is None or message.subject is None:
+            return None
+        event = _matching_event(message.subject, message.data)
+        return (message.seq, event) if isinstance(event, OperationStarted) else None
+
+    async def _batch_get(self, request: dict[str, object]) -> list[tuple[int, str, bytes]]:
+        """Send one batched direct get; collect its messages until the end-of-batch status."""
+        inbox = await self._reply_inbox()
+        token = str(next(self._tokens))
+        replies: asyncio.Queue[Msg] = asyncio.Queue()
+        self._replies[token] = replies
+        messages: list[tuple[int, str, bytes]] = []
+        try:
+            await self.nc.publish(
+                f"$JS.API.DIRECT.GET.{self.stream}",
+                json.dumps(request).encode(),
+                reply=f"{inbox}.{token}",
+            )
+            async with asyncio.timeout(REQUEST_TIMEOUT_S):
+                while len(messages) <= MAX_BATCH:
+                    reply = await replies.get()
+                    headers = reply.headers or {}
+                    status = headers.get("Status")
+                    if status is None:
+                        messages.append(
+                            (int(headers["Nats-Sequence"]), headers["Nats-Subject"], reply.data)
+                        )
+                    elif status in ("204", "404"):
+                        return messages  # end of batch, or nothing stored for this filter
+                    elif status == "503":
+                        raise nats.errors.NoRespondersError
+                    else:
+                        raise APIError(code=int(status), description=headers.get("Description"))
+        finally:
+            del self._replies[token]
+        raise APIError(description=f"more than {MAX_BATCH} messages for {request}")
+
+    async def _reply_inbox(self) -> str:
+        # One wildcard subscription serves every batch of this log, instead of a subscribe and
+        # an unsubscribe per read; nats-py restores it after a reconnect.
+        if self._subscription is None:
+            self._inbox = self.nc.new_inbox()
+            self._subscription = await self.nc.subscribe(f"{self._inbox}.*", cb=self._route)
+        return self._inbox
+
+    async def _route(self, msg: Msg) -> None:
+        replies = self._replies.get(msg.subject.rsplit(".", 1)[-1])
+        if replies is not None:
+            replies.put_nowait(msg)
+
+    async def close(self) -> None:
+        """Drop the reply subscription (the connection itself belongs to the caller)."""
+        if self._subscription is not None:
+            subscription, self._subscription = self._subscription, None
+            # A closed connection has nothing left to drop.
+            with contextlib.suppress(nats.errors.Error):
+                await subscription.unsubscribe()

@@ -1,0 +1,64 @@
+"""What one delivery of a request should do, decided from the facts in the stream, without I/O.
+
+A request can be delivered more than once: after an executor was lost (its ack timer ran out),
+after NATS refused a step (handed back with a delay), or because a fetched message waited for a
+free worker longer than its ack timer. Each delivery looks at what the stream holds and does
+exactly one of these.
+"""
+
+from dataclasses import dataclass
+
+from services.common.event_log import OperationFacts
+
+
+@dataclass(frozen=True)
+class AlreadyEnded:
+    """The operation has its terminal event: acknowledge and do nothing."""
+
+
+@dataclass(frozen=True)
+class Superseded:
+    """A newer delivery started it: stand back without acknowledging (that ack would be the
+    newer delivery's, and nothing would be redelivered if its executor died)."""
+
+    newer_attempt: int
+
+
+@dataclass(frozen=True)
+class Exhausted:
+    """Earlier deliveries started it and none finished: end it as ATTEMPTS_EXHAUSTED."""
+
+    lost_attempts: int
+
+
+@dataclass(frozen=True)
+class Run:
+    """Run it as ``attempt``; ``record_start`` is False when this delivery already did."""
+
+    attempt: int
+    record_start: bool = True
+
+
+Decision = AlreadyEnded | Superseded | Exhausted | Run
+
+
+def decide(facts: OperationFacts, *, delivery: int, max_deliveries: int) -> Decision:
+    """The one thing delivery number ``delivery`` (1 is the first) of a request does.
+
+    Deliveries up to ``max_deliveries - 1`` run the operation; delivery ``max_deliveries`` and
+    any later one end it, so a request that keeps losing its executor still ends. The consumer
+    itself never gives up on a request: a delivery that fails to record the ending is simply
+    redelivered (with a back-off) until one succeeds.
+    """
+    if facts.terminal is not None:
+        return AlreadyEnded()
+    latest = facts.started[1].attempt if facts.started is not None else 0
+    if latest > delivery:
+        return Superseded(newer_attempt=latest)
+    if latest == delivery:
+        # This delivery's own start is stored already (its acknowledgement was lost, or a
+        # guarded write was refused for an unrelated change): carry on with it.
+        return Run(attempt=delivery, record_start=False)
+    if delivery > 1 and delivery >= max_deliveries:
+        return Exhausted(lost_attempts=delivery - 1)
+    return Run(attempt=delivery)

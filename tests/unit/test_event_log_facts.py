@@ -1,0 +1,84 @@
+"""Reading an operation's facts from the newest message of each of its subjects."""
+
+from datetime import UTC, datetime, timedelta
+
+from contracts.events import (
+    Correlation,
+    OperationCompleted,
+    OperationEvent,
+    OperationFailed,
+    OperationRequested,
+    OperationStarted,
+    encode_event,
+    event_type,
+)
+from contracts.lifecycle import fold
+from contracts.names import event_subject
+from services.common.event_log import facts_from
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+ENVELOPE: Correlation = {"operation_id": "op", "tenant": "t", "principal": "u", "trace_id": "tr"}
+
+
+def stored(sequence: int, event: OperationEvent) -> tuple[int, str, bytes]:
+    subject = event_subject(event.tenant, event.operation_id, event_type(event))
+    return sequence, subject, encode_event(event)
+
+
+def test_facts_fold_to_the_view_the_projector_builds_from_every_event() -> None:
+    requested = OperationRequested(**ENVELOPE, query="{ a }", occurred_at=T0)
+    first = OperationStarted(**ENVELOPE, attempt=1, worker="a", occurred_at=T0 + timedelta(1))
+    second = OperationStarted(**ENVELOPE, attempt=2, worker="b", occurred_at=T0 + timedelta(2))
+    done = OperationCompleted(**ENVELOPE, response={"data": {}}, occurred_at=T0 + timedelta(3))
+    every_event: list[tuple[int, OperationEvent]] = [
+        (1, requested),
+        (2, first),
+        (3, second),
+        (4, done),
+    ]
+
+    # What a batched "newest of each subject" read returns, plus the first start read apart.
+    facts = facts_from([stored(1, requested), stored(3, second), stored(4, done)])
+    facts = type(facts)(
+        requested=facts.requested,
+        started=facts.started,
+        first_started=(2, first),
+        terminal=facts.terminal,
+        last_sequence=facts.last_sequence,
+    )
+
+    assert facts.view() == fold(every_event)["op"]
+    assert facts.last_sequence == 4
+
+
+def test_the_lowest_sequence_terminal_event_decides() -> None:
+    failed = OperationFailed(**ENVELOPE, code="X", error="broke")
+    completed = OperationCompleted(**ENVELOPE, response={"data": {}})
+
+    facts = facts_from([stored(5, completed), stored(3, failed)])
+
+    assert facts.terminal == (3, failed)
+
+
+def test_unreadable_or_misplaced_messages_only_move_the_last_sequence() -> None:
+    requested = OperationRequested(**ENVELOPE, query="{ a }")
+    elsewhere = OperationCompleted(**(ENVELOPE | {"operation_id": "other"}), response={})
+
+    facts = facts_from(
+        [
+            stored(1, requested),
+            (7, "ops.events.t.op.completed", b"\x00garbage"),
+            (8, "ops.events.t.op.failed", encode_event(elsewhere)),
+        ]
+    )
+
+    assert facts.terminal is None
+    assert facts.requested == (1, requested)
+    assert facts.last_sequence == 8
+
+
+def test_no_messages_no_facts() -> None:
+    facts = facts_from([])
+
+    assert facts.view() is None
+    assert facts.last_sequence == 0
