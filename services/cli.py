@@ -28,17 +28,17 @@ def _run_edge(settings: Settings, _: argparse.Namespace) -> int:
 
 
 def _run_executor(settings: Settings, _: argparse.Namespace) -> int:
+    from services.common.runtime import run_service
     from services.executor.app import create_app
 
-    asyncio.run(create_app(settings).run())
-    return 0
+    return asyncio.run(run_service(create_app(settings), "executor"))
 
 
 def _run_projector(settings: Settings, _: argparse.Namespace) -> int:
+    from services.common.runtime import run_service
     from services.projector.app import create_app
 
-    asyncio.run(create_app(settings).run())
-    return 0
+    return asyncio.run(run_service(create_app(settings), "projector"))
 
 
 def _run_demo_handler(settings: Settings, _: argparse.Namespace) -> int:

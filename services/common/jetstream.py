@@ -1,6 +1,7 @@
 """Connecting to NATS and declaring, explicitly and idempotently, the stream and the view bucket."""
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -60,10 +61,31 @@ async def connect(
     )
 
 
+async def close_connection(nc: NatsClient) -> None:
+    """Drain the connection (finish what is in flight), or just close it while it is down:
+    nats-py refuses to drain a reconnecting connection."""
+    if nc.is_closed:
+        return
+    if nc.is_connected:
+        await nc.drain()
+    else:
+        await nc.close()
+
+
+# The same connection error is reported once per this many seconds: during an outage the client
+# retries twice a second, and the log must stay readable.
+REPEAT_REPORT_S = 30.0
+_last_reported: dict[str, float] = {}
+
+
 async def report_nats_error(error: Exception) -> None:
     """nats-py's error callback: the client keeps retrying (NATS may start after us), but an
     operator must still see why, for instance a login NATS refuses."""
-    log.error("NATS: %s", error or type(error).__name__)
+    text = str(error) or type(error).__name__
+    now = time.monotonic()
+    if now - _last_reported.get(text, -REPEAT_REPORT_S) >= REPEAT_REPORT_S:
+        _last_reported[text] = now
+        log.error("NATS: %s (repeats are reported every %g s)", text, REPEAT_REPORT_S)
 
 
 def stream_config(settings: Settings) -> StreamConfig:

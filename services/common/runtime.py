@@ -10,7 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
-from faststream import AckPolicy
+import nats.errors
+from faststream import AckPolicy, FastStream
 from faststream.nats import JStream, NatsBroker, PullSub
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig
@@ -90,6 +91,24 @@ def create_broker(settings: Settings, service: str, watch: ConnectionWatch) -> N
         # One access-log line per message is noise at INFO; failures are still logged.
         log_level=logging.DEBUG,
     )
+
+
+async def run_service(app: FastStream, service: str) -> int:
+    """Run a FastStream service until it is told to stop; its exit status.
+
+    Stopping while NATS is unreachable is still an orderly stop: FastStream's last step, draining
+    the connection, fails then (nats-py refuses to drain a reconnecting connection), but what the
+    service had in hand is redelivered after its ack wait anyway.
+    """
+    try:
+        await app.run()
+    except (nats.errors.ConnectionReconnectingError, nats.errors.ConnectionClosedError):
+        log.warning(
+            "%s stopped while NATS was unreachable; messages it held are redelivered after "
+            "their ack wait",
+            service,
+        )
+    return 0
 
 
 # A pull fetches at most this many messages at once, and never more than the worker count.

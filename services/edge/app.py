@@ -33,7 +33,13 @@ from services.actions.config import load_actions
 from services.actions.handler import handler_client
 from services.common.event_log import EventLog
 from services.common.identity import ANONYMOUS, UNAUTHENTICATED
-from services.common.jetstream import connect, declare_all, declare_limits_bucket, is_ready
+from services.common.jetstream import (
+    close_connection,
+    connect,
+    declare_all,
+    declare_limits_bucket,
+    is_ready,
+)
 from services.common.runtime import ConnectionWatch, exit_process, freeze_startup_objects
 from services.common.settings import Settings
 from services.common.target import load_schema
@@ -225,7 +231,7 @@ def create_app(
             await connection.http.aclose()
             await connection.views.stop()
             await connection.events.close()
-            await nc.drain()
+            await close_connection(nc)
             connection.nc = connection.js = connection.kv = connection.events = None
 
     async def healthz(_: Request) -> Response:

@@ -7,6 +7,7 @@ is set aside at once; one that keeps failing for another reason is retried with 
 and set aside on its last delivery (ASYNCGATE_PROJECTOR_MAX_DELIVER), never retried forever.
 """
 
+import asyncio
 import logging
 from collections.abc import Callable
 
@@ -73,6 +74,10 @@ def create_app(
         delivery = raw.metadata.num_delivered
         try:
             await apply_event(kv, event, sequence, request_lookup(events))
+        except asyncio.CancelledError:
+            # Stopping: hand it back now, not after the ack wait, so views never lag for long.
+            await msg.nack()
+            raise
         except (nats.errors.MaxPayloadError, InvalidKeyError) as error:
             # The same on every delivery: the view cannot be stored at all.
             await set_aside(js, msg, SERVICE, f"its view cannot be stored: {error!r}")

@@ -222,6 +222,9 @@ async def test_an_object_output_arrives_and_the_handler_gets_hasuras_payload(
     assert payload["session_variables"]["x-hasura-user-id"] == "anonymous"
     assert "order_ok" in payload["request_query"]
     assert headers["x-handler-key"] == "k-123"
+    # So that a handler can recognise a repeated call of the same action (at least once).
+    assert headers["idempotency-key"] == action_id
+    assert headers["asyncgate-attempt"] == "1"
     listed = await graphql(stack, "{ asyncRequests { operationId status } }")
     assert listed["data"]["asyncRequests"] == [{"operationId": action_id, "status": "SUCCESS"}]
 

@@ -249,3 +249,87 @@ async def test_a_delivery_superseded_by_a_newer_attempt_stands_back(
         await handle(event_log, overtaken, delivery=1)
 
     assert len(await stored_events(js)) == before
+
+
+async def test_garbage_on_an_operations_terminal_subject_does_not_keep_it_from_ending(
+    settings: Settings, js: JetStreamContext, event_log: EventLog
+) -> None:
+    waiting = request("waiting", "{ slowReport(seconds: 0) }")
+    await submit(event_log, waiting)
+    # Stored before any executor looked at the request: readers must skip it, not fail on it.
+    await js.publish("ops.events.t1.waiting.completed", b"\x00garbage")
+
+    async with running(create_executor(settings)):
+        events = await terminal_events(js, 1)
+
+    [completed] = of_type(events, OperationCompleted)
+    assert completed.operation_id == "waiting"
+
+
+async def test_two_deliveries_racing_on_one_operation_store_one_terminal_event(
+    event_log: EventLog, js: JetStreamContext
+) -> None:
+    contested = request("contested", "{ slowReport(seconds: 0) }")
+    await submit(event_log, contested)
+    first_running = asyncio.Event()
+
+    async def slow_first(delivered: OperationRequested, attempt: int) -> TerminalEvent:
+        if attempt == 1:
+            first_running.set()
+            await asyncio.sleep(0.5)
+        return OperationCompleted(**correlation_of(delivered), response={"data": {"by": attempt}})
+
+    async def deliver(delivery: int) -> TerminalEvent | None:
+        if delivery == 2:
+            # Redelivered while attempt 1 still runs (its executor looked lost).
+            await first_running.wait()
+        return await handle_requested(
+            contested,
+            delivery=delivery,
+            max_deliveries=5,
+            events=event_log,
+            run=slow_first,
+            worker=f"w{delivery}",
+            max_payload=1 << 20,
+            keep_alive=noop,
+            keep_alive_every_s=10,
+        )
+
+    outcomes = await asyncio.gather(deliver(1), deliver(2))
+
+    events = [event for _, event in await stored_events(js)]
+    terminals = of_type(events, OperationCompleted)
+    assert len(terminals) == 1
+    # The one that stored it says so; the other one learns the operation ended.
+    assert sorted(outcome is None for outcome in outcomes) == [False, True]
+    assert [e.attempt for e in of_type(events, OperationStarted)] == [1, 2]
+
+
+async def test_a_failing_progress_report_never_discards_a_finished_outcome(
+    event_log: EventLog, js: JetStreamContext
+) -> None:
+    flaky = request("flaky-heartbeat", "{ slowReport(seconds: 0.3) }")
+    await submit(event_log, flaky)
+    beats = 0
+
+    async def failing_keep_alive() -> None:
+        nonlocal beats
+        beats += 1
+        raise TimeoutError("JetStream did not answer the progress report")
+
+    outcome = await handle_requested(
+        flaky,
+        delivery=1,
+        max_deliveries=5,
+        events=event_log,
+        run=OperationRunner(schema=ledger_schema, timeout_s=10),
+        worker="w",
+        max_payload=1 << 20,
+        keep_alive=failing_keep_alive,
+        keep_alive_every_s=0.05,
+    )
+
+    assert isinstance(outcome, OperationCompleted)
+    assert beats >= 3
+    stored = of_type([event for _, event in await stored_events(js)], OperationCompleted)
+    assert stored == [outcome]

@@ -1,5 +1,6 @@
 """The projector against a real nats-server: an order-free fold, safe replicas, replayable views."""
 
+import asyncio
 import dataclasses
 import random
 from collections.abc import Awaitable
@@ -17,6 +18,7 @@ from contracts.events import (
     OperationFailed,
     OperationRequested,
     OperationStarted,
+    encode_event,
 )
 from contracts.lifecycle import fold
 from contracts.names import view_key
@@ -206,3 +208,36 @@ async def test_a_view_is_never_stored_without_its_request(
     assert view.created_at == T0
     assert view.status is TaskStatus.RUNNING
     assert (await stored_views(kv))["t1.u1.act-1"] == view
+
+
+async def test_unusable_or_misplaced_events_are_set_aside_once_and_never_folded(
+    settings: Settings, js: JetStreamContext, kv: KeyValue, event_log: EventLog
+) -> None:
+    requested, started, _, completed = lifecycle("op-real")
+    await publish_all(event_log, [requested, started])
+    envelope: Correlation = {
+        "operation_id": "op-real",
+        "tenant": "t1",
+        "principal": "bad key*",
+        "trace_id": "t",
+    }
+    bad_key = OperationRequested(**envelope, query="{ n }")
+    await js.publish("ops.events.t1.op-real.requested", encode_event(bad_key))
+    # A completion for op-real stored on another operation's request subject: a forgery.
+    await js.publish("ops.events.t1.op-other.requested", encode_event(completed))
+
+    async with running(create_projector(settings)):
+        letters = await eventually(
+            lambda: _at_least(dead_letters(js), 2), what="both events set aside"
+        )
+        await asyncio.sleep(1)  # time enough for any redelivery to show
+        consumer = await js.consumer_info("ASYNCGATE_OPERATIONS", "asyncgate-projector")
+        views = await stored_views(kv)
+
+    assert len(await dead_letters(js)) == 2
+    reasons = sorted(headers["Asyncgate-Reason"] for _, headers in letters)
+    assert "not usable as a view key" in reasons[1]
+    assert "a completed event stored on a requested subject" in reasons[0]
+    assert views["t1.u1.op-real"].status is TaskStatus.RUNNING
+    assert consumer.num_redelivered == 0
+    assert consumer.num_ack_pending == 0

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 from nats.js import JetStreamContext
+from nats.js.kv import KeyValue
 
 from contracts.names import STREAM
 from services.common.settings import Settings
@@ -26,7 +27,7 @@ from tests.seed_requests import (
     INNER_QUERY,
     SEED_RESULT_DATA,
 )
-from tests.stack import eventually, graphql, running, serving_edge
+from tests.stack import eventually, graphql, running, serving_edge, stored_views
 
 pytestmark = [pytest.mark.nats, pytest.mark.e2e]
 
@@ -142,6 +143,47 @@ async def test_async_result_reads_your_writes_before_the_view_has_it(settings: S
     assert result["error"] is None
     assert result["completedAt"] is None
     assert TIMESTAMP.fullmatch(result["createdAt"])
+
+
+EVERY_FIELD = """query($id: String!) { asyncResult(id: $id) {
+  operationId status error errorCode data createdAt startedAt completedAt attempts } }"""
+
+
+async def test_a_finished_operation_reads_finished_while_the_projector_is_down(
+    settings: Settings, kv: KeyValue
+) -> None:
+    # No projector: the view never moves past what the stream said first.
+    async with running(create_executor(settings)), serving_edge(settings) as client:
+        operation_id = await submit(client, ASYNC_QUERY)
+
+        async def read() -> dict[str, Any]:
+            response = await graphql(client, EVERY_FIELD, {"id": operation_id})
+            found: dict[str, Any] = response["data"]["asyncResult"]
+            return found
+
+        async def succeeded() -> dict[str, Any] | None:
+            found = await read()
+            return found if found["status"] == "SUCCESS" else None
+
+        before_projection = await eventually(succeeded, what="SUCCESS read from the stream")
+        assert await stored_views(kv) == {}
+
+        async with running(create_projector(settings)):
+            await eventually(
+                lambda: _final_view_count(kv, 1), what="the projector storing the view"
+            )
+            after_projection = await read()
+
+    # Reported final once, never changed afterwards: every field, attempts and startedAt too.
+    assert after_projection == before_projection
+    assert before_projection["attempts"] == 1
+    assert TIMESTAMP.fullmatch(before_projection["startedAt"])
+    assert before_projection["data"] == SEED_RESULT_DATA
+
+
+async def _final_view_count(kv: KeyValue, count: int) -> bool | None:
+    views = await stored_views(kv)
+    return True if sum(view.status.is_terminal for view in views.values()) >= count else None
 
 
 async def test_failed_operation_ends_in_error_with_its_message(stack: httpx.AsyncClient) -> None:
