@@ -1,5 +1,7 @@
 """Configuration from the environment."""
 
+from pathlib import Path
+
 import pytest
 
 from services.common.settings import ConfigurationError, Settings, documented_variables
@@ -55,3 +57,11 @@ def test_a_cluster_is_given_as_comma_separated_servers() -> None:
 def test_an_empty_server_in_the_list_is_refused(value: str) -> None:
     with pytest.raises(ConfigurationError, match="ASYNCGATE_NATS_URL"):
         Settings.from_env({"ASYNCGATE_NATS_URL": value})
+
+
+def test_the_readme_documents_every_variable() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+
+    missing = [name for name, _ in documented_variables() if name not in readme]
+
+    assert missing == []
