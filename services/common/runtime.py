@@ -13,6 +13,7 @@ from typing import Any, Final
 import nats.errors
 from faststream import AckPolicy, FastStream
 from faststream.nats import JStream, NatsBroker, PullSub
+from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig
 from nats.js.kv import KeyValue
@@ -45,8 +46,11 @@ def worker_name() -> str:
 
 
 def exit_process() -> None:
-    """End the process at once with EXIT_NATS_LOST (its event loop may be wedged)."""
-    logging.shutdown()
+    """End the process at once with EXIT_NATS_LOST.
+
+    No orderly shutdown: with the connection gone there is nothing left to hand back or drain,
+    and the log handlers (stream handlers) have flushed every record already.
+    """
     os._exit(EXIT_NATS_LOST)
 
 
@@ -59,15 +63,22 @@ class ConnectionWatch:
     service: str
     on_lost: Callable[[], None] = exit_process
     stopping: bool = False
+    client: NatsClient | None = None
+
+    def watch(self, client: NatsClient) -> None:
+        """Remember the connection, so its last error can be reported when it closes."""
+        self.client = client
 
     async def closed(self) -> None:
         """nats-py's closed callback: the end of the service, unless it is stopping anyway."""
         if self.stopping:
             return
+        last_error = None if self.client is None else self.client.last_error
         log.critical(
-            "%s: the NATS connection was closed and will not reconnect; exiting with status %d "
-            "so that a supervisor starts the service again",
+            "%s: the NATS connection was closed and will not reconnect (%s); exiting with "
+            "status %d so that a supervisor starts the service again",
             self.service,
+            (str(last_error) or type(last_error).__name__) if last_error else "no error given",
             EXIT_NATS_LOST,
         )
         self.on_lost()
@@ -168,9 +179,10 @@ class JetStreamHandles:
     events: EventLog | None = None
     max_payload: int = 0
 
-    async def open(self, broker: NatsBroker, settings: Settings) -> None:
+    async def open(self, broker: NatsBroker, settings: Settings, watch: ConnectionWatch) -> None:
         """Connect the broker and declare the stream and the view bucket."""
         await broker.connect()
+        watch.watch(broker.connection)
         self.js = broker.connection.jetstream()
         self.kv = await declare_all(self.js, settings)
         self.events = EventLog(broker.connection, self.js)

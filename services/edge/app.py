@@ -209,6 +209,7 @@ def create_app(
         nc = await connect(
             settings, "asyncgate-edge", on_reconnect=resync_subscriptions, on_closed=watch.closed
         )
+        watch.watch(nc)
         connection.nc, connection.js = nc, nc.jetstream()
         connection.events = EventLog(nc, connection.js)
         connection.kv = await declare_all(connection.js, settings)
