@@ -58,10 +58,16 @@ class OperationRequested(Event, frozen=True, kw_only=True, tag="requested"):
 
 
 class OperationStarted(Event, frozen=True, kw_only=True, tag="started"):
-    """An executor began an attempt at the operation (attempt 1 is the first delivery)."""
+    """An executor began an attempt at the operation.
+
+    ``attempt`` counts the starts (1 is the first; a later one means an earlier attempt was
+    lost with its executor). ``delivery`` is the JetStream delivery of the request that made
+    this start, so an older delivery can tell it has been overtaken (0: not recorded).
+    """
 
     attempt: int
     worker: str
+    delivery: int = 0
 
 
 class OperationCompleted(Event, frozen=True, kw_only=True, tag="completed"):

@@ -62,7 +62,7 @@ class Settings:
     replicas: int = _setting("ASYNCGATE_REPLICAS", 1, _positive_int)
     executor_concurrency: int = _setting("ASYNCGATE_EXECUTOR_CONCURRENCY", 32, _positive_int)
     executor_ack_wait_s: float = _setting("ASYNCGATE_EXECUTOR_ACK_WAIT_S", 30.0, _positive_float)
-    executor_max_deliver: int = _setting("ASYNCGATE_EXECUTOR_MAX_DELIVER", 5, _positive_int)
+    executor_max_attempts: int = _setting("ASYNCGATE_EXECUTOR_MAX_ATTEMPTS", 4, _positive_int)
     operation_timeout_s: float = _setting("ASYNCGATE_OPERATION_TIMEOUT_S", 3600.0, _positive_float)
     projector_concurrency: int = _setting("ASYNCGATE_PROJECTOR_CONCURRENCY", 16, _positive_int)
     projector_ack_wait_s: float = _setting("ASYNCGATE_PROJECTOR_ACK_WAIT_S", 10.0, _positive_float)

@@ -219,7 +219,7 @@ def create_app(
             max_active=settings.max_active_per_user,
             min_interval_s=settings.min_start_interval_s,
             # Past this an operation cannot still be running, whatever its view says.
-            stale_after_s=settings.operation_timeout_s * settings.executor_max_deliver + 300,
+            stale_after_s=settings.operation_timeout_s * settings.executor_max_attempts + 300,
         )
         await connection.views.start(connection.js)
         connection.http = handler_client()

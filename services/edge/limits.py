@@ -59,6 +59,8 @@ class Limiter:
         key = f"{principal.tenant}.{principal.user}"
         for _ in range(MAX_CAS_ATTEMPTS):
             limits, revision = await self._read(key)
+            if operation_id in limits.active:
+                return  # reserved already, by a try whose answer was lost
             now = time.time()
             limits.active = await self._still_active(principal, limits.active, now)
             self._check(limits, now)

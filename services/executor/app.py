@@ -2,7 +2,7 @@
 
 Competing replicas bind to the same durable consumer and split the requests between them. The
 consumer never gives up on a request (no JetStream delivery limit): the executor itself stops
-running it after ASYNCGATE_EXECUTOR_MAX_DELIVER deliveries and ends it as ATTEMPTS_EXHAUSTED,
+running it after ASYNCGATE_EXECUTOR_MAX_ATTEMPTS starts and ends it as ATTEMPTS_EXHAUSTED,
 and a delivery that cannot store that ending is handed back, with a growing delay, until one
 can. So every request with a readable body ends in a terminal event; an unreadable one is set
 aside on the dead-letter stream.
@@ -102,7 +102,7 @@ def create_app(
             await handle_requested(
                 request,
                 delivery=delivery,
-                max_deliveries=settings.executor_max_deliver,
+                max_attempts=settings.executor_max_attempts,
                 events=events,
                 run=run,
                 worker=worker,

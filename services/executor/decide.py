@@ -3,7 +3,8 @@
 A request can be delivered more than once: after an executor was lost (its ack timer ran out),
 after NATS refused a step (handed back with a delay), or because a fetched message waited for a
 free worker longer than its ack timer. Each delivery looks at what the stream holds and does
-exactly one of these.
+exactly one of these. Only starts recorded in the stream count as attempts: deliveries handed
+back because NATS was briefly away (a leader election, say) never use one up.
 """
 
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ class Superseded:
 
 @dataclass(frozen=True)
 class Exhausted:
-    """Earlier deliveries started it and none finished: end it as ATTEMPTS_EXHAUSTED."""
+    """It was started as often as allowed and no attempt finished: end it as ATTEMPTS_EXHAUSTED."""
 
     lost_attempts: int
 
@@ -42,23 +43,25 @@ class Run:
 Decision = AlreadyEnded | Superseded | Exhausted | Run
 
 
-def decide(facts: OperationFacts, *, delivery: int, max_deliveries: int) -> Decision:
+def decide(facts: OperationFacts, *, delivery: int, max_attempts: int) -> Decision:
     """The one thing delivery number ``delivery`` (1 is the first) of a request does.
 
-    Deliveries up to ``max_deliveries - 1`` run the operation; delivery ``max_deliveries`` and
-    any later one end it, so a request that keeps losing its executor still ends. The consumer
-    itself never gives up on a request: a delivery that fails to record the ending is simply
+    An operation is started at most ``max_attempts`` times; a delivery that finds that many
+    starts and no ending ends it, so a request that keeps losing its executor still ends. The
+    consumer itself never gives up on a request: a delivery that fails to record the ending is
     redelivered (with a back-off) until one succeeds.
     """
     if facts.terminal is not None:
         return AlreadyEnded()
-    latest = facts.started[1].attempt if facts.started is not None else 0
-    if latest > delivery:
-        return Superseded(newer_attempt=latest)
-    if latest == delivery:
+    if facts.started is None:
+        return Run(attempt=1)
+    latest = facts.started[1]
+    if latest.delivery > delivery:
+        return Superseded(newer_attempt=latest.attempt)
+    if latest.delivery == delivery:
         # This delivery's own start is stored already (its acknowledgement was lost, or a
         # guarded write was refused for an unrelated change): carry on with it.
-        return Run(attempt=delivery, record_start=False)
-    if delivery > 1 and delivery >= max_deliveries:
-        return Exhausted(lost_attempts=delivery - 1)
-    return Run(attempt=delivery)
+        return Run(attempt=latest.attempt, record_start=False)
+    if latest.attempt >= max_attempts:
+        return Exhausted(lost_attempts=latest.attempt)
+    return Run(attempt=latest.attempt + 1)

@@ -164,7 +164,7 @@ async def handle_requested(
     request: OperationRequested,
     *,
     delivery: int,
-    max_deliveries: int,
+    max_attempts: int,
     events: EventLog,
     run: Callable[[OperationRequested, int], Awaitable[TerminalEvent]],
     worker: str,
@@ -181,7 +181,7 @@ async def handle_requested(
     """
     for _ in range(MAX_DECISIONS):
         facts = await events.facts(request.tenant, request.operation_id)
-        match decide(facts, delivery=delivery, max_deliveries=max_deliveries):
+        match decide(facts, delivery=delivery, max_attempts=max_attempts):
             case AlreadyEnded():
                 return None
             case Superseded(newer_attempt=newer):
@@ -202,7 +202,7 @@ async def handle_requested(
                 after = facts.last_sequence
                 if record_start:
                     started = OperationStarted(
-                        **correlation_of(request), attempt=attempt, worker=worker
+                        **correlation_of(request), attempt=attempt, worker=worker, delivery=delivery
                     )
                     try:
                         after = await events.append(

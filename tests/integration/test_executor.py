@@ -174,18 +174,37 @@ async def test_a_redelivered_request_that_already_ended_is_not_run_again(
     assert len(await stored_events(js)) == before
 
 
-async def test_the_last_delivery_after_lost_attempts_ends_the_operation(
+async def test_the_delivery_after_the_last_lost_attempt_ends_the_operation(
     js: JetStreamContext, event_log: EventLog
 ) -> None:
     lost = request("lost", "{ slowReport(seconds: 0) }")
     await submit(event_log, lost)
+    # Four attempts started by executors that were lost before they finished.
+    for attempt, delivery in ((1, 1), (2, 2), (3, 4), (4, 7)):
+        lost_start = OperationStarted(
+            **correlation_of(lost), attempt=attempt, worker="gone", delivery=delivery
+        )
+        await event_log.append(lost_start, msg_id=f"lost.started.{attempt}")
 
-    outcome = await handle(event_log, lost, delivery=5)
+    outcome = await handle(event_log, lost, delivery=8)
 
     assert isinstance(outcome, OperationFailed)
     assert outcome.code == ATTEMPTS_EXHAUSTED
+    assert "lost 4 times" in outcome.error
     events = [event for _, event in await stored_events(js)]
-    assert of_type(events, OperationStarted) == []
+    assert len(of_type(events, OperationStarted)) == 4
+
+
+async def test_deliveries_handed_back_for_nats_trouble_use_up_no_attempt(
+    event_log: EventLog,
+) -> None:
+    delayed = request("delayed", "{ slowReport(seconds: 0) }")
+    await submit(event_log, delayed)
+
+    # Delivery 9: the eight before it were handed back before anything was started.
+    outcome = await handle(event_log, delayed, delivery=9)
+
+    assert isinstance(outcome, OperationCompleted)
 
 
 async def noop() -> None:
@@ -195,11 +214,11 @@ async def noop() -> None:
 async def handle(
     log: EventLog, delivered: OperationRequested, *, delivery: int
 ) -> TerminalEvent | None:
-    """One delivery of ``delivered`` to a ledger executor that allows five deliveries."""
+    """One delivery of ``delivered`` to a ledger executor that allows four attempts."""
     return await handle_requested(
         delivered,
         delivery=delivery,
-        max_deliveries=5,
+        max_attempts=4,
         events=log,
         run=OperationRunner(schema=ledger_schema, timeout_s=10),
         worker="w",
@@ -241,7 +260,7 @@ async def test_a_delivery_superseded_by_a_newer_attempt_stands_back(
 ) -> None:
     overtaken = request("overtaken", "{ slowReport(seconds: 0) }")
     await submit(event_log, overtaken)
-    newer = OperationStarted(**correlation_of(overtaken), attempt=2, worker="elsewhere")
+    newer = OperationStarted(**correlation_of(overtaken), attempt=1, worker="elsewhere", delivery=2)
     await event_log.append(newer, msg_id="overtaken.started.2")
     before = len(await stored_events(js))
 
@@ -286,7 +305,7 @@ async def test_two_deliveries_racing_on_one_operation_store_one_terminal_event(
         return await handle_requested(
             contested,
             delivery=delivery,
-            max_deliveries=5,
+            max_attempts=4,
             events=event_log,
             run=slow_first,
             worker=f"w{delivery}",
@@ -320,7 +339,7 @@ async def test_a_failing_progress_report_never_discards_a_finished_outcome(
     outcome = await handle_requested(
         flaky,
         delivery=1,
-        max_deliveries=5,
+        max_attempts=4,
         events=event_log,
         run=OperationRunner(schema=ledger_schema, timeout_s=10),
         worker="w",

@@ -24,8 +24,8 @@ ENVELOPE: Correlation = {"operation_id": "op", "tenant": "t", "principal": "u", 
 REQUESTED = (1, OperationRequested(**ENVELOPE, query="{ a }"))
 
 
-def started(attempt: int, sequence: int = 2) -> tuple[int, OperationStarted]:
-    return sequence, OperationStarted(**ENVELOPE, attempt=attempt, worker="w")
+def started(attempt: int, *, delivery: int) -> tuple[int, OperationStarted]:
+    return 2, OperationStarted(**ENVELOPE, attempt=attempt, worker="w", delivery=delivery)
 
 
 def ended(event: TerminalEvent, sequence: int = 9) -> tuple[int, TerminalEvent]:
@@ -44,36 +44,50 @@ FAILED = OperationFailed(**ENVELOPE, code="X", error="broke")
         # Ended already, in either way, whatever the delivery: nothing to do.
         (OperationFacts(requested=REQUESTED, terminal=ended(COMPLETED)), 1, AlreadyEnded()),
         (
-            OperationFacts(requested=REQUESTED, started=started(2), terminal=ended(FAILED)),
+            OperationFacts(
+                requested=REQUESTED, started=started(2, delivery=3), terminal=ended(FAILED)
+            ),
             7,
             AlreadyEnded(),
         ),
         # An older delivery that waited too long for a worker: a newer one runs it.
-        (OperationFacts(requested=REQUESTED, started=started(3)), 2, Superseded(newer_attempt=3)),
+        (
+            OperationFacts(requested=REQUESTED, started=started(1, delivery=3)),
+            2,
+            Superseded(newer_attempt=1),
+        ),
         # This delivery's own start is stored (its ack was lost): carry on, do not record again.
         (
-            OperationFacts(requested=REQUESTED, started=started(2)),
-            2,
+            OperationFacts(requested=REQUESTED, started=started(2, delivery=4)),
+            4,
             Run(attempt=2, record_start=False),
         ),
-        # The executor running attempt 1 was lost: the next delivery runs it again.
-        (OperationFacts(requested=REQUESTED, started=started(1)), 2, Run(attempt=2)),
-        # A delivery handed back before it started anything (NATS trouble) still runs it.
-        (OperationFacts(requested=REQUESTED), 3, Run(attempt=3)),
-        # The last allowed delivery ends it instead of running it again...
-        (OperationFacts(requested=REQUESTED, started=started(4)), 5, Exhausted(lost_attempts=4)),
+        # The executor running attempt 1 was lost: the next delivery runs attempt 2.
+        (OperationFacts(requested=REQUESTED, started=started(1, delivery=1)), 2, Run(attempt=2)),
+        # Deliveries handed back before anything started (NATS away) use up no attempt.
+        (OperationFacts(requested=REQUESTED), 9, Run(attempt=1)),
+        (OperationFacts(requested=REQUESTED, started=started(1, delivery=1)), 9, Run(attempt=2)),
+        # Started as often as allowed and none finished: the next delivery ends it...
+        (
+            OperationFacts(requested=REQUESTED, started=started(4, delivery=6)),
+            7,
+            Exhausted(lost_attempts=4),
+        ),
         # ...and so does any later one, if storing that ending failed before.
-        (OperationFacts(requested=REQUESTED, started=started(4)), 9, Exhausted(lost_attempts=8)),
+        (
+            OperationFacts(requested=REQUESTED, started=started(4, delivery=6)),
+            12,
+            Exhausted(lost_attempts=4),
+        ),
     ],
 )
 def test_each_delivery_does_exactly_one_thing(
     facts: OperationFacts, delivery: int, expected: Decision
 ) -> None:
-    assert decide(facts, delivery=delivery, max_deliveries=5) == expected
+    assert decide(facts, delivery=delivery, max_attempts=4) == expected
 
 
-def test_a_single_allowed_delivery_still_runs_the_operation() -> None:
-    assert decide(OperationFacts(requested=REQUESTED), delivery=1, max_deliveries=1) == Run(1)
-    assert decide(OperationFacts(requested=REQUESTED), delivery=2, max_deliveries=1) == (
-        Exhausted(lost_attempts=1)
-    )
+def test_a_single_allowed_attempt_is_run_once_and_never_again() -> None:
+    assert decide(OperationFacts(requested=REQUESTED), delivery=1, max_attempts=1) == Run(1)
+    lost_once = OperationFacts(requested=REQUESTED, started=started(1, delivery=1))
+    assert decide(lost_once, delivery=2, max_attempts=1) == Exhausted(lost_attempts=1)

@@ -1,0 +1,1 @@
+"""Real processes (nats-server nodes, asyncgate services) that fault-injection tests can kill."""
