@@ -119,6 +119,10 @@ async def run_service(app: FastStream, service: str) -> int:
             "their ack wait",
             service,
         )
+    except nats.errors.Error as error:
+        # NATS refused the service at start (a wrong login, say): say so in one line.
+        log.critical("%s could not start: %s", service, str(error) or type(error).__name__)
+        return EXIT_NATS_LOST
     return 0
 
 

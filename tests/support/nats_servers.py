@@ -61,6 +61,7 @@ class NatsServer(ChildProcess):
         sync_always: bool = False,
         max_payload: int | None = None,
         cluster: ClusterRoutes | None = None,
+        extra_config: str = "",
     ) -> None:
         super().__init__(directory / "server.log")
         self._name = name
@@ -75,6 +76,7 @@ class NatsServer(ChildProcess):
             *(["  sync_interval: always"] if sync_always else []),
             "}",
             *([f"max_payload: {max_payload}"] if max_payload is not None else []),
+            extra_config,
         ]
         if cluster is not None:
             routes = ", ".join(f'"nats-route://127.0.0.1:{port}"' for port in cluster.routes)
@@ -128,11 +130,24 @@ class NatsServer(ChildProcess):
 
 
 def start_server(
-    tmp_path: Path, *, name: str = "n1", sync_always: bool = False, max_payload: int | None = None
+    tmp_path: Path,
+    *,
+    name: str = "n1",
+    sync_always: bool = False,
+    max_payload: int | None = None,
+    extra_config: str = "",
 ) -> NatsServer:
-    """A started single JetStream server under ``tmp_path``; the caller stops it."""
+    """A started single JetStream server under ``tmp_path``; the caller stops it.
+
+    ``extra_config`` is appended to its configuration (an ``authorization`` block, say); edit
+    ``config_path`` and send SIGHUP to reload it.
+    """
     server = NatsServer(
-        tmp_path / f"nats-{name}", name=name, sync_always=sync_always, max_payload=max_payload
+        tmp_path / f"nats-{name}",
+        name=name,
+        sync_always=sync_always,
+        max_payload=max_payload,
+        extra_config=extra_config,
     )
     server.start()
     return server
