@@ -123,3 +123,21 @@ async def test_the_edge_cannot_forge_an_outcome_and_a_wrong_password_is_refused(
         )
 
     assert 'Publish Violation - Subject "ops.events.t.op.completed"' in secured_nats.log.read_text()
+
+
+@pytest.mark.parametrize("config", ["nats.conf", "cluster-node.conf"])
+def test_the_shipped_server_configurations_are_valid(config: str) -> None:
+    env = os.environ | {"ASYNCGATE_NATS_NODE": "nats-1"}
+    env |= {f"ASYNCGATE_{name.upper()}_NATS_PASSWORD": pw for name, pw in PASSWORDS.items()}
+
+    checked = subprocess.run(
+        [nats_server_binary(), "-c", config, "-t"],
+        cwd=INFRA,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "is valid" in checked.stdout + checked.stderr
