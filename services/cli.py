@@ -3,8 +3,10 @@
 import argparse
 import asyncio
 import logging
+import signal
 import sys
 from collections.abc import Callable
+from types import FrameType
 
 from services.actions.config import ActionsConfigError
 from services.common.settings import ConfigurationError, Settings, documented_variables
@@ -17,13 +19,24 @@ def _run_edge(settings: Settings, _: argparse.Namespace) -> int:
 
     from services.edge.app import create_app
 
-    uvicorn.run(
+    class EdgeServer(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            if not self.started:
+                # Still waiting for NATS at start-up: uvicorn would only act on the signal once
+                # NATS answered. Nothing is served yet, so there is nothing to finish: end now,
+                # by the signal, as uvicorn itself ends after a stop.
+                signal.signal(sig, signal.SIG_DFL)
+                signal.raise_signal(sig)
+            super().handle_exit(sig, frame)
+
+    config = uvicorn.Config(
         create_app(settings),
         host=settings.http_host,
         port=settings.http_port,
         lifespan="on",
         timeout_graceful_shutdown=int(settings.shutdown_grace_s),
     )
+    EdgeServer(config).run()
     return 0
 
 

@@ -1,16 +1,18 @@
 """A NATS connection the client gives up on ends the service, with status 75 and a line that
 says why, so a supervisor starts it again: never a process running connected to nothing."""
 
+import asyncio
 import signal
 import time
 from pathlib import Path
 
 import pytest
 
+from services.common.nats_server import free_port
 from services.common.runtime import EXIT_NATS_LOST
 from tests.faults.conftest import FAST_RECOVERY
 from tests.support.nats_servers import start_server
-from tests.support.processes import ServiceStack
+from tests.support.processes import ServiceProcess, ServiceStack
 
 pytestmark = [pytest.mark.faults, pytest.mark.nats, pytest.mark.e2e]
 
@@ -47,3 +49,19 @@ async def test_a_login_nats_stops_accepting_ends_every_service_with_status_75(
     for name, log in logs.items():
         assert f"{name}: the NATS connection was closed and will not reconnect" in log
         assert "authorization" in log.lower()
+
+
+@pytest.mark.parametrize("service", ["edge", "executor", "projector"])
+async def test_a_service_still_waiting_for_nats_stops_when_told_to(
+    service: str, tmp_path: Path
+) -> None:
+    nowhere = f"nats://127.0.0.1:{free_port()}"
+    env = {"ASYNCGATE_NATS_URL": nowhere, "ASYNCGATE_HTTP_PORT": str(free_port())}
+    with ServiceProcess(service, env, tmp_path) as waiting:
+        await asyncio.sleep(2)  # long enough to be retrying its first connection
+        assert waiting.running, waiting.log_tail()
+
+        code = waiting.terminate(timeout_s=5)  # raises if SIGTERM is ignored
+
+    # Stopped by the signal (the edge, like uvicorn) or cleanly (FastStream): never a failure.
+    assert code in (0, -signal.SIGTERM), waiting.log_tail()
