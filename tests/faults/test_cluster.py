@@ -31,7 +31,7 @@ async def test_killing_the_stream_leader_under_load_loses_nothing(tmp_path: Path
                     pause_s=0.02,
                 )
             )
-            await eventually(lambda: _at_least(seen, 60), what="sixty submissions acknowledged")
+            await eventually(lambda: seen.at_least(60), what="sixty submissions acknowledged")
             leader = cluster.node(await cluster.stream_leader(STREAM))
             leader.kill()
             await asyncio.sleep(8)
@@ -49,7 +49,3 @@ async def test_killing_the_stream_leader_under_load_loses_nothing(tmp_path: Path
     assert set(seen.refused) <= {"SERVICE_UNAVAILABLE"}, seen.describe()
     assert len(seen.accepted) >= 285, seen.describe()
     assert alive == ["edge", "executor", "projector"]
-
-
-async def _at_least(seen: Submissions, count: int) -> bool | None:
-    return True if len(seen.accepted) >= count else None

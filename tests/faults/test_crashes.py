@@ -52,7 +52,7 @@ async def test_the_projector_killed_during_300_submits_loses_no_view(
     load = asyncio.create_task(
         submit_many(stack.base_url, "{ slowReport(seconds: 0) }", count=300, clients=16, seen=seen)
     )
-    await eventually(lambda: _at_least(seen, 100), what="a hundred submissions acknowledged")
+    await eventually(lambda: seen.at_least(100), what="a hundred submissions acknowledged")
     stack.projector.kill()
     await asyncio.sleep(1)
     stack.projector.start()
@@ -80,7 +80,7 @@ async def test_nats_server_killed_during_submits_and_runs_loses_no_acknowledged_
             pause_s=0.02,
         )
     )
-    await eventually(lambda: _at_least(seen, 60), what="sixty submissions acknowledged")
+    await eventually(lambda: seen.at_least(60), what="sixty submissions acknowledged")
     server.kill()
     await asyncio.sleep(2)
     server.start()
@@ -96,7 +96,3 @@ async def test_nats_server_killed_during_submits_and_runs_loses_no_acknowledged_
     assert report.problems() == []
     assert report.statuses == {"SUCCESS": len(seen.accepted)}
     assert all(process.running for process in stack.processes)
-
-
-async def _at_least(seen: Submissions, count: int) -> bool | None:
-    return True if len(seen.accepted) >= count else None

@@ -3,6 +3,7 @@
 import asyncio
 import dataclasses
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import pytest
@@ -212,19 +213,26 @@ async def noop() -> None:
 
 
 async def handle(
-    log: EventLog, delivered: OperationRequested, *, delivery: int
+    log: EventLog,
+    delivered: OperationRequested,
+    *,
+    delivery: int,
+    run: Callable[[OperationRequested, int], Awaitable[TerminalEvent]] | None = None,
+    keep_alive: Callable[[], Awaitable[None]] = noop,
+    keep_alive_every_s: float = 10,
 ) -> TerminalEvent | None:
-    """One delivery of ``delivered`` to a ledger executor that allows four attempts."""
+    """One delivery of ``delivered`` to an executor that allows four attempts (by default,
+    running the ledger schema)."""
     return await handle_requested(
         delivered,
         delivery=delivery,
         max_attempts=4,
         events=log,
-        run=OperationRunner(schema=ledger_schema, timeout_s=10),
-        worker="w",
+        run=run or OperationRunner(schema=ledger_schema, timeout_s=10),
+        worker=f"w{delivery}",
         max_payload=1 << 20,
-        keep_alive=noop,
-        keep_alive_every_s=10,
+        keep_alive=keep_alive,
+        keep_alive_every_s=keep_alive_every_s,
     )
 
 
@@ -302,17 +310,7 @@ async def test_two_deliveries_racing_on_one_operation_store_one_terminal_event(
         if delivery == 2:
             # Redelivered while attempt 1 still runs (its executor looked lost).
             await first_running.wait()
-        return await handle_requested(
-            contested,
-            delivery=delivery,
-            max_attempts=4,
-            events=event_log,
-            run=slow_first,
-            worker=f"w{delivery}",
-            max_payload=1 << 20,
-            keep_alive=noop,
-            keep_alive_every_s=10,
-        )
+        return await handle(event_log, contested, delivery=delivery, run=slow_first)
 
     outcomes = await asyncio.gather(deliver(1), deliver(2))
 
@@ -336,16 +334,8 @@ async def test_a_failing_progress_report_never_discards_a_finished_outcome(
         beats += 1
         raise TimeoutError("JetStream did not answer the progress report")
 
-    outcome = await handle_requested(
-        flaky,
-        delivery=1,
-        max_attempts=4,
-        events=event_log,
-        run=OperationRunner(schema=ledger_schema, timeout_s=10),
-        worker="w",
-        max_payload=1 << 20,
-        keep_alive=failing_keep_alive,
-        keep_alive_every_s=0.05,
+    outcome = await handle(
+        event_log, flaky, delivery=1, keep_alive=failing_keep_alive, keep_alive_every_s=0.05
     )
 
     assert isinstance(outcome, OperationCompleted)

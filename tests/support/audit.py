@@ -31,6 +31,10 @@ class Submissions:
         """One line for assertion messages."""
         return f"{len(self.accepted)} accepted, refused: {dict(self.refused)}"
 
+    async def at_least(self, count: int) -> bool | None:
+        """A probe for ``eventually``: True once ``count`` were acknowledged."""
+        return True if len(self.accepted) >= count else None
+
 
 async def submit_one(http: httpx.AsyncClient, query: str, seen: Submissions) -> None:
     """One asyncQuery; an id in the answer is an acknowledgement, anything else a refusal."""
