@@ -11,14 +11,13 @@ import msgspec
 import uvicorn
 from faststream import FastStream
 from nats.js import JetStreamContext
-from nats.js.errors import NoKeysError
-from nats.js.kv import KeyValue
 from starlette.types import ASGIApp
 
 from contracts.events import OperationEvent, decode_event
-from contracts.names import ALL_EVENTS, DEAD_LETTER_STREAM, STREAM
-from contracts.view import OperationView, decode_view
+from contracts.names import ALL_EVENTS, DEAD_LETTER_STREAM, STREAM, view_key
+from contracts.view import OperationView
 from services.common.settings import Settings
+from services.common.views import list_views
 from services.edge.app import create_app as create_edge
 
 T = TypeVar("T")
@@ -105,18 +104,10 @@ async def stored_events(js: JetStreamContext) -> list[tuple[int, OperationEvent]
     return events
 
 
-async def stored_views(kv: KeyValue) -> dict[str, OperationView]:
+async def stored_views(js: JetStreamContext) -> dict[str, OperationView]:
     """Every view in the bucket, by key."""
-    try:
-        keys = await kv.keys()
-    except NoKeysError:
-        return {}
-    views = {}
-    for key in keys:
-        entry = await kv.get(key)
-        if entry.value:
-            views[key] = decode_view(entry.value)
-    return views
+    views = await list_views(js, ">")
+    return {view_key(view.tenant, view.principal, view.operation_id): view for view in views}
 
 
 async def dead_letters(js: JetStreamContext) -> list[tuple[str, dict[str, str]]]:

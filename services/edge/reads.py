@@ -8,15 +8,11 @@ from datetime import UTC, datetime, timedelta
 from nats.js.kv import KeyValue
 
 from contracts.names import principal_view_keys, view_key
-from contracts.view import OperationView, decode_view
+from contracts.view import OperationView
 from services.common.event_log import EventLog
 from services.common.identity import Principal
-from services.common.views import read_view
+from services.common.views import list_views, read_view
 from services.edge.watch import ViewWatchHub
-
-# A listing's watcher is gone as soon as it is read; let the server drop its consumer quickly.
-LISTING_INACTIVE_THRESHOLD_S = 5.0
-LISTING_TIMEOUT_S = 5.0
 
 
 async def catch_up(
@@ -57,29 +53,13 @@ async def find_operation(
     return None if view is None and expired else caught_up
 
 
-async def list_operations(
-    events: EventLog, kv: KeyValue, principal: Principal
-) -> list[OperationView]:
+async def list_operations(events: EventLog, principal: Principal) -> list[OperationView]:
     """Every retained operation of the principal, newest first.
 
     Views that are not final are caught up from the stream, as ``find_operation`` does, so a
     listing never shows an operation as running that ``asyncResult`` already shows finished.
     """
-    watcher = await kv.watch(
-        principal_view_keys(principal.tenant, principal.user),
-        ignore_deletes=True,
-        inactive_threshold=LISTING_INACTIVE_THRESHOLD_S,
-    )
-    views: list[OperationView] = []
-    try:
-        async with asyncio.timeout(LISTING_TIMEOUT_S):
-            async for entry in watcher:
-                if entry is None:
-                    break
-                if entry.value:
-                    views.append(decode_view(entry.value))
-    finally:
-        await watcher.stop()  # type: ignore[no-untyped-call]  # nats-py leaves it unannotated
+    views = await list_views(events.js, principal_view_keys(principal.tenant, principal.user))
     views = await _caught_up(events, principal, views)
     views.sort(key=_newest_first_key, reverse=True)
     return views

@@ -115,7 +115,7 @@ class AsyncQueries:
             raise coded_error(f"first must be between 1 and {MAX_PAGE_SIZE}", BAD_USER_INPUT)
         context = info.context
         with unavailable_without_nats("listing operations", connected=context.nats_connected):
-            views = await list_operations(context.events, context.kv, context.principal)
+            views = await list_operations(context.events, context.principal)
         if status is not None:
             views = [view for view in views if view.status == status]
         if after is not None:

@@ -84,7 +84,7 @@ async def test_duplicate_redelivered_and_out_of_order_events_leave_the_same_view
     for sequence, event in shuffled:
         await apply_event(kv, event, sequence)
 
-    assert await stored_views(kv) == in_order
+    assert await stored_views(js) == in_order
     [view] = in_order.values()
     assert view.status is TaskStatus.SUCCESS
     assert view.attempts == 2
@@ -100,7 +100,7 @@ async def test_a_late_started_event_never_moves_a_finished_operation_back(
     for sequence, event in await stored_events(js):
         await apply_event(kv, event, sequence)
 
-    [view] = (await stored_views(kv)).values()
+    [view] = (await stored_views(js)).values()
     assert view.status is TaskStatus.SUCCESS
     assert view.started_at == started.occurred_at
 
@@ -116,7 +116,7 @@ async def test_two_projector_replicas_build_the_same_views_as_one_fold(
     async with running(create_projector(settings)), running(create_projector(settings)):
 
         async def projected() -> dict[str, OperationView] | None:
-            views = await stored_views(kv)
+            views = await stored_views(js)
             return views if views == expected else None
 
         await eventually(projected, what="both replicas projecting every event")
@@ -132,18 +132,18 @@ async def test_replaying_the_stream_rebuilds_identical_views(
     await publish_all(event_log, events)
     async with running(create_projector(settings)):
         projected = await eventually(
-            lambda: _when_complete(kv, 25), what="the projector folding every operation"
+            lambda: _when_complete(js, 25), what="the projector folding every operation"
         )
 
     assert await replay_views(js) == projected
     for key in projected:
         await kv.purge(key)
     assert await rebuild_views(js, kv) == 25
-    assert await stored_views(kv) == projected
+    assert await stored_views(js) == projected
 
 
-async def _when_complete(kv: KeyValue, count: int) -> dict[str, OperationView] | None:
-    views = await stored_views(kv)
+async def _when_complete(js: JetStreamContext, count: int) -> dict[str, OperationView] | None:
+    views = await stored_views(js)
     finished = [v for v in views.values() if v.status.is_terminal]
     return views if len(finished) == count else None
 
@@ -156,7 +156,7 @@ async def test_an_unreadable_event_is_set_aside_once_and_the_rest_is_projected(
     await publish_all(event_log, lifecycle("op-ok"))
 
     async with running(create_projector(settings)):
-        await eventually(lambda: _when_complete(kv, 1), what="the readable operation projected")
+        await eventually(lambda: _when_complete(js, 1), what="the readable operation projected")
         letters = await eventually(
             lambda: _at_least(dead_letters(js), 2), what="both unreadable events set aside"
         )
@@ -207,7 +207,7 @@ async def test_a_view_is_never_stored_without_its_request(
     assert view.action == "place_order"
     assert view.created_at == T0
     assert view.status is TaskStatus.RUNNING
-    assert (await stored_views(kv))["t1.u1.act-1"] == view
+    assert (await stored_views(js))["t1.u1.act-1"] == view
 
 
 async def test_unusable_or_misplaced_events_are_set_aside_once_and_never_folded(
@@ -232,7 +232,7 @@ async def test_unusable_or_misplaced_events_are_set_aside_once_and_never_folded(
         )
         await asyncio.sleep(1)  # time enough for any redelivery to show
         consumer = await js.consumer_info("ASYNCGATE_OPERATIONS", "asyncgate-projector")
-        views = await stored_views(kv)
+        views = await stored_views(js)
 
     assert len(await dead_letters(js)) == 2
     reasons = sorted(headers["Asyncgate-Reason"] for _, headers in letters)

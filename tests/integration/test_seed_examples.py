@@ -11,7 +11,6 @@ from typing import Any
 import httpx
 import pytest
 from nats.js import JetStreamContext
-from nats.js.kv import KeyValue
 
 from contracts.names import STREAM
 from services.common.settings import Settings
@@ -150,7 +149,7 @@ EVERY_FIELD = """query($id: String!) { asyncResult(id: $id) {
 
 
 async def test_a_finished_operation_reads_finished_while_the_projector_is_down(
-    settings: Settings, kv: KeyValue
+    settings: Settings, js: JetStreamContext
 ) -> None:
     # No projector: the view never moves past what the stream said first.
     async with running(create_executor(settings)), serving_edge(settings) as client:
@@ -166,11 +165,11 @@ async def test_a_finished_operation_reads_finished_while_the_projector_is_down(
             return found if found["status"] == "SUCCESS" else None
 
         before_projection = await eventually(succeeded, what="SUCCESS read from the stream")
-        assert await stored_views(kv) == {}
+        assert await stored_views(js) == {}
 
         async with running(create_projector(settings)):
             await eventually(
-                lambda: _final_view_count(kv, 1), what="the projector storing the view"
+                lambda: _final_view_count(js, 1), what="the projector storing the view"
             )
             after_projection = await read()
 
@@ -181,8 +180,8 @@ async def test_a_finished_operation_reads_finished_while_the_projector_is_down(
     assert before_projection["data"] == SEED_RESULT_DATA
 
 
-async def _final_view_count(kv: KeyValue, count: int) -> bool | None:
-    views = await stored_views(kv)
+async def _final_view_count(js: JetStreamContext, count: int) -> bool | None:
+    views = await stored_views(js)
     return True if sum(view.status.is_terminal for view in views.values()) >= count else None
 
 

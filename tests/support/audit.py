@@ -119,7 +119,7 @@ async def audit(
     """Wait (bounded) until every acknowledged operation has a final view, then account."""
     deadline = time.monotonic() + timeout_s
     while True:
-        views = _by_operation(await stored_views(kv))
+        views = _by_operation(await stored_views(js))
         open_ones = [op for op in accepted if op not in views or not views[op].status.is_terminal]
         if not open_ones or time.monotonic() > deadline:
             break
@@ -154,7 +154,7 @@ async def _views_differing_from_replay(
     # The projector may still be folding the last events (of operations nobody was told about,
     # say); compare again until the two agree or time is up.
     while True:
-        stored = await stored_views(kv)
+        stored = await stored_views(js)
         replayed = await replay_views(js)
         differing = sorted(
             key for key in stored.keys() | replayed.keys() if stored.get(key) != replayed.get(key)
