@@ -1,5 +1,6 @@
 """Connecting to NATS and declaring, explicitly and idempotently, the stream and the view bucket."""
 
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -26,6 +27,7 @@ from contracts.names import (
     VIEW_BUCKET,
 )
 from services.common.nats_auth import nats_connect_options
+from services.common.retry import riding_through
 from services.common.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -155,6 +157,14 @@ async def declare_view_bucket(js: JetStreamContext, settings: Settings) -> KeyVa
 
 async def declare_limits_bucket(js: JetStreamContext, settings: Settings) -> KeyValue:
     """The per-user limit state; an idle user's entry expires after a day."""
+    return await riding_through(
+        functools.partial(_declare_limits_bucket, js, settings),
+        what="declaring the limits bucket",
+        budget_s=DECLARE_RIDE_THROUGH_S,
+    )
+
+
+async def _declare_limits_bucket(js: JetStreamContext, settings: Settings) -> KeyValue:
     try:
         return await js.create_key_value(
             KeyValueConfig(
@@ -170,11 +180,21 @@ async def declare_limits_bucket(js: JetStreamContext, settings: Settings) -> Key
         return await js.key_value(LIMITS_BUCKET)
 
 
+# Declaring is idempotent; a service started during a cluster's leader election waits it out.
+DECLARE_RIDE_THROUGH_S = 30.0
+
+
 async def declare_all(js: JetStreamContext, settings: Settings) -> KeyValue:
     """Declare everything asyncgate stores in JetStream; return the view bucket."""
-    await declare_stream(js, stream_config(settings))
-    await declare_stream(js, dead_letter_stream_config(settings))
-    return await declare_view_bucket(js, settings)
+
+    async def declare() -> KeyValue:
+        await declare_stream(js, stream_config(settings))
+        await declare_stream(js, dead_letter_stream_config(settings))
+        return await declare_view_bucket(js, settings)
+
+    return await riding_through(
+        declare, what="declaring the stream and buckets", budget_s=DECLARE_RIDE_THROUGH_S
+    )
 
 
 async def is_ready(js: JetStreamContext) -> bool:

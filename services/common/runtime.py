@@ -20,8 +20,9 @@ from nats.js.kv import KeyValue
 
 from contracts.names import STREAM
 from services.common.event_log import EventLog
-from services.common.jetstream import declare_all, report_nats_error
+from services.common.jetstream import DECLARE_RIDE_THROUGH_S, declare_all, report_nats_error
 from services.common.nats_auth import nats_security
+from services.common.retry import riding_through
 from services.common.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -183,12 +184,25 @@ class JetStreamHandles:
     events: EventLog | None = None
     max_payload: int = 0
 
-    async def open(self, broker: NatsBroker, settings: Settings, watch: ConnectionWatch) -> None:
-        """Connect the broker and declare the stream and the view bucket."""
+    async def open(
+        self,
+        broker: NatsBroker,
+        settings: Settings,
+        watch: ConnectionWatch,
+        consumer: ConsumerConfig,
+    ) -> None:
+        """Connect the broker; declare the stream, the buckets and the service's consumer."""
         await broker.connect()
         watch.watch(broker.connection)
-        self.js = broker.connection.jetstream()
-        self.kv = await declare_all(self.js, settings)
+        js = self.js = broker.connection.jetstream()
+        self.kv = await declare_all(js, settings)
+        # Declared here, where a cluster's leader election is waited out, rather than left to
+        # FastStream's subscriber start, which gives up on the first time-out.
+        await riding_through(
+            lambda: js.add_consumer(STREAM, consumer),
+            what=f"declaring the consumer {consumer.durable_name}",
+            budget_s=DECLARE_RIDE_THROUGH_S,
+        )
         self.events = EventLog(broker.connection, self.js)
         self.max_payload = broker.connection.max_payload
         freeze_startup_objects()

@@ -34,12 +34,14 @@ from services.actions.handler import handler_client
 from services.common.event_log import EventLog
 from services.common.identity import ANONYMOUS, UNAUTHENTICATED
 from services.common.jetstream import (
+    DECLARE_RIDE_THROUGH_S,
     close_connection,
     connect,
     declare_all,
     declare_limits_bucket,
     is_ready,
 )
+from services.common.retry import riding_through
 from services.common.runtime import ConnectionWatch, exit_process, freeze_startup_objects
 from services.common.settings import Settings
 from services.common.target import load_schema
@@ -221,7 +223,12 @@ def create_app(
             # Past this an operation cannot still be running, whatever its view says.
             stale_after_s=settings.operation_timeout_s * settings.executor_max_attempts + 300,
         )
-        await connection.views.start(connection.js)
+        js = connection.js
+        await riding_through(
+            lambda: connection.views.start(js),
+            what="watching the view",
+            budget_s=DECLARE_RIDE_THROUGH_S,
+        )
         connection.http = handler_client()
         freeze_startup_objects()
         log.info("edge connected to %s", settings.nats_url)

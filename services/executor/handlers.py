@@ -7,13 +7,13 @@ facts again and decides again. An operation therefore has exactly one terminal e
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Final
 
 import httpx
-import nats.errors
 import strawberry
 
 from contracts.events import (
@@ -29,6 +29,7 @@ from services.actions.config import ActionsConfig
 from services.actions.handler import ActionSucceeded, call_handler
 from services.common.event_log import AppendConflictError, EventLog
 from services.common.identity import OperationContext, Principal
+from services.common.retry import riding_through
 from services.common.target import execute
 from services.executor.decide import AlreadyEnded, Exhausted, Run, Superseded, decide
 from services.executor.outcome import (
@@ -46,9 +47,11 @@ TERMINAL_MSG_ID: Final = "terminal"
 # Guarded writes refused this often in one delivery mean the operation is being fought over;
 # hand the delivery back and decide again later.
 MAX_DECISIONS: Final = 10
-# A finished outcome is precious (an action's handler must not be called again for nothing):
-# storing it is retried through a NATS outage or a stream leader election of about this long.
-RECORD_RETRY_S: Final = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 8.0, 8.0)
+# How long a step rides out JetStream not answering (a leader election takes 5-7 s) before the
+# delivery is handed back; storing a finished outcome, which would otherwise be lost and the
+# operation run again, waits longer.
+STEP_RIDE_THROUGH_S: Final = 15.0
+OUTCOME_RIDE_THROUGH_S: Final = 30.0
 
 
 class SupersededDeliveryError(Exception):
@@ -176,48 +179,64 @@ async def handle_requested(
 
     None when the operation had ended already (or another delivery ended it first). Raises
     SupersededDeliveryError when a newer delivery runs it, and NATS errors when a step could not
-    be stored (the caller hands the delivery back). Returns only once the operation's terminal
-    event is stored, so the caller may then acknowledge.
+    be stored even after riding out a leader election (the caller hands the delivery back).
+    Returns only once the operation's terminal event is stored, so the caller may then
+    acknowledge. The message is kept alive throughout, not only while the operation runs.
     """
-    for _ in range(MAX_DECISIONS):
-        facts = await events.facts(request.tenant, request.operation_id)
-        match decide(facts, delivery=delivery, max_attempts=max_attempts):
-            case AlreadyEnded():
-                return None
-            case Superseded(newer_attempt=newer):
-                log.info(
-                    "operation %s: attempt %d runs it; standing back", request.operation_id, newer
-                )
-                raise SupersededDeliveryError(request.operation_id)
-            case Exhausted(lost_attempts=lost):
-                exhausted = failed(
-                    request,
-                    ATTEMPTS_EXHAUSTED,
-                    f"no attempt finished: the executors running it were lost {lost} times",
-                )
-                return await record_outcome(
-                    events, request, exhausted, after=facts.last_sequence, max_payload=max_payload
-                )
-            case Run(attempt=attempt, record_start=record_start):
-                after = facts.last_sequence
-                if record_start:
-                    started = OperationStarted(
-                        **correlation_of(request), attempt=attempt, worker=worker, delivery=delivery
+    operation = request.operation_id
+    async with keeping_alive(keep_alive, keep_alive_every_s):
+        for _ in range(MAX_DECISIONS):
+            facts = await riding_through(
+                lambda: events.facts(request.tenant, operation),
+                what=f"reading {operation}",
+                budget_s=STEP_RIDE_THROUGH_S,
+            )
+            match decide(facts, delivery=delivery, max_attempts=max_attempts):
+                case AlreadyEnded():
+                    return None
+                case Superseded(newer_attempt=newer):
+                    log.info("operation %s: attempt %d runs it; standing back", operation, newer)
+                    raise SupersededDeliveryError(operation)
+                case Exhausted(lost_attempts=lost):
+                    exhausted = failed(
+                        request,
+                        ATTEMPTS_EXHAUSTED,
+                        f"no attempt finished: the executors running it were lost {lost} times",
                     )
-                    try:
-                        after = await events.append(
-                            started,
-                            msg_id=f"{request.operation_id}.started.{attempt}",
-                            after=facts.last_sequence,
+                    return await record_outcome(
+                        events,
+                        request,
+                        exhausted,
+                        after=facts.last_sequence,
+                        max_payload=max_payload,
+                    )
+                case Run(attempt=attempt, record_start=record_start):
+                    after = facts.last_sequence
+                    if record_start:
+                        started = OperationStarted(
+                            **correlation_of(request),
+                            attempt=attempt,
+                            worker=worker,
+                            delivery=delivery,
                         )
-                    except AppendConflictError:
-                        continue  # the stream changed since the facts were read: decide again
-                async with keeping_alive(keep_alive, keep_alive_every_s):
+                        try:
+                            after = await riding_through(
+                                functools.partial(
+                                    events.append,
+                                    started,
+                                    msg_id=f"{operation}.started.{attempt}",
+                                    after=facts.last_sequence,
+                                ),
+                                what=f"starting {operation}",
+                                budget_s=STEP_RIDE_THROUGH_S,
+                            )
+                        except AppendConflictError:
+                            continue  # the stream changed since the facts were read: decide again
                     outcome = await run(request, attempt)
                     return await record_outcome(
                         events, request, outcome, after=after, max_payload=max_payload
                     )
-    raise ContestedOperationError(request.operation_id)
+    raise ContestedOperationError(operation)
 
 
 async def record_outcome(
@@ -230,32 +249,35 @@ async def record_outcome(
 ) -> TerminalEvent | None:
     """Store ``outcome`` as the operation's one terminal event; None if another one was first.
 
-    NATS trouble is retried for a while (the outcome would otherwise be lost and the operation
-    run again); a refused write means the stream changed, so the facts are read again.
+    A finished outcome is precious (an action's handler must not be called again for nothing),
+    so NATS trouble is ridden out for longer than other steps; a refused write means the stream
+    changed, so the facts are read again.
     """
     outcome, payload = fit_to_message(request, outcome, max_payload)
-    msg_id = f"{request.operation_id}.{TERMINAL_MSG_ID}"
-    delays = iter(RECORD_RETRY_S)
+    operation = request.operation_id
     for _ in range(MAX_DECISIONS):
         try:
-            await events.append(outcome, msg_id=msg_id, after=after, payload=payload)
+            await riding_through(
+                functools.partial(
+                    events.append,
+                    outcome,
+                    msg_id=f"{operation}.{TERMINAL_MSG_ID}",
+                    after=after,
+                    payload=payload,
+                ),
+                what=f"storing the outcome of {operation}",
+                budget_s=OUTCOME_RIDE_THROUGH_S,
+            )
             return outcome
         except AppendConflictError:
             pass
-        except (nats.errors.Error, TimeoutError) as error:
-            delay = next(delays, None)
-            if delay is None:
-                raise
-            log.warning(
-                "operation %s: could not store its outcome (%s); retrying in %g s",
-                request.operation_id,
-                error,
-                delay,
-            )
-            await asyncio.sleep(delay)
-        facts = await events.facts(request.tenant, request.operation_id)
+        facts = await riding_through(
+            lambda: events.facts(request.tenant, operation),
+            what=f"reading {operation}",
+            budget_s=OUTCOME_RIDE_THROUGH_S,
+        )
         if facts.terminal is not None:
             # Ours, stored by a try whose acknowledgement was lost, or another attempt's.
             return outcome if facts.terminal[1].event_id == outcome.event_id else None
         after = facts.last_sequence
-    raise ContestedOperationError(request.operation_id)
+    raise ContestedOperationError(operation)

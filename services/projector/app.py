@@ -96,6 +96,6 @@ def create_app(
             raise NackMessage(delay=delay) from error
 
     async def start() -> None:
-        await handles.open(broker, settings, watch)
+        await handles.open(broker, settings, watch, consumer_config(settings))
 
     return FastStream(broker, on_startup=[start], on_shutdown=[watch.stop], logger=log)

@@ -49,3 +49,24 @@ async def test_killing_the_stream_leader_under_load_loses_nothing(tmp_path: Path
     assert set(seen.refused) <= {"SERVICE_UNAVAILABLE"}, seen.describe()
     assert len(seen.accepted) >= 285, seen.describe()
     assert alive == ["edge", "executor", "projector"]
+
+
+async def test_services_start_while_one_of_their_servers_is_down(tmp_path: Path) -> None:
+    with NatsCluster(tmp_path / "cluster") as cluster:
+        env = FAST_RECOVERY | {"ASYNCGATE_REPLICAS": "3"}
+        stack = ServiceStack(cluster.urls, tmp_path / "services", env)
+        async with stack:
+            pass  # a first start, on the whole cluster, provisions the streams and buckets
+        down = cluster.servers[0]
+        down.kill()
+        # The stopped node comes first in every service's list.
+        async with stack:
+            seen = await submit_many(
+                stack.base_url, "{ slowReport(seconds: 0) }", count=5, clients=1
+            )
+            look = await inspector([server.url for server in cluster.servers[1:]])
+            report = await audit(look.js, look.kv, seen.accepted, timeout_s=30)
+            await look.nc.close()
+
+    assert report.problems() == []
+    assert report.statuses == {"SUCCESS": 5}

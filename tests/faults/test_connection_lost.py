@@ -11,7 +11,7 @@ import pytest
 from services.common.nats_server import free_port
 from services.common.runtime import EXIT_NATS_LOST
 from tests.faults.conftest import FAST_RECOVERY
-from tests.support.nats_servers import start_server
+from tests.support.nats_servers import NatsServer, start_server
 from tests.support.processes import ServiceProcess, ServiceStack
 
 pytestmark = [pytest.mark.faults, pytest.mark.nats, pytest.mark.e2e]
@@ -65,3 +65,17 @@ async def test_a_service_still_waiting_for_nats_stops_when_told_to(
 
     # Stopped by the signal (the edge, like uvicorn) or cleanly (FastStream): never a failure.
     assert code in (0, -signal.SIGTERM), waiting.log_tail()
+
+
+async def test_services_stopped_while_nats_is_down_exit_cleanly(
+    server: NatsServer, stack: ServiceStack
+) -> None:
+    server.kill()
+    await asyncio.sleep(1)  # each service notices and starts reconnecting
+
+    codes = {process.name: process.terminate(timeout_s=10) for process in stack.processes}
+    logs = {process.name: process.log_text() for process in stack.processes}
+
+    # The edge ends by the signal, as uvicorn does; the others with 0. No traceback anywhere.
+    assert codes == {"edge": -signal.SIGTERM, "executor": 0, "projector": 0}
+    assert not [name for name, log in logs.items() if "Traceback" in log]

@@ -5,8 +5,9 @@ views equal to a fresh replay of the stream."""
 import asyncio
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from nats.js import JetStreamContext
@@ -14,8 +15,11 @@ from nats.js.kv import KeyValue
 
 from contracts.events import OperationCompleted, OperationFailed, OperationRequested
 from contracts.view import OperationView
+from services.common.retry import riding_through
 from services.projector.replay import replay_views
 from tests.stack import stored_events, stored_views
+
+T = TypeVar("T")
 
 SUBMIT = "mutation($q: String!) { asyncQuery(query: $q) { operationId } }"
 
@@ -109,6 +113,13 @@ class Audit:
         return found
 
 
+async def _riding_through(
+    read: Callable[[JetStreamContext], Awaitable[T]], js: JetStreamContext
+) -> T:
+    # The audit may start while a cluster still elects a leader, as the services' steps may.
+    return await riding_through(lambda: read(js), what="auditing", budget_s=30)
+
+
 def _by_operation(views: dict[str, OperationView]) -> dict[str, OperationView]:
     return {view.operation_id: view for view in views.values()}
 
@@ -119,12 +130,12 @@ async def audit(
     """Wait (bounded) until every acknowledged operation has a final view, then account."""
     deadline = time.monotonic() + timeout_s
     while True:
-        views = _by_operation(await stored_views(js))
+        views = _by_operation(await _riding_through(stored_views, js))
         open_ones = [op for op in accepted if op not in views or not views[op].status.is_terminal]
         if not open_ones or time.monotonic() > deadline:
             break
         await asyncio.sleep(0.5)
-    events = await stored_events(js)
+    events = await _riding_through(stored_events, js)
     requested = {e.operation_id for _, e in events if isinstance(e, OperationRequested)}
     terminals = Counter(
         event.operation_id
@@ -154,8 +165,8 @@ async def _views_differing_from_replay(
     # The projector may still be folding the last events (of operations nobody was told about,
     # say); compare again until the two agree or time is up.
     while True:
-        stored = await stored_views(js)
-        replayed = await replay_views(js)
+        stored = await _riding_through(stored_views, js)
+        replayed = await _riding_through(replay_views, js)
         differing = sorted(
             key for key in stored.keys() | replayed.keys() if stored.get(key) != replayed.get(key)
         )
