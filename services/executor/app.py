@@ -38,10 +38,10 @@ from services.common.settings import Settings
 from services.common.target import load_schema, with_document_caches
 from services.executor.handlers import (
     ContestedOperationError,
-    OperationRunner,
     SupersededDeliveryError,
     handle_requested,
 )
+from services.executor.runner import OperationRunner
 
 log = logging.getLogger("asyncgate.executor")
 

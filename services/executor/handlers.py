@@ -10,35 +10,21 @@ import contextlib
 import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from typing import Final
 
-import httpx
-import strawberry
-
 from contracts.events import (
-    ActionInvocation,
-    OperationCompleted,
-    OperationFailed,
     OperationRequested,
     OperationStarted,
     TerminalEvent,
     correlation_of,
 )
-from services.actions.config import ActionsConfig
-from services.actions.handler import ActionSucceeded, call_handler
 from services.common.event_log import AppendConflictError, EventLog
-from services.common.identity import OperationContext, Principal
 from services.common.retry import riding_through
-from services.common.target import execute
 from services.executor.decide import AlreadyEnded, Exhausted, Run, Superseded, decide
 from services.executor.outcome import (
     ATTEMPTS_EXHAUSTED,
-    OPERATION_FAILED,
-    TIMEOUT,
     failed,
     fit_to_message,
-    outcome_of,
 )
 
 log = logging.getLogger(__name__)
@@ -91,76 +77,6 @@ async def keeping_alive(
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-
-
-ACTION_UNKNOWN = "ACTION_UNKNOWN"
-
-
-@dataclass(frozen=True)
-class OperationRunner:
-    """Runs one request: a GraphQL document against the target schema, or an action's handler."""
-
-    schema: strawberry.Schema
-    timeout_s: float
-    actions: ActionsConfig | None = None
-    http: httpx.AsyncClient | None = None
-
-    async def __call__(self, request: OperationRequested, attempt: int) -> TerminalEvent:
-        """The terminal event attempt ``attempt`` ends in; the operation's own failures included."""
-        try:
-            async with asyncio.timeout(self.timeout_s):
-                if request.action is not None:
-                    return await self._call_action(request, request.action, attempt)
-                return await self._execute(request)
-        except TimeoutError:
-            return failed(
-                request, TIMEOUT, f"the operation did not finish within {self.timeout_s:g} s"
-            )
-        except Exception:
-            # A schema that raises past graphql-core's own error handling: record it as the
-            # operation's outcome (never a redelivery loop) and keep the details in the log only.
-            log.exception("operation %s raised while executing", request.operation_id)
-            return failed(request, OPERATION_FAILED, "the operation failed unexpectedly")
-
-    async def _execute(self, request: OperationRequested) -> TerminalEvent:
-        context = OperationContext(
-            principal=Principal(tenant=request.tenant, user=request.principal),
-            operation_id=request.operation_id,
-        )
-        response = await execute(
-            self.schema,
-            query=request.query,
-            variables=request.variables,
-            operation_name=request.operation_name,
-            context=context,
-        )
-        return outcome_of(request, response)
-
-    async def _call_action(
-        self, request: OperationRequested, invocation: ActionInvocation, attempt: int
-    ) -> TerminalEvent:
-        if self.actions is None or self.http is None or invocation.name not in self.actions.actions:
-            return failed(
-                request, ACTION_UNKNOWN, f"no action named {invocation.name} is configured"
-            )
-        result = await call_handler(
-            self.http,
-            self.actions.actions[invocation.name],
-            self.actions.output_type(invocation.name),
-            input=invocation.input,
-            session_variables=invocation.session_variables,
-            request_query=request.query,
-            client_headers=invocation.client_headers,
-            idempotency=(request.operation_id, attempt),
-        )
-        if isinstance(result, ActionSucceeded):
-            return OperationCompleted(**correlation_of(request), response={"data": result.output})
-        return OperationFailed(
-            **correlation_of(request),
-            code=result.code,
-            error=result.message,
-            response={"data": None, "errors": result.errors},
-        )
 
 
 async def handle_requested(

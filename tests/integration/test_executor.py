@@ -24,11 +24,11 @@ from services.common.event_log import EventLog
 from services.common.settings import Settings
 from services.executor.app import create_app as create_executor
 from services.executor.handlers import (
-    OperationRunner,
     SupersededDeliveryError,
     handle_requested,
 )
 from services.executor.outcome import ATTEMPTS_EXHAUSTED
+from services.executor.runner import OperationRunner
 from tests.stack import dead_letters, eventually, running, stored_events
 
 pytestmark = pytest.mark.nats
