@@ -30,14 +30,21 @@ TRANSIENT_ERRORS: Final = (
 RETRY_DELAYS_S: Final = (0.25, 0.5, 1.0, 2.0)
 
 
+# Even the last try gets this long, however little of the budget is left.
+MIN_TRY_S: Final = 1.0
+
+
 async def riding_through(step: Callable[[], Awaitable[T]], *, what: str, budget_s: float) -> T:
-    """``step()``, repeated while JetStream is briefly unable to answer, for up to ``budget_s``
-    (plus one try); then the last error is raised."""
+    """``step()``, repeated while JetStream is briefly unable to answer; the last error once
+    ``budget_s`` is spent. Each try is cut off where the budget ends (the steps are safe to
+    repeat, so a cut-off one is simply tried again or given up), so the whole takes at most
+    about ``budget_s``, even when every try would wait out its own time-out."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + budget_s
     for attempt in itertools.count():
         try:
-            return await step()
+            async with asyncio.timeout(max(MIN_TRY_S, deadline - loop.time())):
+                return await step()
         except TRANSIENT_ERRORS as error:
             delay = RETRY_DELAYS_S[min(attempt, len(RETRY_DELAYS_S) - 1)]
             if loop.time() + delay > deadline:

@@ -6,7 +6,6 @@ from contracts.events import Correlation, OperationRequested, OperationStarted, 
 from contracts.names import parse_event_subject
 from services.common.dead_letters import header_value
 from services.common.poison import Unusable, admit
-from services.common.runtime import MAX_RETRY_DELAY_S, retry_delay
 
 ENVELOPE: Correlation = {
     "operation_id": "op-1",
@@ -59,14 +58,3 @@ def test_header_values_are_one_bounded_line_of_ascii() -> None:
     assert header_value("line one\r\nline two", 100) == "line one line two"
     assert header_value("x" * 1000, 10) == "x" * 10
     assert header_value("caf\u00e9", 100) == "caf\\xe9"
-
-
-def test_retries_back_off_exponentially_with_jitter_up_to_a_ceiling() -> None:
-    first = [retry_delay(1) for _ in range(200)]
-    third = [retry_delay(3) for _ in range(200)]
-    late = [retry_delay(40) for _ in range(200)]
-
-    assert all(0.25 <= delay <= 0.5 for delay in first)
-    assert all(1.0 <= delay <= 2.0 for delay in third)
-    assert all(MAX_RETRY_DELAY_S / 2 <= delay <= MAX_RETRY_DELAY_S for delay in late)
-    assert len(set(late)) > 1
