@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import IO
 
 import pytest
+from hypothesis import HealthCheck, settings
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
@@ -15,6 +16,12 @@ from services.common.event_log import EventLog
 from services.common.jetstream import connect, declare_all
 from services.common.nats_server import free_port, nats_server_command, wait_for_port
 from services.common.settings import Settings
+
+# hypothesis's first run in a fresh clone scans the source for constants (about 2 s here), which
+# its too_slow health check took for a slow strategy: `./dev unit` failed on every fresh clone.
+# Timing is no test's business on a shared machine, so neither is a per-example deadline.
+settings.register_profile("asyncgate", suppress_health_check=[HealthCheck.too_slow], deadline=None)
+settings.load_profile("asyncgate")
 
 
 @dataclass
