@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+import hypothesis
 import pytest
-from hypothesis import HealthCheck, settings
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
@@ -20,8 +20,10 @@ from services.common.settings import Settings
 # hypothesis's first run in a fresh clone scans the source for constants (about 2 s here), which
 # its too_slow health check took for a slow strategy: `./dev unit` failed on every fresh clone.
 # Timing is no test's business on a shared machine, so neither is a per-example deadline.
-settings.register_profile("asyncgate", suppress_health_check=[HealthCheck.too_slow], deadline=None)
-settings.load_profile("asyncgate")
+hypothesis.settings.register_profile(
+    "asyncgate", suppress_health_check=[hypothesis.HealthCheck.too_slow], deadline=None
+)
+hypothesis.settings.load_profile("asyncgate")
 
 
 @dataclass

@@ -2,8 +2,11 @@
 
 import asyncio
 import contextlib
+import subprocess
+import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
@@ -16,6 +19,7 @@ from starlette.types import ASGIApp
 from contracts.events import OperationEvent, decode_event
 from contracts.names import ALL_EVENTS, DEAD_LETTER_STREAM, STREAM, view_key
 from contracts.view import OperationView
+from services.common.nats_server import free_port, nats_server_command, wait_for_port
 from services.common.settings import Settings
 from services.common.views import list_views
 from services.edge.app import create_app as create_edge
@@ -122,3 +126,41 @@ async def dead_letters(js: JetStreamContext) -> list[tuple[str, dict[str, str]]]
             ((message.data or b"").decode(errors="replace"), dict(message.headers or {}))
         )
     return letters
+
+
+@contextlib.contextmanager
+def edge_in_background(store: Path, **configured: Any) -> Iterator[str]:
+    """A nats-server and an edge on its own event loop in a thread; yields the edge's URL.
+
+    For synchronous clients (hypothesis runs its cases synchronously); ``configured`` are
+    Settings fields on top of the defaults.
+    """
+    nats_port, http_port = free_port(), free_port()
+    nats = subprocess.Popen(
+        nats_server_command(store_dir=store, port=nats_port),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_for_port(nats_port)
+    stop = threading.Event()
+    ready = threading.Event()
+
+    async def serve() -> None:
+        settings = Settings(
+            nats_url=f"nats://127.0.0.1:{nats_port}", http_port=http_port, **configured
+        )
+        async with serving_edge(settings):
+            ready.set()
+            await asyncio.to_thread(stop.wait)
+
+    thread = threading.Thread(target=asyncio.run, args=(serve(),), daemon=True)
+    thread.start()
+    try:
+        if not ready.wait(30):
+            raise RuntimeError("the edge did not start")
+        yield f"http://127.0.0.1:{http_port}"
+    finally:
+        stop.set()
+        thread.join(30)
+        nats.terminate()
+        nats.wait(10)

@@ -77,6 +77,7 @@ class Settings:
     max_aliases: int = _setting("ASYNCGATE_MAX_ALIASES", 30, _positive_int)
     max_tokens: int = _setting("ASYNCGATE_MAX_TOKENS", 2000, _positive_int)
     max_body_bytes: int = _setting("ASYNCGATE_MAX_BODY_BYTES", 256 * 1024, _positive_int)
+    max_header_bytes: int = _setting("ASYNCGATE_MAX_HEADER_BYTES", 32 * 1024, _positive_int)
     jwt_secret: str = _setting("ASYNCGATE_JWT_SECRET", "")
     jwt_public_key_file: Path | None = _setting(
         "ASYNCGATE_JWT_PUBLIC_KEY_FILE", None, _optional_path

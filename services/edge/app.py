@@ -49,11 +49,13 @@ from services.edge.actions import add_actions
 from services.edge.auth import AuthenticationError, Authenticator, check_exposure
 from services.edge.context import EdgeContext
 from services.edge.errors import error_body, http_error_code
-from services.edge.http_limits import RequestBodyLimit
+from services.edge.http_limits import RequestLimits
+from services.edge.json_input import UnreadableJSONError, read_json
 from services.edge.limits import Limiter
 from services.edge.schema import build_schema
 from services.edge.shape_limits import ShapeLimits
 from services.edge.watch import ViewWatchHub
+from services.edge.websockets import LegacyWSHandler, TransportWSHandler
 
 log = logging.getLogger("asyncgate.edge")
 
@@ -74,6 +76,9 @@ class EdgeConnection:
 
 class EdgeGraphQL(GraphQL[EdgeContext, None]):
     """The GraphQL endpoint, building a typed EdgeContext for every request."""
+
+    graphql_transport_ws_handler_class = TransportWSHandler
+    graphql_ws_handler_class = LegacyWSHandler
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve GraphQL; a request refused before any GraphQL runs gets a coded JSON error."""
@@ -119,17 +124,26 @@ class EdgeGraphQL(GraphQL[EdgeContext, None]):
         return UnsetType()
 
     def decode_json(self, data: str | bytes) -> object:
-        """JSON from the body; anything but an object (or a batch list) is a bad request.
+        """A JSON object from a body, a query parameter or a WebSocket frame.
 
-        strawberry itself answers 500 for bytes that are not text and for a body of ``null``.
+        Anything else raises JSONDecodeError, the one error strawberry turns into a 400 (HTTP)
+        or a 4400 close (WebSocket); strawberry's own reading answered 500 for bytes that are
+        not text, for ``null``, for a lone surrogate and for deep nesting.
         """
         try:
-            value = json.loads(data)
-        except UnicodeDecodeError as error:
-            raise HTTPException(400, "Unable to parse request body as JSON") from error
-        if not isinstance(value, dict | list):
-            raise HTTPException(400, "The request body must be a JSON object")
+            value = read_json(data)
+        except UnreadableJSONError as error:
+            raise json.JSONDecodeError(str(error), "", 0) from None
+        if not isinstance(value, dict):
+            raise json.JSONDecodeError("a JSON object was expected", "", 0)
         return value
+
+    def parse_json(self, data: str | bytes) -> object:
+        """``decode_json``, refusing with a 400 that says what was wrong."""
+        try:
+            return self.decode_json(data)
+        except json.JSONDecodeError as error:
+            raise HTTPException(400, f"Unable to read the request: {error.msg}") from None
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
@@ -272,5 +286,9 @@ def create_app(
         ],
         lifespan=lifespan,
     )
-    app.add_middleware(RequestBodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        RequestLimits,
+        max_bytes=settings.max_body_bytes,
+        max_header_bytes=settings.max_header_bytes,
+    )
     return app

@@ -5,7 +5,6 @@ allows only on a loopback address.
 """
 
 import hashlib
-import json
 import secrets
 import time
 from collections.abc import Mapping
@@ -19,6 +18,7 @@ import yaml
 from contracts.names import UnsafeTokenError
 from services.common.identity import ANONYMOUS, Principal
 from services.common.settings import ConfigurationError, Settings
+from services.edge.json_input import UnreadableJSONError, read_json
 
 API_KEY_HEADER: Final = "x-api-key"
 HASURA_PREFIX: Final = "x-hasura-"
@@ -184,6 +184,9 @@ class Authenticator:
                 raise AuthenticationError(f"the token is missing a claim: {error.claim}") from None
             except jwt.PyJWTError:
                 continue
+            except RecursionError:
+                # PyJWT reads the claims with json.loads, which gives up on deep nesting.
+                raise AuthenticationError("the token's claims are nested too deeply") from None
             return claims
         raise AuthenticationError(problem)
 
@@ -192,8 +195,8 @@ def _hasura_claims(value: object) -> dict[str, str]:
     # Hasura lets the namespace be an object or, with claims_format stringified_json, a string.
     if isinstance(value, str):
         try:
-            value = json.loads(value)
-        except ValueError:
+            value = read_json(value)
+        except UnreadableJSONError:
             return {}
     if not isinstance(value, dict):
         return {}

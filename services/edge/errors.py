@@ -103,6 +103,7 @@ UNSUPPORTED_MEDIA_TYPE: Final = "UNSUPPORTED_MEDIA_TYPE"
 METHOD_NOT_ALLOWED: Final = "METHOD_NOT_ALLOWED"
 NOT_FOUND: Final = "NOT_FOUND"
 PAYLOAD_TOO_LARGE: Final = "PAYLOAD_TOO_LARGE"
+HEADERS_TOO_LARGE: Final = "HEADERS_TOO_LARGE"
 UNAUTHENTICATED: Final = "UNAUTHENTICATED"
 
 
@@ -115,6 +116,7 @@ def http_error_code(status: int, reason: str) -> str:
         404: NOT_FOUND,
         405: METHOD_NOT_ALLOWED,
         413: PAYLOAD_TOO_LARGE,
+        431: HEADERS_TOO_LARGE,
         415: UNSUPPORTED_MEDIA_TYPE,
     }
     if "content type" in reason.lower():

@@ -1,13 +1,8 @@
 """Whatever a client sends, the edge answers with a coded error: never a 5xx, a stack trace or
 an internal detail. Through a real uvicorn edge and a real nats-server."""
 
-import asyncio
-import contextlib
 import json
-import subprocess
-import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,43 +10,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from services.common.nats_server import free_port, nats_server_command, wait_for_port
-from services.common.settings import Settings
-from tests.stack import serving_edge
+from tests.stack import edge_in_background
 
 pytestmark = [pytest.mark.nats, pytest.mark.e2e]
-
-
-@contextlib.contextmanager
-def edge_in_background(store: Path) -> Iterator[str]:
-    """A nats-server and an edge on its own event loop in a thread; yields the edge's URL."""
-    nats_port, http_port = free_port(), free_port()
-    nats = subprocess.Popen(
-        nats_server_command(store_dir=store, port=nats_port),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    wait_for_port(nats_port)
-    stop = threading.Event()
-    ready = threading.Event()
-
-    async def serve() -> None:
-        configured = Settings(nats_url=f"nats://127.0.0.1:{nats_port}", http_port=http_port)
-        async with serving_edge(configured):
-            ready.set()
-            await asyncio.to_thread(stop.wait)
-
-    thread = threading.Thread(target=asyncio.run, args=(serve(),), daemon=True)
-    thread.start()
-    try:
-        if not ready.wait(30):
-            raise RuntimeError("the edge did not start")
-        yield f"http://127.0.0.1:{http_port}"
-    finally:
-        stop.set()
-        thread.join(30)
-        nats.terminate()
-        nats.wait(10)
 
 
 @pytest.fixture(scope="module")
