@@ -6,8 +6,9 @@ from typing import Any
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import ParserCache, SchemaExtension, ValidationCache
+from strawberry.extensions import SchemaExtension
 
+from services.common.documents import CachedDocuments, DocumentCache
 from services.common.errors import mask_unexpected
 from services.common.identity import OperationContext
 
@@ -30,17 +31,11 @@ def load_schema(import_path: str) -> strawberry.Schema:
     return schema
 
 
-# Clients send the same few documents over and over; parsing and validating them is most of the
-# CPU a request costs, so both are cached (per process, by document text).
-DOCUMENT_CACHE_SIZE = 1024
-
-
 def document_caches() -> list[Callable[[], SchemaExtension]]:
-    """strawberry extensions that cache parsing and validation of repeated documents."""
-    return [
-        lambda: ParserCache(maxsize=DOCUMENT_CACHE_SIZE),
-        lambda: ValidationCache(maxsize=DOCUMENT_CACHE_SIZE),
-    ]
+    """strawberry extensions that parse and validate repeated documents once, within a memory
+    budget, and large ones off the event loop (``services/common/documents.py``)."""
+    cache = DocumentCache()
+    return [lambda: CachedDocuments(cache)]
 
 
 def with_document_caches(schema: strawberry.Schema) -> strawberry.Schema:

@@ -31,6 +31,7 @@ from strawberry.types.unset import UnsetType
 
 from services.actions.config import load_actions
 from services.actions.handler import handler_client
+from services.common.documents import DocumentCache
 from services.common.event_log import EventLog
 from services.common.identity import ANONYMOUS, UNAUTHENTICATED
 from services.common.jetstream import (
@@ -110,6 +111,7 @@ class EdgeGraphQL(GraphQL[EdgeContext, None]):
         self._target = target
         self._retention = timedelta(seconds=settings.result_ttl_s)
         self._connection = connection
+        self._inner_documents = DocumentCache()
 
     async def on_ws_connect(self, context: EdgeContext) -> UnsetType | dict[str, object] | None:
         """Identify a WebSocket's caller from its connection_init payload; refuse if unknown."""
@@ -174,6 +176,7 @@ class EdgeGraphQL(GraphQL[EdgeContext, None]):
             views=connection.views,
             limits=limits,
             shape=self._shape,
+            inner_documents=self._inner_documents,
             http=http,
             # Starlette's Headers: already a read-only, case-insensitive mapping; no copy.
             client_headers=request.headers,

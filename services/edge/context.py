@@ -10,6 +10,7 @@ from graphql import GraphQLSchema
 from nats.js.kv import KeyValue
 
 from contracts.view import OperationView
+from services.common.documents import DocumentCache
 from services.common.event_log import EventLog
 from services.common.identity import OperationContext
 from services.edge.limits import Limiter
@@ -28,6 +29,8 @@ class EdgeContext(OperationContext):
     views: ViewWatchHub
     limits: Limiter
     shape: ShapeLimits
+    # asyncQuery's inner documents, parsed and validated against the target schema.
+    inner_documents: DocumentCache
     http: httpx.AsyncClient
     client_headers: Mapping[str, str]
     retention: timedelta

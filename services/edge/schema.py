@@ -153,12 +153,13 @@ class AsyncMutations:
         operation_name: str | None = None,
     ) -> AsyncOperation:
         context = info.context
-        operation = validate_inner(
+        operation = await validate_inner(
             context.target_graphql_schema,
             query=query,
             args=args,
             operation_name=operation_name,
             limits=context.shape,
+            cache=context.inner_documents,
         )
         requested = OperationRequested(
             operation_id=str(uuid.uuid4()),

@@ -5,7 +5,6 @@ exactly as a synchronous request would be, so an operation that is queued can on
 reasons a synchronous call would have failed at run time too.
 """
 
-import functools
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -17,13 +16,12 @@ from graphql import (
     OperationDefinitionNode,
     OperationType,
     get_operation_ast,
-    parse,
-    validate,
+    specified_rules,
 )
 from graphql.execution.values import get_variable_values
 from graphql.language import Visitor, visit
 
-from services.common.target import DOCUMENT_CACHE_SIZE
+from services.common.documents import DocumentCache, ParsedDocument, parsed, validation_errors
 from services.edge.errors import (
     BAD_USER_INPUT,
     GRAPHQL_PARSE_FAILED,
@@ -66,13 +64,15 @@ def _first_async_field(document: DocumentNode) -> str | None:
     return finder.found
 
 
-@functools.lru_cache(maxsize=DOCUMENT_CACHE_SIZE)
-def _checked(
-    schema: GraphQLSchema, query: str, limits: ShapeLimits
-) -> tuple[DocumentNode, tuple[GraphQLError, ...]]:
+STANDARD_RULES: Final = tuple(specified_rules)
+
+
+async def _checked(
+    schema: GraphQLSchema, query: str, limits: ShapeLimits, cache: DocumentCache
+) -> tuple[DocumentNode, list[GraphQLError]]:
     """The parsed document and its validation errors; a document that does not parse raises."""
     try:
-        document = parse(query, max_tokens=limits.max_tokens)
+        entry: ParsedDocument = await parsed(cache, query, max_tokens=limits.max_tokens)
     except GraphQLError as error:
         if is_complexity_error(error):
             raise coded_error(
@@ -81,16 +81,16 @@ def _checked(
         raise coded_error(
             f"the query does not parse: {error.message}", GRAPHQL_PARSE_FAILED
         ) from None
-    errors = validate(schema, document)
+    errors = await validation_errors(schema, query, entry, STANDARD_RULES)
     if errors:
-        return document, tuple(errors)
-    too_complex = validate(schema, document, rules=limits.validation_rules())
+        return entry.document, errors
+    too_complex = await validation_errors(schema, query, entry, limits.validation_rules())
     if too_complex:
         raise coded_error(
             "the query is too complex: " + "; ".join(e.message for e in too_complex),
             QUERY_TOO_COMPLEX,
         )
-    return document, ()
+    return entry.document, []
 
 
 def _operation(document: DocumentNode, operation_name: str | None) -> OperationDefinitionNode:
@@ -118,17 +118,21 @@ def _check_variables(
         raise coded_error("; ".join(error.message for error in coerced), BAD_USER_INPUT)
 
 
-def validate_inner(
+async def validate_inner(
     schema: GraphQLSchema,
     *,
     query: str,
     args: dict[str, Any] | None,
     operation_name: str | None,
     limits: ShapeLimits,
+    cache: DocumentCache,
 ) -> ValidatedOperation:
-    """Check an inner document against the target ``schema``; raise a coded GraphQLError if bad."""
+    """Check an inner document against the target ``schema``; raise a coded GraphQLError if bad.
+
+    Repeated documents are parsed and validated once (``cache``), large ones off the event loop.
+    """
     limits.check_sizes(query, args, "inner query")
-    document, errors = _checked(schema, query, limits)
+    document, errors = await _checked(schema, query, limits, cache)
     nested = _first_async_field(document)
     if nested is not None:
         raise coded_error(

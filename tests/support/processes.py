@@ -83,6 +83,16 @@ class ChildProcess:
         """The exit status of the last run; None while running or before the first start."""
         return None if self._process is None else self._process.poll()
 
+    def memory_bytes(self, *, peak: bool = False) -> int:
+        """Its resident memory now (or the most it ever had, ``peak``), from /proc."""
+        if self._process is None or not self.running:
+            raise RuntimeError(f"{self.log_path.stem} is not running")
+        field = "VmHWM:" if peak else "VmRSS:"
+        for line in Path(f"/proc/{self._process.pid}/status").read_text().splitlines():
+            if line.startswith(field):
+                return int(line.split()[1]) * 1024
+        raise RuntimeError(f"no {field} in /proc/{self._process.pid}/status")
+
     def kill(self) -> None:
         """SIGKILL, as a crash or a pulled plug ends it, and wait until it is gone."""
         if self._process is not None and self._process.poll() is None:

@@ -6,9 +6,10 @@ import pytest
 from graphql import GraphQLError, OperationType
 
 from examples.ledger.schema import schema
+from services.common.documents import DocumentCache
 from services.edge.formats import operation_id_argument
 from services.edge.shape_limits import ShapeLimits
-from services.edge.validation import validate_inner
+from services.edge.validation import ValidatedOperation, validate_inner
 
 LEDGER = schema._schema
 LIMITS = ShapeLimits(
@@ -16,34 +17,36 @@ LIMITS = ShapeLimits(
 )
 
 
-def code_of(query: str, args: dict[str, Any] | None = None, name: str | None = None) -> str:
+async def check(
+    query: str,
+    args: dict[str, Any] | None = None,
+    name: str | None = None,
+    limits: ShapeLimits = LIMITS,
+) -> ValidatedOperation:
+    """Check an inner document as the edge does, with a cache of its own."""
+    return await validate_inner(
+        LEDGER, query=query, args=args, operation_name=name, limits=limits, cache=DocumentCache()
+    )
+
+
+async def code_of(query: str, args: dict[str, Any] | None = None, name: str | None = None) -> str:
     """The code the validator refuses a document with."""
     with pytest.raises(GraphQLError) as refused:
-        validate_inner(LEDGER, query=query, args=args, operation_name=name, limits=LIMITS)
+        await check(query, args, name)
     assert refused.value.extensions is not None
     return str(refused.value.extensions["code"])
 
 
-def test_a_valid_query_with_its_variables_passes() -> None:
-    checked = validate_inner(
-        LEDGER,
-        query="query read($cid: Int!) { useCompany(no: $cid) { no } }",
-        args={"cid": 7},
-        operation_name=None,
-        limits=LIMITS,
-    )
+async def test_a_valid_query_with_its_variables_passes() -> None:
+    checked = await check("query read($cid: Int!) { useCompany(no: $cid) { no } }", {"cid": 7})
 
     assert checked.variables == {"cid": 7}
     assert checked.operation_type is OperationType.QUERY
 
 
-def test_a_mutation_passes() -> None:
-    checked = validate_inner(
-        LEDGER,
-        query='mutation { useCompany(no: 1) { generalLedgerAccount_create(values: [{accountNo: 1, name: "a"}]) { affectedRows } } }',  # noqa: E501
-        args=None,
-        operation_name=None,
-        limits=LIMITS,
+async def test_a_mutation_passes() -> None:
+    checked = await check(
+        'mutation { useCompany(no: 1) { generalLedgerAccount_create(values: [{accountNo: 1, name: "a"}]) { affectedRows } } }',  # noqa: E501
     )
 
     assert checked.operation_type is OperationType.MUTATION
@@ -73,19 +76,15 @@ def test_a_mutation_passes() -> None:
         ),
     ],
 )
-def test_bad_documents_are_refused_with_a_code(
+async def test_bad_documents_are_refused_with_a_code(
     query: str, args: dict[str, Any] | None, name: str | None, code: str
 ) -> None:
-    assert code_of(query, args, name) == code
+    assert await code_of(query, args, name) == code
 
 
-def test_a_named_operation_among_several_is_chosen() -> None:
-    checked = validate_inner(
-        LEDGER,
-        query="query a { slowReport(seconds: 0) } mutation b { useCompany(no: 1) { no } }",
-        args=None,
-        operation_name="b",
-        limits=LIMITS,
+async def test_a_named_operation_among_several_is_chosen() -> None:
+    checked = await check(
+        "query a { slowReport(seconds: 0) } mutation b { useCompany(no: 1) { no } }", name="b"
     )
 
     assert checked.operation_type is OperationType.MUTATION
@@ -128,27 +127,21 @@ DEEP = "{ useCompany(no: 1) { generalLedgerAccount { items { name } } } }"
         ("{ a: whoami b: whoami c: whoami d: whoami }", None, "QUERY_TOO_COMPLEX"),
     ],
 )
-def test_inner_documents_get_the_size_and_shape_limits(
+async def test_inner_documents_get_the_size_and_shape_limits(
     query: str, args: dict[str, Any] | None, code: str
 ) -> None:
-    assert code_of(query, args) == code
+    assert await code_of(query, args) == code
 
 
-def test_depth_and_tokens_are_limited_too() -> None:
+async def test_depth_and_tokens_are_limited_too() -> None:
     shallow = ShapeLimits(
         max_query_bytes=10_000, max_variables_bytes=200, max_depth=2, max_aliases=3, max_tokens=25
     )
 
     with pytest.raises(GraphQLError) as deep:
-        validate_inner(LEDGER, query=DEEP, args=None, operation_name=None, limits=shallow)
+        await check(DEEP, limits=shallow)
     with pytest.raises(GraphQLError) as long:
-        validate_inner(
-            LEDGER,
-            query="{" + " whoami" * 30 + " }",
-            args=None,
-            operation_name=None,
-            limits=shallow,
-        )
+        await check("{" + " whoami" * 30 + " }", limits=shallow)
 
     for refused in (deep, long):
         assert refused.value.extensions is not None
