@@ -46,16 +46,18 @@ from contracts.names import (
     EXECUTOR_DURABLE,
     PROJECTOR_DURABLE,
     STREAM,
+    VIEW_BUCKET,
     principal_view_keys,
     view_key,
 )
 from contracts.view import TaskStatus, decode_view
 from services.common.identity import ANONYMOUS
-from services.common.jetstream import connect, declare_all
+from services.common.jetstream import connect
 from services.common.nats_server import free_port, nats_server_command, wait_for_port
 from services.common.settings import Settings
 from services.executor.app import create_app as create_executor
 from services.projector.app import create_app as create_projector
+from services.provision import provision
 from tests.stack import running, serving_edge
 
 log = logging.getLogger("asyncgate.bench")
@@ -577,7 +579,8 @@ async def measure(options: Options, nats_url: str, nats_pid: int, data_dir: Path
     nc = await connect(settings, "asyncgate-bench")
     try:
         js = nc.jetstream()
-        kv = await declare_all(js, settings)
+        await provision(js, settings)
+        kv = await js.key_value(VIEW_BUCKET)
         tracker = ViewTracker(max_updates=10 * (options.operations + options.warmup) + 1000)
         sampler = ProgressSampler(js, max_samples=math.ceil(options.timeout / LAG_SAMPLE_S))
         async with (

@@ -63,6 +63,22 @@ def _run_demo_handler(settings: Settings, _: argparse.Namespace) -> int:
     return 0
 
 
+def _provision(settings: Settings, _: argparse.Namespace) -> int:
+    import nats.errors
+
+    from services.common.layout import NotProvisionedError
+    from services.provision import provision_nats
+
+    try:
+        report = asyncio.run(provision_nats(settings))
+    except (nats.errors.Error, TimeoutError, NotProvisionedError) as error:
+        print(f"asyncgate provision: {str(error) or type(error).__name__}", file=sys.stderr)  # noqa: T201
+        return 1
+    for line in report:
+        print(line)  # noqa: T201 (the command's output)
+    return 0
+
+
 def _run_up(settings: Settings, _: argparse.Namespace) -> int:
     from services.supervisor import up
 
@@ -99,6 +115,7 @@ Command = Callable[[Settings, argparse.Namespace], int]
 
 COMMANDS: dict[str, tuple[Command, str]] = {
     "up": (_run_up, "run NATS, the edge, an executor and the projector together"),
+    "provision": (_provision, "create or update the streams, buckets and consumers in NATS"),
     "edge": (_run_edge, "serve the GraphQL endpoint"),
     "executor": (_run_executor, "run requested operations"),
     "projector": (_run_projector, "fold events into the status view"),

@@ -1,9 +1,9 @@
 """``asyncgate up``: the whole stack as separate processes under one supervisor.
 
-Starts an embedded nats-server (unless ASYNCGATE_NATS_URL names one), then the edge, an executor
-and the projector, each with labelled output. Ctrl-C stops them in an order that loses nothing:
-the edge stops taking requests, the executor finishes or hands back what it is running, the
-projector folds the last events, and NATS goes last.
+Starts an embedded nats-server (unless ASYNCGATE_NATS_URL names one), provisions it, then the
+edge, an executor and the projector, each with labelled output. Ctrl-C stops them in an order
+that loses nothing: the edge stops taking requests, the executor finishes or hands back what it
+is running, the projector folds the last events, and NATS goes last.
 """
 
 import asyncio
@@ -28,7 +28,15 @@ from services.common.settings import Settings
 SERVICES = ("projector", "executor", "edge")
 STOP_ORDER = ("edge", "executor", "projector", "demo", "nats")
 DEFAULT_NATS_PORT = 4222
-COLORS = {"demo": 34, "nats": 35, "edge": 36, "executor": 33, "projector": 32, "up": 1}
+COLORS = {
+    "demo": 34,
+    "nats": 35,
+    "provision": 35,
+    "edge": 36,
+    "executor": 33,
+    "projector": 32,
+    "up": 1,
+}
 READY_TIMEOUT_S = 30.0
 
 
@@ -164,6 +172,12 @@ async def run_stack(settings: Settings, environ: Mapping[str, str]) -> int:
                 "demo", [sys.executable, "-m", "services.cli", "demo-handler"], env
             )
             say("up", f"demo action handler (place_order) on port {port}")
+        provisioning = await _spawn(
+            "provision", [sys.executable, "-m", "services.cli", "provision"], env
+        )
+        if await provisioning.wait() != 0:
+            say("up", "provisioning NATS failed; not starting the services")
+            return 1
         for name in SERVICES:
             processes[name] = await _spawn(name, [sys.executable, "-m", "services.cli", name], env)
         host = "127.0.0.1" if settings.http_host in ("0.0.0.0", "") else settings.http_host  # noqa: S104 (comparing, not binding)

@@ -12,10 +12,12 @@ from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
+from contracts.names import VIEW_BUCKET
 from services.common.event_log import EventLog
-from services.common.jetstream import connect, declare_all
+from services.common.jetstream import connect
 from services.common.nats_server import free_port, nats_server_command, wait_for_port
 from services.common.settings import Settings
+from services.provision import provision_nats
 
 # hypothesis's first run in a fresh clone scans the source for constants (about 2 s here), which
 # its too_slow health check took for a slow strategy: `./dev unit` failed on every fresh clone.
@@ -76,9 +78,9 @@ def nats_url(nats_server: NatsServer) -> str:
 
 
 @pytest.fixture
-def settings(nats_url: str) -> Settings:
-    """Settings pointing every service at the test's server."""
-    return Settings(
+async def settings(nats_url: str) -> Settings:
+    """Settings pointing every service at the test's server, provisioned as they expect."""
+    configured = Settings(
         nats_url=nats_url,
         http_port=free_port(),
         shutdown_grace_s=2.0,
@@ -87,6 +89,8 @@ def settings(nats_url: str) -> Settings:
         max_active_per_user=0,
         min_start_interval_s=0,
     )
+    await provision_nats(configured)
+    return configured
 
 
 @pytest.fixture
@@ -100,17 +104,15 @@ async def nc(settings: Settings) -> AsyncIterator[NatsClient]:
 
 
 @pytest.fixture
-async def js(nc: NatsClient, settings: Settings) -> JetStreamContext:
-    """JetStream with the stream and the view bucket declared."""
-    context = nc.jetstream()
-    await declare_all(context, settings)
-    return context
+async def js(nc: NatsClient) -> JetStreamContext:
+    """JetStream, provisioned (by the settings fixture ``nc`` depends on)."""
+    return nc.jetstream()
 
 
 @pytest.fixture
-async def kv(js: JetStreamContext, settings: Settings) -> KeyValue:
+async def kv(js: JetStreamContext) -> KeyValue:
     """The view bucket."""
-    return await declare_all(js, settings)
+    return await js.key_value(VIEW_BUCKET)
 
 
 @pytest.fixture

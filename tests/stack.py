@@ -23,6 +23,7 @@ from services.common.nats_server import free_port, nats_server_command, wait_for
 from services.common.settings import Settings
 from services.common.views import list_views
 from services.edge.app import create_app as create_edge
+from services.provision import provision_nats
 
 T = TypeVar("T")
 
@@ -149,6 +150,7 @@ def edge_in_background(store: Path, **configured: Any) -> Iterator[str]:
         settings = Settings(
             nats_url=f"nats://127.0.0.1:{nats_port}", http_port=http_port, **configured
         )
+        await provision_nats(settings)
         async with serving_edge(settings):
             ready.set()
             await asyncio.to_thread(stop.wait)

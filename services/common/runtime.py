@@ -18,9 +18,15 @@ from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig
 from nats.js.kv import KeyValue
 
-from contracts.names import STREAM
+from contracts.names import STREAM, VIEW_BUCKET
 from services.common.event_log import EventLog
-from services.common.jetstream import DECLARE_RIDE_THROUGH_S, declare_all, report_nats_error
+from services.common.jetstream import report_nats_error
+from services.common.layout import (
+    CHECK_RIDE_THROUGH_S,
+    NotProvisionedError,
+    check_provisioned,
+    layout_for,
+)
 from services.common.nats_auth import nats_security
 from services.common.retry import riding_through
 from services.common.settings import Settings
@@ -29,6 +35,8 @@ log = logging.getLogger(__name__)
 
 # EX_TEMPFAIL: the service cannot go on, and starting it again is the remedy.
 EXIT_NATS_LOST: Final = 75
+# EX_CONFIG: JetStream is not provisioned as the settings say; starting again will not help.
+EXIT_NOT_PROVISIONED: Final = 78
 
 
 def freeze_startup_objects() -> None:
@@ -124,6 +132,9 @@ async def run_service(app: FastStream, service: str) -> int:
         # NATS refused the service at start (a wrong login, say): say so in one line.
         log.critical("%s could not start: %s", service, str(error) or type(error).__name__)
         return EXIT_NATS_LOST
+    except NotProvisionedError as error:
+        log.critical("%s will not start: %s", service, error)
+        return EXIT_NOT_PROVISIONED
     return 0
 
 
@@ -191,17 +202,22 @@ class JetStreamHandles:
         watch: ConnectionWatch,
         consumer: ConsumerConfig,
     ) -> None:
-        """Connect the broker; declare the stream, the buckets and the service's consumer."""
+        """Connect the broker; check the streams and buckets; declare the service's consumer.
+
+        Raises NotProvisionedError if JetStream does not hold what the service relies on.
+        """
         await broker.connect()
         watch.watch(broker.connection)
         js = self.js = broker.connection.jetstream()
-        self.kv = await declare_all(js, settings)
-        # Declared here, where a cluster's leader election is waited out, rather than left to
-        # FastStream's subscriber start, which gives up on the first time-out.
+        await check_provisioned(js, layout_for(settings))
+        self.kv = await js.key_value(VIEW_BUCKET)
+        # Its own consumer (its ack wait and delivery limit are its settings), declared here,
+        # where a cluster's leader election is waited out, rather than left to FastStream's
+        # subscriber start, which gives up on the first time-out.
         await riding_through(
             lambda: js.add_consumer(STREAM, consumer),
             what=f"declaring the consumer {consumer.durable_name}",
-            budget_s=DECLARE_RIDE_THROUGH_S,
+            budget_s=CHECK_RIDE_THROUGH_S,
         )
         self.events = EventLog(broker.connection, self.js)
         self.max_payload = broker.connection.max_payload

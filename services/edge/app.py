@@ -9,15 +9,10 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from datetime import timedelta
 
-import httpx
 import strawberry
 from cross_web import HTTPException
-from nats.aio.client import Client as NatsClient
-from nats.js import JetStreamContext
-from nats.js.kv import KeyValue
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
@@ -30,49 +25,26 @@ from strawberry.exceptions import ConnectionRejectionError
 from strawberry.types.unset import UnsetType
 
 from services.actions.config import load_actions
-from services.actions.handler import handler_client
 from services.common.documents import DocumentCache
-from services.common.event_log import EventLog
 from services.common.identity import ANONYMOUS, UNAUTHENTICATED
-from services.common.jetstream import (
-    DECLARE_RIDE_THROUGH_S,
-    close_connection,
-    connect,
-    declare_all,
-    declare_limits_bucket,
+from services.common.layout import (
     is_ready,
 )
-from services.common.retry import riding_through
-from services.common.runtime import ConnectionWatch, exit_process, freeze_startup_objects
+from services.common.runtime import exit_process, freeze_startup_objects
 from services.common.settings import Settings
 from services.common.target import load_schema
 from services.edge.actions import add_actions
 from services.edge.auth import AuthenticationError, Authenticator, check_exposure
+from services.edge.connection import EdgeConnection
 from services.edge.context import EdgeContext
 from services.edge.errors import error_body, http_error_code
 from services.edge.http_limits import RequestLimits
 from services.edge.json_input import UnreadableJSONError, read_json
-from services.edge.limits import Limiter
 from services.edge.schema import build_schema
 from services.edge.shape_limits import ShapeLimits
-from services.edge.watch import ViewWatchHub
 from services.edge.websockets import LegacyWSHandler, TransportWSHandler
 
 log = logging.getLogger("asyncgate.edge")
-
-
-@dataclass
-class EdgeConnection:
-    """The NATS connection and its handles; present between lifespan start and stop."""
-
-    nc: NatsClient | None = None
-    js: JetStreamContext | None = None
-    events: EventLog | None = None
-    kv: KeyValue | None = None
-    views: ViewWatchHub = field(default_factory=ViewWatchHub)
-    # For synchronous actions, which call their handler inside the request.
-    http: httpx.AsyncClient | None = None
-    limits: Limiter | None = None
 
 
 class EdgeGraphQL(GraphQL[EdgeContext, None]):
@@ -220,44 +192,12 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        async def resync_subscriptions() -> None:
-            if connection.kv is not None:
-                await connection.views.resync(connection.kv)
-
-        watch = ConnectionWatch("edge", on_lost=on_connection_lost)
-        nc = await connect(
-            settings, "asyncgate-edge", on_reconnect=resync_subscriptions, on_closed=watch.closed
-        )
-        watch.watch(nc)
-        connection.nc, connection.js = nc, nc.jetstream()
-        connection.events = EventLog(nc, connection.js)
-        connection.kv = await declare_all(connection.js, settings)
-        connection.limits = Limiter(
-            state=await declare_limits_bucket(connection.js, settings),
-            views=connection.kv,
-            max_active=settings.max_active_per_user,
-            min_interval_s=settings.min_start_interval_s,
-            # Past this an operation cannot still be running, whatever its view says.
-            stale_after_s=settings.operation_timeout_s * settings.executor_max_attempts + 300,
-        )
-        js = connection.js
-        await riding_through(
-            lambda: connection.views.start(js),
-            what="watching the view",
-            budget_s=DECLARE_RIDE_THROUGH_S,
-        )
-        connection.http = handler_client()
+        await connection.open(settings, on_connection_lost=on_connection_lost)
         freeze_startup_objects()
-        log.info("edge connected to %s", settings.nats_url)
         try:
             yield
         finally:
-            await watch.stop()
-            await connection.http.aclose()
-            await connection.views.stop()
-            await connection.events.close()
-            await close_connection(nc)
-            connection.nc = connection.js = connection.kv = connection.events = None
+            await connection.close()
 
     async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "alive"})

@@ -55,6 +55,7 @@ async def test_many_distinct_large_documents_leave_memory_bounded_and_others_ser
     with start_server(tmp_path) as server:
         # The edge alone: no executor runs the queued imports and competes for the CPU.
         stack = ServiceStack(server.url, tmp_path / "services")
+        await stack.provision()
         with stack.edge as edge:
             await edge.wait_ready()
             async with httpx.AsyncClient(base_url=stack.base_url, timeout=60) as http:

@@ -17,10 +17,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from services.common.jetstream import connect, is_ready
+from services.common.jetstream import connect
+from services.common.layout import is_ready
 from services.common.nats_server import free_port, nats_server_command, wait_for_port
 from services.common.settings import Settings
 from services.projector.app import create_app as create_projector
+from services.provision import provision_nats
 from tests.stack import running
 
 pytestmark = pytest.mark.nats
@@ -100,6 +102,7 @@ async def test_a_token_login_works_for_the_edge_and_the_faststream_services(
 ) -> None:
     with nats_server(tmp_path, "--auth", TOKEN) as port:
         settings = Settings(nats_url=f"nats://127.0.0.1:{port}", nats_token=TOKEN)
+        await provision_nats(settings)
         nc = await connect(settings, "test")
         try:
             async with running(create_projector(settings)):
@@ -135,6 +138,7 @@ async def test_tls_with_a_client_certificate(tmp_path: Path) -> None:
             nats_tls_cert_file=pki["client_cert"],
             nats_tls_key_file=pki["client_key"],
         )
+        await provision_nats(settings)
         nc = await connect(settings, "test")
         try:
             async with running(create_projector(settings)):

@@ -14,18 +14,37 @@ import nats
 import nats.errors
 import pytest
 
+from contracts.events import (
+    Correlation,
+    OperationCompleted,
+    OperationEvent,
+    OperationFailed,
+    OperationRequested,
+    OperationStarted,
+    encode_event,
+    event_type,
+)
+from contracts.names import DEAD_LETTER_STREAM, PROJECTOR_DURABLE, STREAM, VIEW_BUCKET
+from contracts.view import TaskStatus, decode_view
 from services.common.nats_server import free_port, nats_server_binary, wait_for_port
 from services.common.settings import Settings
 from services.executor.app import create_app as create_executor
 from services.projector.app import create_app as create_projector
+from services.provision import provision_nats
 from tests.seed_requests import ASYNC_QUERY, FETCH_RESULTS
 from tests.stack import eventually, graphql, running, serving_edge
+from tests.support.nats_servers import run_sync
 from tests.ws_client import graphql_websocket
 
 pytestmark = [pytest.mark.nats, pytest.mark.e2e]
 
 INFRA = Path(__file__).parents[2] / "infra" / "nats"
-PASSWORDS = {"edge": "edge-pw-1", "executor": "executor-pw-2", "projector": "projector-pw-3"}
+PASSWORDS = {
+    "edge": "edge-pw-1",
+    "executor": "executor-pw-2",
+    "projector": "projector-pw-3",
+    "provisioner": "provisioner-pw-4",
+}
 
 
 @dataclasses.dataclass
@@ -59,7 +78,13 @@ def secured_nats(tmp_path: Path) -> Iterator[SecuredNats]:
         )
     try:
         wait_for_port(port)
-        yield SecuredNats(url=f"nats://127.0.0.1:{port}", log=log)
+        url = f"nats://127.0.0.1:{port}"
+        # As an operator does once: provision with the only login allowed to.
+        provisioner = Settings(
+            nats_url=url, nats_user="provisioner", nats_password=PASSWORDS["provisioner"]
+        )
+        run_sync(lambda: provision_nats(provisioner))
+        yield SecuredNats(url=url, log=log)
     finally:
         process.terminate()
         process.wait(10)
@@ -141,3 +166,196 @@ def test_the_shipped_server_configurations_are_valid(config: str) -> None:
 
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "is valid" in checked.stdout + checked.stderr
+
+
+STREAMS = ("ASYNCGATE_OPERATIONS", "ASYNCGATE_DEAD_LETTERS", "KV_asyncgate_operations")
+STREAMS_AND_LIMITS = (*STREAMS, "KV_asyncgate_limits")
+DURABLES = ("asyncgate-executor", "asyncgate-projector", "intruder")
+STREAM_VERBS = (
+    "CREATE",
+    "UPDATE",
+    "DELETE",
+    "INFO",
+    "PURGE",
+    "MSG.GET",
+    "MSG.DELETE",
+    "SNAPSHOT",
+    "RESTORE",
+    "LEADER.STEPDOWN",
+    "PEER.REMOVE",
+)
+CONSUMER_VERBS = (
+    "CREATE",
+    "DURABLE.CREATE",
+    "DELETE",
+    "INFO",
+    "MSG.NEXT",
+    "LEADER.STEPDOWN",
+    "PAUSE",
+    "UNPIN",
+)
+
+
+def every_api_subject() -> list[str]:
+    """Every verb of JetStream's API, on every stream and consumer asyncgate has (and one more)."""
+    subjects = [
+        f"$JS.API.{verb}"
+        for verb in (
+            "INFO",
+            "STREAM.LIST",
+            "STREAM.NAMES",
+            "ACCOUNT.PURGE.$G",
+            "META.LEADER.STEPDOWN",
+            "SERVER.REMOVE",
+        )
+    ]
+    for stream in STREAMS_AND_LIMITS:
+        subjects += [f"$JS.API.STREAM.{verb}.{stream}" for verb in STREAM_VERBS]
+        subjects += [
+            f"$JS.API.DIRECT.GET.{stream}",
+            f"$JS.API.DIRECT.GET.{stream}.some.subject",
+            f"$JS.API.CONSUMER.CREATE.{stream}",
+            f"$JS.API.CONSUMER.LIST.{stream}",
+            f"$JS.API.CONSUMER.NAMES.{stream}",
+        ]
+        for durable in DURABLES:
+            subjects += [f"$JS.API.CONSUMER.{verb}.{stream}.{durable}" for verb in CONSUMER_VERBS]
+            subjects.append(f"$JS.API.CONSUMER.CREATE.{stream}.{durable}.some.filter")
+    return subjects
+
+
+def own_consumer(durable: str) -> set[str]:
+    """Creating, reading and pulling from a service's own durable consumer: nothing else."""
+    base = "$JS.API.CONSUMER.{}.ASYNCGATE_OPERATIONS." + durable
+    return {base.format(verb) for verb in ("CREATE", "DURABLE.CREATE", "INFO", "MSG.NEXT")} | {
+        base.format("CREATE") + ".some.filter"
+    }
+
+
+CHECKING = {"$JS.API.INFO"} | {f"$JS.API.STREAM.INFO.{stream}" for stream in STREAMS}
+VIEW_WATCHERS = {"$JS.API.CONSUMER.CREATE.KV_asyncgate_operations"} | {
+    f"$JS.API.CONSUMER.{verb}.KV_asyncgate_operations.{durable}{suffix}"
+    for durable in DURABLES
+    for verb, suffix in (("CREATE", ""), ("CREATE", ".some.filter"), ("DELETE", ""), ("INFO", ""))
+}
+# What each service may do with JetStream's API: read what it needs, check the streams, work its
+# own consumer (the edge: its own watchers of the view). No user may create, change, purge or
+# delete a stream or a message, or touch another service's consumer.
+MAY_USE = {
+    "edge": CHECKING
+    | VIEW_WATCHERS
+    | {
+        "$JS.API.STREAM.INFO.KV_asyncgate_limits",
+        "$JS.API.DIRECT.GET.ASYNCGATE_OPERATIONS",
+        "$JS.API.DIRECT.GET.ASYNCGATE_OPERATIONS.some.subject",
+        "$JS.API.DIRECT.GET.KV_asyncgate_operations.some.subject",
+        "$JS.API.DIRECT.GET.KV_asyncgate_limits.some.subject",
+    },
+    "executor": CHECKING
+    | own_consumer("asyncgate-executor")
+    | {"$JS.API.DIRECT.GET.ASYNCGATE_OPERATIONS"},
+    "projector": CHECKING
+    | own_consumer("asyncgate-projector")
+    | {
+        "$JS.API.DIRECT.GET.ASYNCGATE_OPERATIONS",
+        "$JS.API.DIRECT.GET.KV_asyncgate_operations.some.subject",
+    },
+}
+
+
+async def allowed_subjects(url: str, user: str, subjects: list[str]) -> set[str]:
+    """The subjects ``user`` may publish to: the server refuses the others at once."""
+    refused: list[str] = []
+
+    async def note(error: Exception) -> None:
+        refused.append(str(error))
+
+    nc = await nats.connect(url, user=user, password=PASSWORDS[user], error_cb=note)
+    allowed = set()
+    try:
+        for subject in subjects:
+            before = len(refused)
+            await nc.publish(subject, b"", reply=nc.new_inbox())
+            await nc.flush()
+            await asyncio.sleep(0.01)  # the refusal is read off the socket just before the pong
+            if len(refused) == before:
+                allowed.add(subject)
+    finally:
+        await nc.close()
+    return allowed
+
+
+@pytest.mark.parametrize("user", ["edge", "executor", "projector"])
+async def test_each_service_may_use_only_the_jetstream_api_it_needs(
+    secured_nats: SecuredNats, user: str
+) -> None:
+    allowed = await allowed_subjects(secured_nats.url, user, every_api_subject())
+
+    assert allowed == MAY_USE[user]
+
+
+VICTIM: Correlation = {
+    "operation_id": "op-victim",
+    "tenant": "acme",
+    "principal": "alice",
+    "trace_id": "t",
+}
+
+
+def forged_bodies() -> dict[str, bytes]:
+    """A body of every event type, each claiming to be one of alice's facts."""
+    events: list[OperationEvent] = [
+        OperationRequested(**VICTIM, query="{ whoami }"),
+        OperationStarted(**VICTIM, attempt=9, worker="mallory"),
+        OperationCompleted(**VICTIM, response={"data": {"forged": True}}),
+        OperationFailed(**VICTIM, code="FORGED", error="forged"),
+    ]
+    return {event_type(event): encode_event(event) for event in events}
+
+
+async def test_forged_facts_on_every_subject_are_refused_or_never_folded(
+    secured_nats: SecuredNats, settings: Settings
+) -> None:
+    settings = dataclasses.replace(settings, nats_url=secured_nats.url)
+    kinds = ("requested", "started", "completed", "failed")
+    subjects = {kind: f"ops.events.acme.op-victim.{kind}" for kind in kinds}
+    own_kinds = {"edge": {"requested"}, "executor": {"started", "completed", "failed"}}
+    published = []
+    for user in ("edge", "executor", "projector"):
+        allowed = await allowed_subjects(secured_nats.url, user, list(subjects.values()))
+        assert allowed == {subjects[kind] for kind in own_kinds.get(user, set())}
+        published += [(user, kind) for kind in kinds if subjects[kind] in allowed]
+    # Only the publishes the server let through were stored, each with an empty body: now the
+    # forgeries, every body on every subject its user may publish to.
+    nc = await nats.connect(secured_nats.url, user="edge", password=PASSWORDS["edge"])
+    executor = await nats.connect(secured_nats.url, user="executor", password=PASSWORDS["executor"])
+    projector = await nats.connect(
+        secured_nats.url, user="projector", password=PASSWORDS["projector"]
+    )
+    try:
+        for user, kind in published:
+            client = nc if user == "edge" else executor
+            for body in forged_bodies().values():
+                await client.jetstream().publish(subjects[kind], body)
+        async with running(create_projector(as_service(settings, "projector"))):
+
+            async def folded_everything() -> bool | None:
+                info = await projector.jetstream().consumer_info(STREAM, PROJECTOR_DURABLE)
+                return True if info.num_pending == 0 and info.num_ack_pending == 0 else None
+
+            await eventually(folded_everything, what="the projector reading every message")
+            letters = (await nc.jetstream().stream_info(DEAD_LETTER_STREAM)).state.messages
+            view = await nc.jetstream().key_value(VIEW_BUCKET)
+            entry = await view.get("acme.alice.op-victim")
+    finally:
+        for client in (nc, executor, projector):
+            await client.close()
+
+    folded = decode_view(entry.value or b"")
+    # Each user's own kind of fact was folded; every other body was set aside, none folded.
+    assert folded.status is TaskStatus.SUCCESS  # the executor's completed: its own fact
+    assert folded.attempts == 9
+    assert folded.response == {"data": {"forged": True}}
+    wrong_kind = sum(len(forged_bodies()) - 1 for _ in published)
+    empty = len(published)
+    assert letters == wrong_kind + empty

@@ -16,6 +16,8 @@ from typing import Final, Self
 import httpx
 
 from services.common.nats_server import free_port
+from services.common.settings import Settings
+from services.provision import provision_nats
 
 REPO_ROOT: Final = Path(__file__).resolve().parents[2]
 SERVICES: Final = ("edge", "executor", "projector")
@@ -275,8 +277,13 @@ class ServiceStack:
         for process in self.processes:
             process.stop(max(0.1, deadline - time.monotonic()))
 
+    async def provision(self) -> None:
+        """Provision NATS for the stack's settings, as an operator does before starting it."""
+        await provision_nats(Settings.from_env(self.env))
+
     async def __aenter__(self) -> Self:
         try:
+            await self.provision()
             self.start()
             await self.wait_ready()
         except BaseException:

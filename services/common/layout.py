@@ -1,0 +1,185 @@
+"""What asyncgate keeps in JetStream, and the check every service makes of it at start.
+
+Only provisioning (``asyncgate provision``, which ``asyncgate up`` runs) creates or changes the
+streams and buckets; the services may not (NATS permissions), and they refuse to start unless
+what they find is what they expect. A service that could update a stream could also add a
+subject transform and write around every subject permission, or shorten the retention.
+"""
+
+from dataclasses import dataclass
+from typing import Final
+
+import nats.errors
+from nats.js import JetStreamContext
+from nats.js.api import KeyValueConfig, RetentionPolicy, StorageType, StreamConfig
+from nats.js.errors import NotFoundError
+
+from contracts.names import (
+    ALL_EVENTS,
+    DEAD_LETTER_ROOT,
+    DEAD_LETTER_STREAM,
+    LIMITS_BUCKET,
+    STREAM,
+    VIEW_BUCKET,
+)
+from services.common.retry import riding_through
+from services.common.settings import Settings
+
+# JetStream's duplicate window: a request re-published with the same operation id inside it is
+# stored once. Two minutes is the server default, stated so nobody has to look it up.
+DUPLICATE_WINDOW_S: Final = 120.0
+LIMITS_TTL_S: Final = 24 * 3600.0
+# Checking is read-only; a service started during a cluster's leader election waits it out.
+CHECK_RIDE_THROUGH_S: Final = 30.0
+# Ages are stored in nanoseconds and read back as floats.
+_AGE_TOLERANCE_S: Final = 1.0
+
+
+def stream_config(settings: Settings) -> StreamConfig:
+    """The event stream: limits retention (replayable), file storage, kept longer than the view."""
+    return StreamConfig(
+        name=STREAM,
+        subjects=[ALL_EVENTS],
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE,
+        max_age=settings.stream_max_age_s,
+        num_replicas=settings.replicas,
+        duplicate_window=DUPLICATE_WINDOW_S,
+        allow_direct=True,
+    )
+
+
+def dead_letter_stream_config(settings: Settings) -> StreamConfig:
+    """Messages the services could not use, kept as long as the events for an operator."""
+    return StreamConfig(
+        name=DEAD_LETTER_STREAM,
+        subjects=[f"{DEAD_LETTER_ROOT}.>"],
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE,
+        max_age=settings.stream_max_age_s,
+        num_replicas=settings.replicas,
+        duplicate_window=DUPLICATE_WINDOW_S,
+    )
+
+
+def view_bucket_config(settings: Settings) -> KeyValueConfig:
+    """The status view: one value per operation, expiring ``result_ttl`` after its last write."""
+    return KeyValueConfig(
+        bucket=VIEW_BUCKET,
+        description="asyncgate operation status view (rebuildable from the event stream)",
+        history=1,
+        ttl=settings.result_ttl_s,
+        storage=StorageType.FILE,
+        replicas=settings.replicas,
+        direct=True,
+    )
+
+
+def limits_bucket_config(settings: Settings) -> KeyValueConfig:
+    """The per-user limit state; an idle user's entry expires after a day."""
+    return KeyValueConfig(
+        bucket=LIMITS_BUCKET,
+        description="asyncgate per-user limits (active operations, last start)",
+        history=1,
+        ttl=LIMITS_TTL_S,
+        storage=StorageType.FILE,
+        replicas=settings.replicas,
+    )
+
+
+def bucket_stream(config: KeyValueConfig) -> StreamConfig:
+    """The stream a bucket lives in, as far as asyncgate relies on it."""
+    return StreamConfig(
+        name=f"KV_{config.bucket}",
+        subjects=[f"$KV.{config.bucket}.>"],
+        storage=config.storage,
+        max_age=config.ttl,
+        num_replicas=config.replicas,
+        max_msgs_per_subject=config.history,
+        allow_direct=config.direct,
+    )
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The streams one service relies on, as they must be."""
+
+    streams: tuple[StreamConfig, ...]
+
+
+def layout_for(settings: Settings, *, limits: bool = False) -> Layout:
+    """Everything a service relies on: the event stream, the dead letters, the view bucket, and
+    for the edge the limits bucket."""
+    streams = [
+        stream_config(settings),
+        dead_letter_stream_config(settings),
+        bucket_stream(view_bucket_config(settings)),
+    ]
+    if limits:
+        streams.append(bucket_stream(limits_bucket_config(settings)))
+    return Layout(streams=tuple(streams))
+
+
+def config_problems(expected: StreamConfig, found: StreamConfig) -> list[str]:
+    """How ``found`` differs from ``expected`` in what asyncgate relies on (empty: not at all)."""
+    name = expected.name
+    problems = []
+    if sorted(found.subjects or []) != sorted(expected.subjects or []):
+        problems.append(f"{name} takes subjects {found.subjects}, not {expected.subjects}")
+    for field in ("retention", "storage", "max_msgs_per_subject", "allow_direct"):
+        wanted = getattr(expected, field)
+        if wanted is not None and getattr(found, field) != wanted:
+            problems.append(f"{name} has {field} {getattr(found, field)}, not {wanted}")
+    if (found.num_replicas or 1) != (expected.num_replicas or 1):
+        problems.append(f"{name} has {found.num_replicas} replicas, not {expected.num_replicas}")
+    for field in ("max_age", "duplicate_window"):
+        wanted_s = getattr(expected, field)
+        # 0 is StreamConfig's default: the expectation does not set it.
+        if wanted_s and abs((getattr(found, field) or 0) - wanted_s) > _AGE_TOLERANCE_S:
+            problems.append(f"{name} has {field} {getattr(found, field)} s, not {wanted_s} s")
+    # Anything that moves or copies messages elsewhere goes around the subject permissions.
+    for field in ("subject_transform", "republish", "mirror", "sources"):
+        if getattr(found, field, None):
+            problems.append(f"{name} has a {field}, which asyncgate never sets")
+    if getattr(found, "sealed", False):
+        problems.append(f"{name} is sealed")
+    return problems
+
+
+class NotProvisionedError(RuntimeError):
+    """JetStream does not hold what the service relies on, as it must be."""
+
+
+async def check_provisioned(js: JetStreamContext, layout: Layout) -> None:
+    """Raise NotProvisionedError, naming every difference, unless ``layout`` is in place."""
+
+    async def differences() -> list[str]:
+        problems = []
+        for expected in layout.streams:
+            try:
+                info = await js.stream_info(expected.name or "")
+            except NotFoundError:
+                problems.append(f"{expected.name} does not exist")
+                continue
+            problems += config_problems(expected, info.config)
+        return problems
+
+    problems = await riding_through(
+        differences, what="checking the streams and buckets", budget_s=CHECK_RIDE_THROUGH_S
+    )
+    if problems:
+        raise NotProvisionedError(
+            "JetStream is not as asyncgate needs it ("
+            + "; ".join(problems)
+            + "): run `asyncgate provision` with credentials allowed to create streams"
+        )
+
+
+async def is_ready(js: JetStreamContext) -> bool:
+    """True when the stream and the view bucket both exist."""
+    try:
+        await js.stream_info(STREAM)
+        await js.stream_info(f"KV_{VIEW_BUCKET}")
+    except (NotFoundError, TimeoutError, nats.errors.Error):
+        return False
+    return True

@@ -1,0 +1,99 @@
+"""Provisioning: creating, or bringing up to date, everything asyncgate keeps in JetStream.
+
+Run once per deployment and after a change of the settings that shape the streams
+(``ASYNCGATE_RESULT_TTL_HOURS``, ``ASYNCGATE_STREAM_EXTRA_HOURS``, ``ASYNCGATE_REPLICAS``), with
+credentials allowed to create streams: ``asyncgate provision``. ``asyncgate up`` runs it before
+the services. The services themselves only check (``services/common/layout.py``).
+"""
+
+from nats.js import JetStreamContext
+from nats.js.api import ConsumerConfig, KeyValueConfig, StreamConfig
+from nats.js.errors import NotFoundError
+
+from contracts.names import STREAM
+from services.common.jetstream import close_connection, connect
+from services.common.layout import (
+    CHECK_RIDE_THROUGH_S,
+    bucket_stream,
+    check_provisioned,
+    config_problems,
+    dead_letter_stream_config,
+    layout_for,
+    limits_bucket_config,
+    stream_config,
+    view_bucket_config,
+)
+from services.common.retry import riding_through
+from services.common.settings import Settings
+
+
+async def provision_nats(settings: Settings) -> list[str]:
+    """Connect with the configured login, provision, disconnect; a line per thing done."""
+    nc = await connect(settings, "asyncgate-provision")
+    try:
+        return await provision(nc.jetstream(), settings)
+    finally:
+        await close_connection(nc)
+
+
+def service_consumers(settings: Settings) -> list[ConsumerConfig]:
+    """The durable consumers of the executors and the projectors."""
+    from services.executor.app import consumer_config as executor_consumer  # noqa: PLC0415 (FastStream only here)
+    from services.projector.app import consumer_config as projector_consumer  # noqa: PLC0415
+
+    return [executor_consumer(settings), projector_consumer(settings)]
+
+
+async def provision(js: JetStreamContext, settings: Settings) -> list[str]:
+    """Create or update the streams, buckets and durable consumers; a line per thing done."""
+
+    async def everything() -> list[str]:
+        report = [
+            await _stream(js, stream_config(settings)),
+            await _stream(js, dead_letter_stream_config(settings)),
+            await _bucket(js, view_bucket_config(settings)),
+            await _bucket(js, limits_bucket_config(settings)),
+        ]
+        for consumer in service_consumers(settings):
+            await js.add_consumer(STREAM, consumer)
+            report.append(f"consumer {consumer.durable_name}: ready")
+        return report
+
+    report = await riding_through(everything, what="provisioning", budget_s=CHECK_RIDE_THROUGH_S)
+    await check_provisioned(js, layout_for(settings, limits=True))
+    return report
+
+
+async def _stream(js: JetStreamContext, config: StreamConfig) -> str:
+    try:
+        found = (await js.stream_info(config.name or "")).config
+    except NotFoundError:
+        await js.add_stream(config)
+        return f"stream {config.name}: created"
+    problems = config_problems(config, found)
+    if not problems:
+        return f"stream {config.name}: as configured"
+    # The whole configuration is sent: whatever it does not set (a subject transform someone
+    # added, say) is removed.
+    await js.update_stream(config)
+    return f"stream {config.name}: updated ({'; '.join(problems)})"
+
+
+async def _bucket(js: JetStreamContext, config: KeyValueConfig) -> str:
+    expected = bucket_stream(config)
+    try:
+        found = (await js.stream_info(expected.name or "")).config
+    except NotFoundError:
+        await js.create_key_value(config)
+        return f"bucket {config.bucket}: created"
+    problems = config_problems(expected, found)
+    if not problems:
+        return f"bucket {config.bucket}: as configured"
+    found.max_age = expected.max_age
+    found.num_replicas = expected.num_replicas
+    found.max_msgs_per_subject = expected.max_msgs_per_subject
+    found.allow_direct = expected.allow_direct
+    found.subject_transform = found.republish = found.mirror = None
+    found.sources = None
+    await js.update_stream(found)
+    return f"bucket {config.bucket}: updated ({'; '.join(problems)})"
