@@ -17,6 +17,7 @@ from services.edge.actions import ActionSchemaError
 def _run_edge(settings: Settings, _: argparse.Namespace) -> int:
     import uvicorn
 
+    from services.common.runtime import EXIT_NOT_PROVISIONED
     from services.edge.app import create_app
 
     class EdgeServer(uvicorn.Server):
@@ -29,14 +30,20 @@ def _run_edge(settings: Settings, _: argparse.Namespace) -> int:
                 signal.raise_signal(sig)
             super().handle_exit(sig, frame)
 
+    app = create_app(settings)
     config = uvicorn.Config(
-        create_app(settings),
+        app,
         host=settings.http_host,
         port=settings.http_port,
         lifespan="on",
         timeout_graceful_shutdown=int(settings.shutdown_grace_s),
     )
-    EdgeServer(config).run()
+    try:
+        EdgeServer(config).run()
+    except SystemExit:
+        if getattr(app.state, "not_provisioned", False):
+            return EXIT_NOT_PROVISIONED
+        raise
     return 0
 
 

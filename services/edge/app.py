@@ -27,9 +27,7 @@ from strawberry.types.unset import UnsetType
 from services.actions.config import load_actions
 from services.common.documents import DocumentCache
 from services.common.identity import ANONYMOUS, UNAUTHENTICATED
-from services.common.layout import (
-    is_ready,
-)
+from services.common.layout import NotProvisionedError, is_ready
 from services.common.runtime import exit_process, freeze_startup_objects
 from services.common.settings import Settings
 from services.common.target import load_schema
@@ -191,8 +189,12 @@ def create_app(
     )
 
     @asynccontextmanager
-    async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        await connection.open(settings, on_connection_lost=on_connection_lost)
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            await connection.open(settings, on_connection_lost=on_connection_lost)
+        except NotProvisionedError:
+            app.state.not_provisioned = True  # the command's exit status says so
+            raise
         freeze_startup_objects()
         try:
             yield

@@ -6,9 +6,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from nats.js import JetStreamContext
+from nats.js.api import SubjectTransform
 
+from contracts.names import STREAM
+from services.common.nats_server import free_port
 from services.common.settings import Settings
 from services.edge.auth import Authenticator
+from tests.conftest import NatsServer
 
 
 def run_cli(*arguments: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -85,3 +90,52 @@ def test_the_edge_refuses_to_serve_anonymous_callers_off_loopback() -> None:
 
     assert finished.returncode == 2
     assert "no authentication is configured" in finished.stderr
+
+
+@pytest.mark.nats
+def test_services_refuse_to_start_until_nats_is_provisioned_as_their_settings_say(
+    nats_server: NatsServer,
+) -> None:
+    env = {"ASYNCGATE_NATS_URL": nats_server.url, "ASYNCGATE_HTTP_PORT": str(free_port())}
+
+    refusals = [run_cli(service, env=env) for service in ("edge", "executor", "projector")]
+    first = run_cli("provision", env=env)
+    again = run_cli("provision", env=env)
+    longer = env | {"ASYNCGATE_RESULT_TTL_HOURS": "200"}
+    mismatched = run_cli("projector", env=longer)
+    updated = run_cli("provision", env=longer)
+
+    for unprovisioned in refusals:
+        assert unprovisioned.returncode == 78, unprovisioned.stderr
+        assert "ASYNCGATE_OPERATIONS does not exist" in unprovisioned.stderr
+        assert "run `asyncgate provision`" in unprovisioned.stderr
+    assert first.returncode == 0, first.stderr
+    assert "stream ASYNCGATE_OPERATIONS: created" in first.stdout
+    assert "consumer asyncgate-executor: ready" in first.stdout
+    assert "stream ASYNCGATE_OPERATIONS: as configured" in again.stdout
+    assert mismatched.returncode == 78
+    assert "KV_asyncgate_operations has max_age 345600.0 s, not 720000.0 s" in mismatched.stderr
+    assert "bucket asyncgate_operations: updated" in updated.stdout
+    assert "Traceback" not in refusals[1].stderr + refusals[2].stderr + mismatched.stderr
+
+
+@pytest.mark.nats
+async def test_a_stream_changed_behind_asyncgates_back_stops_the_services_until_provisioned(
+    nats_server: NatsServer, js: JetStreamContext
+) -> None:
+    # An admin, or an attacker with the rights, adds a transform that rewrites requests into
+    # completions: every subject permission would be bypassed.
+    info = await js.stream_info(STREAM)
+    info.config.subject_transform = SubjectTransform(
+        src="ops.events.*.*.requested", dest="ops.events.{{wildcard(1)}}.{{wildcard(2)}}.completed"
+    )
+    await js.update_stream(info.config)
+    env = {"ASYNCGATE_NATS_URL": nats_server.url}
+
+    refused = run_cli("executor", env=env)
+    repaired = run_cli("provision", env=env)
+
+    assert refused.returncode == 78
+    assert "ASYNCGATE_OPERATIONS has a subject_transform" in refused.stderr
+    assert "stream ASYNCGATE_OPERATIONS: updated" in repaired.stdout
+    assert (await js.stream_info(STREAM)).config.subject_transform is None
