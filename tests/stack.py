@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import os
 import subprocess
 import threading
 import time
@@ -166,3 +167,29 @@ def edge_in_background(store: Path, **configured: Any) -> Iterator[str]:
         thread.join(30)
         nats.terminate()
         nats.wait(10)
+
+
+# Words that give away Python's internals, which no answer to a client may carry.
+PYTHON_DETAILS = (
+    "Traceback",
+    "codec",
+    "RecursionError",
+    "Error(",
+    "surrogates not allowed",
+    "object has no attribute",
+)
+
+
+@contextlib.contextmanager
+def environment(**variables: str) -> Iterator[None]:
+    """Set environment variables for the block, then restore what was there before."""
+    saved = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

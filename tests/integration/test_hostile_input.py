@@ -9,7 +9,6 @@ import contextlib
 import hashlib
 import hmac
 import json
-import os
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -21,7 +20,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
 from examples.actions import ACTIONS_FILE
-from tests.stack import edge_in_background
+from tests.stack import PYTHON_DETAILS, edge_in_background, environment
 
 pytestmark = [pytest.mark.nats, pytest.mark.e2e]
 
@@ -29,8 +28,6 @@ SECRET = "hostile-input-test-secret-of-32-bytes-or-more"
 DEEP = "[" * 5000 + "]" * 5000
 SUBMIT = "mutation($q: String!) { asyncQuery(query: $q) { status } }"
 PLACE_ORDER = "mutation($i: place_order_input!) { place_order(input: $i) }"
-# Words that give away Python's internals, which no answer may carry.
-PYTHON_DETAILS = ("Traceback", "codec", "RecursionError", "Error(", "surrogates not allowed")
 
 
 def token(claims: dict[str, Any]) -> str:
@@ -56,22 +53,17 @@ AUTHORIZED = {"Authorization": "Bearer " + token({"sub": "mallory", "tenant": "t
 @pytest.fixture(scope="module")
 def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """An edge with authentication on and the demo actions; yields its base URL."""
-    saved = os.environ.get("ASYNCGATE_DEMO_HANDLER_URL")
-    os.environ["ASYNCGATE_DEMO_HANDLER_URL"] = "http://127.0.0.1:9"  # never called here
-    try:
-        with edge_in_background(
+    with (
+        environment(ASYNCGATE_DEMO_HANDLER_URL="http://127.0.0.1:9"),  # never called here
+        edge_in_background(
             tmp_path_factory.mktemp("nats"),
             jwt_secret=SECRET,
             actions_file=ACTIONS_FILE,
             max_active_per_user=0,
             min_start_interval_s=0,
-        ) as url:
-            yield url
-    finally:
-        if saved is None:
-            os.environ.pop("ASYNCGATE_DEMO_HANDLER_URL", None)
-        else:
-            os.environ["ASYNCGATE_DEMO_HANDLER_URL"] = saved
+        ) as url,
+    ):
+        yield url
 
 
 @pytest.fixture

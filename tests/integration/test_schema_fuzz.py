@@ -2,7 +2,6 @@
 introspection (valid ones, and deliberately invalid ones), every answer a coded one. Through a
 real uvicorn edge (the demo actions configured) and a real nats-server, in a small budget."""
 
-import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,12 +21,9 @@ from hypothesis_graphql import nodes
 from hypothesis_graphql import strategies as graphql_st
 
 from examples.actions import ACTIONS_FILE
-from tests.stack import edge_in_background
+from tests.stack import PYTHON_DETAILS, edge_in_background, environment
 
 pytestmark = [pytest.mark.nats, pytest.mark.e2e]
-
-# Words that give away Python's internals, which no answer may carry.
-PYTHON_DETAILS = ("Traceback", "codec", "RecursionError", "object has no attribute")
 
 
 def _object(fields: dict[str, int]) -> ObjectValueNode:
@@ -54,24 +50,17 @@ CUSTOM_SCALARS = {
 @pytest.fixture(scope="module")
 def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
     """A client of an edge serving the ledger and the demo actions."""
-    saved = os.environ.get("ASYNCGATE_DEMO_HANDLER_URL")
-    os.environ["ASYNCGATE_DEMO_HANDLER_URL"] = "http://127.0.0.1:9"  # refused at once
-    try:
-        with (
-            edge_in_background(
-                tmp_path_factory.mktemp("nats"),
-                actions_file=ACTIONS_FILE,
-                max_active_per_user=0,
-                min_start_interval_s=0,
-            ) as url,
-            httpx.Client(base_url=url, timeout=30) as http,
-        ):
-            yield http
-    finally:
-        if saved is None:
-            os.environ.pop("ASYNCGATE_DEMO_HANDLER_URL", None)
-        else:
-            os.environ["ASYNCGATE_DEMO_HANDLER_URL"] = saved
+    with (
+        environment(ASYNCGATE_DEMO_HANDLER_URL="http://127.0.0.1:9"),  # refused at once
+        edge_in_background(
+            tmp_path_factory.mktemp("nats"),
+            actions_file=ACTIONS_FILE,
+            max_active_per_user=0,
+            min_start_interval_s=0,
+        ) as url,
+        httpx.Client(base_url=url, timeout=30) as http,
+    ):
+        yield http
 
 
 @pytest.fixture(scope="module")
