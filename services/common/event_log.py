@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import json
 from dataclasses import dataclass, field
 from typing import Final
 
-import msgspec
 import nats.errors
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
@@ -33,13 +33,13 @@ from contracts.events import (
     OperationRequested,
     OperationStarted,
     TerminalEvent,
-    decode_event,
     encode_event,
     event_type,
 )
 from contracts.lifecycle import evolve
-from contracts.names import STREAM, event_subject, operation_subjects, parse_event_subject
+from contracts.names import STREAM, event_subject, operation_subjects
 from contracts.view import OperationView
+from services.common.poison import admit
 
 # A stored event is acknowledged (and a read answered) within this, or the caller retries.
 REQUEST_TIMEOUT_S: Final = 5.0
@@ -87,7 +87,7 @@ class OperationFacts:
 def facts_from(messages: list[tuple[int, str, bytes]]) -> OperationFacts:
     """The facts in (sequence, subject, payload) messages of one operation's subjects.
 
-    A message that does not decode, or whose body does not match its subject, counts for
+    A message consumers would set aside (``services.common.poison.admit``) counts for
     ``last_sequence`` only: a reader skips what it cannot use rather than failing on it.
     """
     requested: tuple[int, OperationRequested] | None = None
@@ -96,14 +96,13 @@ def facts_from(messages: list[tuple[int, str, bytes]]) -> OperationFacts:
     last_sequence = 0
     for sequence, subject, payload in messages:
         last_sequence = max(last_sequence, sequence)
-        event = _matching_event(subject, payload)
-        match event:
-            case OperationRequested():
+        match admit(subject, payload):
+            case OperationRequested() as event:
                 if requested is None or sequence < requested[0]:
                     requested = (sequence, event)
-            case OperationStarted():
+            case OperationStarted() as event:
                 started.append((sequence, event))
-            case OperationCompleted() | OperationFailed():
+            case OperationCompleted() | OperationFailed() as event:
                 terminals.append((sequence, event))
     started.sort(key=lambda item: item[1].attempt)
     return OperationFacts(
@@ -113,15 +112,6 @@ def facts_from(messages: list[tuple[int, str, bytes]]) -> OperationFacts:
         terminal=min(terminals, key=lambda item: item[0]) if terminals else None,
         last_sequence=last_sequence,
     )
-
-
-def _matching_event(subject: str, payload: bytes) -> OperationEvent | None:
-    try:
-        event = decode_event(payload)
-    except (msgspec.ValidationError, msgspec.DecodeError):
-        return None
-    expected = (event.tenant, event.operation_id, event_type(event))
-    return event if parse_event_subject(subject) == expected else None
 
 
 @dataclass
@@ -146,13 +136,7 @@ class EventLog:
         if with_first_start and started is not None and started[1].attempt > 1:
             first = await self._first_started(tenant, operation_id)
             if first is not None and first[1].attempt < started[1].attempt:
-                facts = OperationFacts(
-                    requested=facts.requested,
-                    started=started,
-                    first_started=first,
-                    terminal=facts.terminal,
-                    last_sequence=facts.last_sequence,
-                )
+                facts = dataclasses.replace(facts, first_started=first)
         return facts
 
     async def append(
@@ -203,7 +187,7 @@ class EventLog:
             return None
         if message.seq is None or message.data is None or message.subject is None:
             return None
-        event = _matching_event(message.subject, message.data)
+        event = admit(message.subject, message.data)
         return (message.seq, event) if isinstance(event, OperationStarted) else None
 
     async def _batch_get(self, request: dict[str, object]) -> list[tuple[int, str, bytes]]:

@@ -120,12 +120,11 @@ def create_app(
         except Exception as error:
             delay = retry_delay(delivery)
             if isinstance(error, nats.errors.Error | TimeoutError | ContestedOperationError):
+                trouble = "contested" if isinstance(error, ContestedOperationError) else "NATS"
                 log.warning(
-                    "operation %s: %s (%s); handing it back for delivery %d in %.1f s",
+                    "operation %s: %s trouble (%s); handing it back for delivery %d in %.1f s",
                     request.operation_id,
-                    "NATS trouble"
-                    if not isinstance(error, ContestedOperationError)
-                    else "contested",
+                    trouble,
                     str(error) or type(error).__name__,
                     delivery + 1,
                     delay,

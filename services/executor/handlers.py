@@ -18,7 +18,7 @@ from contracts.events import (
     TerminalEvent,
     correlation_of,
 )
-from services.common.event_log import AppendConflictError, EventLog
+from services.common.event_log import AppendConflictError, EventLog, OperationFacts
 from services.common.retry import riding_through
 from services.executor.decide import AlreadyEnded, Exhausted, Run, Superseded, decide
 from services.executor.outcome import (
@@ -102,11 +102,7 @@ async def handle_requested(
     operation = request.operation_id
     async with keeping_alive(keep_alive, keep_alive_every_s):
         for _ in range(MAX_DECISIONS):
-            facts = await riding_through(
-                lambda: events.facts(request.tenant, operation),
-                what=f"reading {operation}",
-                budget_s=STEP_RIDE_THROUGH_S,
-            )
+            facts = await _read_facts(events, request, budget_s=STEP_RIDE_THROUGH_S)
             match decide(facts, delivery=delivery, max_attempts=max_attempts):
                 case AlreadyEnded():
                     return None
@@ -127,7 +123,7 @@ async def handle_requested(
                         max_payload=max_payload,
                     )
                 case Run(attempt=attempt, record_start=record_start):
-                    after = facts.last_sequence
+                    after: int | None = facts.last_sequence
                     if record_start:
                         started = OperationStarted(
                             **correlation_of(request),
@@ -135,24 +131,41 @@ async def handle_requested(
                             worker=worker,
                             delivery=delivery,
                         )
-                        try:
-                            after = await riding_through(
-                                functools.partial(
-                                    events.append,
-                                    started,
-                                    msg_id=f"{operation}.started.{attempt}",
-                                    after=facts.last_sequence,
-                                ),
-                                what=f"starting {operation}",
-                                budget_s=STEP_RIDE_THROUGH_S,
-                            )
-                        except AppendConflictError:
-                            continue  # the stream changed since the facts were read: decide again
+                        after = await _record_start(events, started, after=facts.last_sequence)
+                    if after is None:
+                        continue  # the stream changed since the facts were read: decide again
                     outcome = await run(request, attempt)
                     return await record_outcome(
                         events, request, outcome, after=after, max_payload=max_payload
                     )
     raise ContestedOperationError(operation)
+
+
+async def _read_facts(
+    events: EventLog, request: OperationRequested, *, budget_s: float
+) -> OperationFacts:
+    return await riding_through(
+        lambda: events.facts(request.tenant, request.operation_id),
+        what=f"reading {request.operation_id}",
+        budget_s=budget_s,
+    )
+
+
+async def _record_start(events: EventLog, started: OperationStarted, *, after: int) -> int | None:
+    """Store this delivery's start; its sequence, or None if the stream changed meanwhile."""
+    try:
+        return await riding_through(
+            functools.partial(
+                events.append,
+                started,
+                msg_id=f"{started.operation_id}.started.{started.attempt}",
+                after=after,
+            ),
+            what=f"starting {started.operation_id}",
+            budget_s=STEP_RIDE_THROUGH_S,
+        )
+    except AppendConflictError:
+        return None
 
 
 async def record_outcome(
@@ -187,11 +200,7 @@ async def record_outcome(
             return outcome
         except AppendConflictError:
             pass
-        facts = await riding_through(
-            lambda: events.facts(request.tenant, operation),
-            what=f"reading {operation}",
-            budget_s=OUTCOME_RIDE_THROUGH_S,
-        )
+        facts = await _read_facts(events, request, budget_s=OUTCOME_RIDE_THROUGH_S)
         if facts.terminal is not None:
             # Ours, stored by a try whose acknowledgement was lost, or another attempt's.
             return outcome if facts.terminal[1].event_id == outcome.event_id else None
