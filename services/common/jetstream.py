@@ -1,5 +1,6 @@
 """Connecting to NATS: every configured server, the configured login, quiet about repeats."""
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -37,6 +38,21 @@ async def connect(
         reconnect_time_wait=0.5,
         connect_timeout=5,
     )
+
+
+RECONNECT_POLL_S = 0.05
+
+
+async def connected_within(nc: NatsClient, seconds: float) -> bool:
+    """True if the connection is up, or back within ``seconds``: a failover to another server
+    of a cluster takes about half a second, and is better waited out than refused."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while not nc.is_connected:
+        if nc.is_closed or loop.time() >= deadline:
+            return False
+        await asyncio.sleep(RECONNECT_POLL_S)
+    return True
 
 
 async def close_connection(nc: NatsClient) -> None:

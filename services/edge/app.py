@@ -27,6 +27,7 @@ from strawberry.types.unset import UnsetType
 from services.actions.config import load_actions
 from services.common.documents import DocumentCache
 from services.common.identity import ANONYMOUS, UNAUTHENTICATED
+from services.common.jetstream import connected_within
 from services.common.layout import NotProvisionedError, is_ready
 from services.common.runtime import exit_process, freeze_startup_objects
 from services.common.settings import Settings
@@ -43,6 +44,10 @@ from services.edge.shape_limits import ShapeLimits
 from services.edge.websockets import LegacyWSHandler, TransportWSHandler
 
 log = logging.getLogger("asyncgate.edge")
+
+# A request arriving while the edge's NATS connection moves to another server waits this long
+# for it; past it (NATS really away) the request is refused as SERVICE_UNAVAILABLE.
+RECONNECT_GRACE_S = 2.0
 
 
 class EdgeGraphQL(GraphQL[EdgeContext, None]):
@@ -153,7 +158,7 @@ class EdgeGraphQL(GraphQL[EdgeContext, None]):
             target=self._target,
             retention=self._retention,
             trace_id=uuid.uuid4().hex,
-            nats_connected=nc.is_connected,
+            nats_connected=await connected_within(nc, RECONNECT_GRACE_S),
         )
 
 

@@ -7,9 +7,7 @@ from pathlib import Path
 import pytest
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
-from nats.js.kv import KeyValue
 
-from contracts.names import VIEW_BUCKET
 from tests.support.nats_servers import NatsServer, connect, start_server
 from tests.support.processes import ServiceStack
 
@@ -35,14 +33,13 @@ async def stack(server: NatsServer, tmp_path: Path) -> AsyncIterator[ServiceStac
 
 
 class Inspector:
-    """A look at JetStream from outside the services: the stream and the view bucket."""
+    """A look at JetStream from outside the services."""
 
-    def __init__(self, nc: NatsClient, js: JetStreamContext, kv: KeyValue) -> None:
-        self.nc, self.js, self.kv = nc, js, kv
+    def __init__(self, nc: NatsClient, js: JetStreamContext) -> None:
+        self.nc, self.js = nc, js
 
 
 async def inspector(urls: list[str]) -> Inspector:
-    """Connect to any of ``urls`` and bind the view bucket the services declared."""
+    """Connect to any of ``urls``."""
     nc = await connect(urls)
-    js = nc.jetstream()
-    return Inspector(nc, js, await js.key_value(VIEW_BUCKET))
+    return Inspector(nc, nc.jetstream())

@@ -80,7 +80,7 @@ async def test_unusable_messages_are_set_aside_once_and_the_services_go_on(
     stack.projector.restart()
     await stack.wait_ready()
     seen = await submit_many(stack.base_url, "{ slowReport(seconds: 0) }", count=10, clients=5)
-    report = await audit(look.js, look.kv, seen.accepted, timeout_s=30)
+    report = await audit(look.js, seen.accepted, timeout_s=30)
     await asyncio.sleep(1)  # time enough for a redelivery to show
     letters = await dead_letters(look.js)
     await look.nc.close()

@@ -115,7 +115,7 @@ async def test_an_operation_whose_every_attempt_is_lost_ends_as_attempts_exhaust
             await eventually(started, what=f"attempt {attempt} running")
             stack.executor.kill()
             stack.executor.start()
-        report = await audit(look.js, look.kv, seen.accepted, timeout_s=30)
+        report = await audit(look.js, seen.accepted, timeout_s=30)
         await look.nc.close()
 
     assert report.problems() == []

@@ -11,7 +11,6 @@ from typing import Any, TypeVar
 
 import httpx
 from nats.js import JetStreamContext
-from nats.js.kv import KeyValue
 
 from contracts.events import OperationCompleted, OperationFailed, OperationRequested
 from contracts.view import OperationView
@@ -124,9 +123,7 @@ def _by_operation(views: dict[str, OperationView]) -> dict[str, OperationView]:
     return {view.operation_id: view for view in views.values()}
 
 
-async def audit(
-    js: JetStreamContext, kv: KeyValue, accepted: list[str], *, timeout_s: float = 60.0
-) -> Audit:
+async def audit(js: JetStreamContext, accepted: list[str], *, timeout_s: float = 60.0) -> Audit:
     """Wait (bounded) until every acknowledged operation has a final view, then account."""
     deadline = time.monotonic() + timeout_s
     while True:
@@ -142,7 +139,10 @@ async def audit(
         for _, event in events
         if isinstance(event, OperationCompleted | OperationFailed)
     )
-    differing = await _views_differing_from_replay(js, kv, deadline)
+    # Counted from views that agree with a replay: an operation's view can be final before its
+    # start is folded in (the projector folds out of order), so the first final views may not.
+    differing, settled = await _views_agreeing_with_replay(js, deadline)
+    views = _by_operation(settled)
     return Audit(
         accepted=len(accepted),
         lost=[op for op in accepted if op not in requested],
@@ -159,11 +159,12 @@ async def audit(
     )
 
 
-async def _views_differing_from_replay(
-    js: JetStreamContext, kv: KeyValue, deadline: float
-) -> list[str]:
-    # The projector may still be folding the last events (of operations nobody was told about,
-    # say); compare again until the two agree or time is up.
+async def _views_agreeing_with_replay(
+    js: JetStreamContext, deadline: float
+) -> tuple[list[str], dict[str, OperationView]]:
+    """The keys whose view differs from a replay (none, once the projector has caught up), and
+    the views as last read. The projector may still be folding the last events; compare again
+    until the two agree or time is up."""
     while True:
         stored = await _riding_through(stored_views, js)
         replayed = await _riding_through(replay_views, js)
@@ -171,5 +172,5 @@ async def _views_differing_from_replay(
             key for key in stored.keys() | replayed.keys() if stored.get(key) != replayed.get(key)
         )
         if not differing or time.monotonic() > deadline:
-            return differing
+            return differing, stored
         await asyncio.sleep(0.5)
