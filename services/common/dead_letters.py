@@ -8,7 +8,7 @@ never delivers it again and goes on with the next one.
 
 import logging
 
-from faststream.nats import NatsMessage
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from contracts.dead_letters import (
@@ -35,12 +35,11 @@ def header_value(text: str, limit: int) -> str:
     return one_line.encode("ascii", "backslashreplace").decode("ascii")
 
 
-async def set_aside(js: JetStreamContext, msg: NatsMessage, service: str, reason: str) -> None:
-    """Store a dead letter for ``msg`` with ``reason``, then terminate ``msg``.
+async def set_aside(js: JetStreamContext, raw: Msg, service: str, reason: str) -> None:
+    """Store a dead letter for the delivered message ``raw`` with ``reason``, then terminate it.
 
     Raises if the dead letter cannot be stored; the message is then left to be redelivered.
     """
-    raw = msg.raw_message
     metadata = raw.metadata
     sequence = metadata.sequence.stream
     await js.publish(
@@ -66,4 +65,4 @@ async def set_aside(js: JetStreamContext, msg: NatsMessage, service: str, reason
         header_value(raw.subject, MAX_SUBJECT_CHARS),
         header_value(reason, MAX_REASON_CHARS),
     )
-    await msg.reject()
+    await raw.term()

@@ -6,14 +6,16 @@ import logging
 import os
 import random
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import nats.errors
 from faststream import AckPolicy, FastStream
-from faststream.nats import JStream, NatsBroker, PullSub
+from faststream.nats import JStream, NatsBroker, NatsMessage, PullSub
+from faststream.nats.subscriber.usecases.stream_pull_subscriber import BatchPullStreamSubscriber
 from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig
 from nats.js.kv import KeyValue
@@ -28,6 +30,7 @@ from services.common.layout import (
     layout_for,
 )
 from services.common.nats_auth import nats_security
+from services.common.prompt_pull import PromptPull
 from services.common.retry import riding_through
 from services.common.settings import Settings
 
@@ -138,38 +141,76 @@ async def run_service(app: FastStream, service: str) -> int:
     return 0
 
 
-# A pull fetches at most this many messages at once, and never more than the worker count.
-MAX_PULL_BATCH = 16
+# Room: how many more messages the service can take now; waits until it can take one.
+Room = Callable[[], Awaitable[int]]
 
 
-def pull_batch_size(concurrency: int) -> int:
-    """How many messages one pull fetches: enough to keep the workers fed, few waiting.
+class _PromptBatchSubscriber(BatchPullStreamSubscriber):
+    """FastStream's batch pull subscriber, fed by PromptPull instead of ``fetch``.
 
-    Fetched messages wait in-process for a free worker while their ack timer runs; a batch no
-    larger than the worker count keeps that wait to about one operation's length.
+    FastStream's own loop waits to fill each batch until its timeout; this one hands the handler
+    whatever has arrived, as soon as anything has (see services/common/prompt_pull.py). One
+    handler call per batch also pays FastStream's per-call cost (argument resolution, context,
+    logging: ~400 us measured) once per batch instead of once per message.
     """
-    return max(1, min(concurrency, MAX_PULL_BATCH))
+
+    __slots__ = ()
+    prompt_durable: str
+    prompt_room: Room
+
+    async def _create_subscription(self) -> None:
+        if self.subscription is not None:
+            return
+        pull = PromptPull(self.connection, self.stream.name, self.prompt_durable)
+        await pull.start()
+        # Duck-typed: FastStream only calls unsubscribe() on it when stopping.
+        self.subscription = pull  # type: ignore[assignment]
+        self.add_task(self._consume_pull)
+
+    async def _consume_pull(self) -> None:
+        pull = self.subscription
+        assert isinstance(pull, PromptPull)  # noqa: S101 (set just before this task starts)
+        while self.running:
+            limit = await self.prompt_room()
+            messages = await pull.next_batch(limit)
+            if messages and self.running:
+                await self.consume(messages)
 
 
-def pull_subscriber(
-    broker: NatsBroker, config: ConsumerConfig, *, concurrency: int
-) -> Callable[..., Any]:
-    """The decorator that binds a handler to a durable pull consumer on the event stream.
+BatchHandler = Callable[[NatsMessage], Awaitable[None]]
 
-    Handlers decide every ack themselves (set aside, stand back, hand back with a delay);
-    NACK_ON_ERROR is only the last resort for an exception that escapes them.
+
+def batch_subscriber(
+    broker: NatsBroker, config: ConsumerConfig, *, room: Room
+) -> Callable[[BatchHandler], Any]:
+    """The decorator that binds a batch handler to a durable pull consumer on the event stream.
+
+    The handler gets a NatsMessage whose ``raw_message`` is the list of nats-py messages that
+    arrived together (at most what ``room`` allowed), and acknowledges each one itself, only
+    once what it stands for is stored. A message it neither acknowledges nor hands back is
+    redelivered after the consumer's ack wait.
     """
     if config.filter_subject is None or config.durable_name is None:
         raise ValueError("a service consumer needs a durable name and a filter subject")
-    return broker.subscriber(
+    subscriber = broker.subscriber(
         config.filter_subject,
         stream=JStream(STREAM, declare=False),
         durable=config.durable_name,
         config=config,
-        pull_sub=PullSub(batch_size=pull_batch_size(concurrency), timeout=5.0),
-        max_workers=concurrency,
-        ack_policy=AckPolicy.NACK_ON_ERROR,
+        pull_sub=PullSub(batch=True),
+        ack_policy=AckPolicy.MANUAL,
     )
+    subscriber.__class__ = _PromptBatchSubscriber
+    prompt = cast(_PromptBatchSubscriber, subscriber)
+    prompt.prompt_durable = config.durable_name
+    prompt.prompt_room = room
+    return prompt
+
+
+def messages_of(batch: NatsMessage) -> list[Msg]:
+    """The nats-py messages a batch handler was given."""
+    raw = batch.raw_message
+    return list(raw) if isinstance(raw, list) else [raw]
 
 
 MAX_RETRY_DELAY_S: Final = 30.0

@@ -8,44 +8,34 @@ can. So every request with a readable body ends in a terminal event; an unreadab
 aside on the dead-letter stream.
 """
 
-import asyncio
 import logging
 from collections.abc import Callable
 
-import nats.errors
 from faststream import FastStream
-from faststream.exceptions import NackMessage, SkipMessage
 from faststream.nats import NatsMessage
 from nats.js.api import AckPolicy as JsAckPolicy
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
-from contracts.events import OperationRequested
 from contracts.names import EXECUTOR_DURABLE, REQUESTED_EVENTS
 from services.actions.config import load_actions
 from services.actions.handler import handler_client
-from services.common.dead_letters import set_aside
-from services.common.poison import Unusable, admit
 from services.common.runtime import (
     ConnectionWatch,
     JetStreamHandles,
+    batch_subscriber,
     create_broker,
     exit_process,
-    pull_subscriber,
-    retry_delay,
+    messages_of,
     worker_name,
 )
 from services.common.settings import Settings
 from services.common.target import load_schema, with_document_caches
-from services.executor.handlers import (
-    ContestedOperationError,
-    SupersededDeliveryError,
-    handle_requested,
-)
+from services.common.work_slots import WorkSlots
+from services.executor.deliveries import SERVICE, Deliveries
 from services.executor.runner import OperationRunner
 
 log = logging.getLogger("asyncgate.executor")
 
-SERVICE = "executor"
 # Unlimited: a request is never dropped by JetStream (see the module docstring).
 UNLIMITED_DELIVERIES = -1
 
@@ -85,59 +75,35 @@ def create_app(
     handles = JetStreamHandles()
     watch = ConnectionWatch(SERVICE, on_lost=on_connection_lost)
     broker = create_broker(settings, SERVICE, watch)
+    slots = WorkSlots(settings.executor_concurrency)
+    deliveries: Deliveries | None = None
 
-    @pull_subscriber(broker, consumer_config(settings), concurrency=settings.executor_concurrency)
-    async def on_operation_requested(msg: NatsMessage) -> None:
-        """Act on one delivery of a request; acknowledged once the operation has ended."""
-        js, _, events = handles.require()
-        raw = msg.raw_message
-        request = admit(raw.subject, raw.data)
-        if not isinstance(request, OperationRequested):
-            # The subject filter and admit's subject check let only requests through.
-            reason = request.reason if isinstance(request, Unusable) else "not a request"
-            await set_aside(js, msg, SERVICE, reason)
-            return
-        delivery = raw.metadata.num_delivered
-        try:
-            await handle_requested(
-                request,
-                delivery=delivery,
-                max_attempts=settings.executor_max_attempts,
-                events=events,
-                run=run,
-                worker=worker,
-                max_payload=handles.max_payload,
-                keep_alive=msg.in_progress,
-                keep_alive_every_s=settings.executor_ack_wait_s / 3,
-            )
-        except SupersededDeliveryError:
-            # Neither ack nor nak: the newer delivery owns the request now.
-            raise SkipMessage from None
-        except asyncio.CancelledError:
-            # Shutting down mid-operation: hand it back now instead of after ack_wait.
-            await msg.nack()
-            raise
-        except Exception as error:
-            delay = retry_delay(delivery)
-            if isinstance(error, nats.errors.Error | TimeoutError | ContestedOperationError):
-                trouble = "contested" if isinstance(error, ContestedOperationError) else "NATS"
-                log.warning(
-                    "operation %s: %s trouble (%s); handing it back for delivery %d in %.1f s",
-                    request.operation_id,
-                    trouble,
-                    str(error) or type(error).__name__,
-                    delivery + 1,
-                    delay,
-                )
-            else:
-                log.exception(
-                    "operation %s: delivery %d failed; handing it back",
-                    request.operation_id,
-                    delivery,
-                )
-            raise NackMessage(delay=delay) from error
+    @batch_subscriber(broker, consumer_config(settings), room=slots.wait_for_room)
+    async def on_operation_requested(batch: NatsMessage) -> None:
+        """Start working on each delivered request; each one is acknowledged once its
+        operation has ended."""
+        if deliveries is None:
+            raise RuntimeError("requests arrived before start-up finished")
+        for raw in messages_of(batch):
+            slots.start(deliveries.handle(raw))
 
     async def start() -> None:
+        nonlocal deliveries
         await handles.open(broker, settings, watch, consumer_config(settings))
+        js, _, events = handles.require()
+        deliveries = Deliveries(
+            js=js,
+            events=events,
+            run=run,
+            worker=worker,
+            max_attempts=settings.executor_max_attempts,
+            max_payload=handles.max_payload,
+            ack_wait_s=settings.executor_ack_wait_s,
+        )
 
-    return FastStream(broker, on_startup=[start], on_shutdown=[watch.stop, http.aclose], logger=log)
+    async def stop() -> None:
+        await watch.stop()
+        # Before the broker stops: what still runs needs the connection to store its ending.
+        await slots.close(settings.shutdown_grace_s)
+
+    return FastStream(broker, on_startup=[start], on_shutdown=[stop, http.aclose], logger=log)

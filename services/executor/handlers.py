@@ -83,6 +83,7 @@ async def handle_requested(
     request: OperationRequested,
     *,
     delivery: int,
+    requested_at: int,
     max_attempts: int,
     events: EventLog,
     run: Callable[[OperationRequested, int], Awaitable[TerminalEvent]],
@@ -91,18 +92,26 @@ async def handle_requested(
     keep_alive: Callable[[], Awaitable[None]],
     keep_alive_every_s: float,
 ) -> TerminalEvent | None:
-    """Act on delivery number ``delivery`` of ``request``; return the terminal event it stored.
+    """Act on delivery number ``delivery`` of ``request`` (stored at ``requested_at``); return
+    the terminal event it stored.
 
     None when the operation had ended already (or another delivery ended it first). Raises
     SupersededDeliveryError when a newer delivery runs it, and NATS errors when a step could not
     be stored even after riding out a leader election (the caller hands the delivery back).
     Returns only once the operation's terminal event is stored, so the caller may then
     acknowledge. The message is kept alive throughout, not only while the operation runs.
+
+    A first delivery does not read the stream: the request is then the operation's only fact
+    as far as anyone can know, and the guarded write of its start says otherwise if it is not.
     """
     operation = request.operation_id
+    first_look: OperationFacts | None = None
+    if delivery == 1:
+        first_look = OperationFacts(requested=(requested_at, request), last_sequence=requested_at)
     async with keeping_alive(keep_alive, keep_alive_every_s):
         for _ in range(MAX_DECISIONS):
-            facts = await _read_facts(events, request, budget_s=STEP_RIDE_THROUGH_S)
+            facts = first_look or await _read_facts(events, request, budget_s=STEP_RIDE_THROUGH_S)
+            speculative, first_look = first_look is not None, None
             match decide(facts, delivery=delivery, max_attempts=max_attempts):
                 case AlreadyEnded():
                     return None
@@ -123,22 +132,62 @@ async def handle_requested(
                         max_payload=max_payload,
                     )
                 case Run(attempt=attempt, record_start=record_start):
-                    after: int | None = facts.last_sequence
-                    if record_start:
-                        started = OperationStarted(
-                            **correlation_of(request),
-                            attempt=attempt,
-                            worker=worker,
-                            delivery=delivery,
-                        )
-                        after = await _record_start(events, started, after=facts.last_sequence)
-                    if after is None:
+                    started = OperationStarted(
+                        **correlation_of(request), attempt=attempt, worker=worker, delivery=delivery
+                    )
+                    ran = await _start_and_run(
+                        events,
+                        request,
+                        started,
+                        run,
+                        after=facts.last_sequence,
+                        record_start=record_start,
+                        overlap=speculative,
+                    )
+                    if ran is None:
                         continue  # the stream changed since the facts were read: decide again
-                    outcome = await run(request, attempt)
+                    after, outcome = ran
                     return await record_outcome(
                         events, request, outcome, after=after, max_payload=max_payload
                     )
     raise ContestedOperationError(operation)
+
+
+async def _start_and_run(
+    events: EventLog,
+    request: OperationRequested,
+    started: OperationStarted,
+    run: Callable[[OperationRequested, int], Awaitable[TerminalEvent]],
+    *,
+    after: int,
+    record_start: bool,
+    overlap: bool,
+) -> tuple[int, TerminalEvent] | None:
+    """Record ``started`` (unless ``record_start`` is False: stored already), run the operation;
+    the sequence later writes must name and the outcome, or None if the start was refused
+    because the stream changed.
+
+    With ``overlap`` the operation runs while its start is being stored instead of after: on a
+    first delivery nobody else can hold the request, so a refusal is rare, and it cancels the
+    run before its outcome is used.
+    """
+    if not record_start:
+        return after, await run(request, started.attempt)
+    if not overlap:
+        recorded = await _record_start(events, started, after=after)
+        return None if recorded is None else (recorded, await run(request, started.attempt))
+    running = asyncio.ensure_future(run(request, started.attempt))
+    try:
+        recorded = await _record_start(events, started, after=after)
+    except BaseException:
+        running.cancel()
+        raise
+    if recorded is None:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+        return None
+    return recorded, await running
 
 
 async def _read_facts(

@@ -7,35 +7,32 @@ is set aside at once; one that keeps failing for another reason is retried with 
 and set aside on its last delivery (ASYNCGATE_PROJECTOR_MAX_DELIVER), never retried forever.
 """
 
-import asyncio
 import logging
 from collections.abc import Callable
 
-import nats.errors
 from faststream import FastStream
-from faststream.exceptions import NackMessage
 from faststream.nats import NatsMessage
 from nats.js.api import AckPolicy as JsAckPolicy
 from nats.js.api import ConsumerConfig, DeliverPolicy
-from nats.js.errors import InvalidKeyError
 
 from contracts.names import ALL_EVENTS, PROJECTOR_DURABLE
-from services.common.dead_letters import set_aside
-from services.common.poison import Unusable, admit
 from services.common.runtime import (
     ConnectionWatch,
     JetStreamHandles,
+    batch_subscriber,
     create_broker,
     exit_process,
-    pull_subscriber,
-    retry_delay,
+    messages_of,
 )
 from services.common.settings import Settings
-from services.common.views import apply_event, request_lookup
+from services.common.views import request_lookup
+from services.projector.handlers import SERVICE, Projection
+from services.projector.view_writer import ViewWriter
 
 log = logging.getLogger("asyncgate.projector")
 
-SERVICE = "projector"
+# An operation has about three events (requested, started, an ending).
+EVENTS_PER_OPERATION = 3
 
 
 def consumer_config(settings: Settings) -> ConsumerConfig:
@@ -60,42 +57,26 @@ def create_app(
     handles = JetStreamHandles()
     watch = ConnectionWatch(SERVICE, on_lost=on_connection_lost)
     broker = create_broker(settings, SERVICE, watch)
+    projection: Projection | None = None
+    # Events that arrive together are folded together: this many at most per batch.
+    batch_limit = settings.projector_concurrency * EVENTS_PER_OPERATION
 
-    @pull_subscriber(broker, consumer_config(settings), concurrency=settings.projector_concurrency)
-    async def on_operation_event(msg: NatsMessage) -> None:
-        """Fold one event into its view; acknowledged once the view is stored."""
-        js, kv, events = handles.require()
-        raw = msg.raw_message
-        event = admit(raw.subject, raw.data)
-        if isinstance(event, Unusable):
-            await set_aside(js, msg, SERVICE, event.reason)
-            return
-        sequence = raw.metadata.sequence.stream
-        delivery = raw.metadata.num_delivered
-        try:
-            await apply_event(kv, event, sequence, request_lookup(events))
-        except asyncio.CancelledError:
-            # Stopping: hand it back now, not after the ack wait, so views never lag for long.
-            await msg.nack()
-            raise
-        except (nats.errors.MaxPayloadError, InvalidKeyError) as error:
-            # The same on every delivery: the view cannot be stored at all.
-            await set_aside(js, msg, SERVICE, f"its view cannot be stored: {error!r}")
-        except Exception as error:
-            if delivery >= settings.projector_max_deliver:
-                await set_aside(js, msg, SERVICE, f"not folded in {delivery} deliveries: {error!r}")
-                return
-            delay = retry_delay(delivery)
-            log.warning(
-                "event %d (%s): not folded (%r); retrying in %.1f s",
-                sequence,
-                raw.subject,
-                error,
-                delay,
-            )
-            raise NackMessage(delay=delay) from error
+    async def room() -> int:
+        return batch_limit
+
+    @batch_subscriber(broker, consumer_config(settings), room=room)
+    async def on_operation_events(batch: NatsMessage) -> None:
+        """Fold the events that arrived together, one write per operation; each event is
+        acknowledged once its view is stored."""
+        if projection is None:
+            raise RuntimeError("events arrived before start-up finished")
+        await projection.fold_batch(messages_of(batch))
 
     async def start() -> None:
+        nonlocal projection
         await handles.open(broker, settings, watch, consumer_config(settings))
+        js, kv, events = handles.require()
+        views = ViewWriter(kv, request_lookup(events))
+        projection = Projection(js, views, max_deliver=settings.projector_max_deliver)
 
     return FastStream(broker, on_startup=[start], on_shutdown=[watch.stop], logger=log)

@@ -223,9 +223,12 @@ async def handle(
 ) -> TerminalEvent | None:
     """One delivery of ``delivered`` to an executor that allows four attempts (by default,
     running the ledger schema)."""
+    stored = (await log.facts(delivered.tenant, delivered.operation_id)).requested
+    assert stored is not None
     return await handle_requested(
         delivered,
         delivery=delivery,
+        requested_at=stored[0],
         max_attempts=4,
         events=log,
         run=run or OperationRunner(schema=ledger_schema, timeout_s=10),

@@ -1,0 +1,116 @@
+"""One delivered request, from the message to its acknowledgement.
+
+The message is acknowledged only once the operation's terminal event is stored; handed back
+with a growing delay when NATS trouble or a contested operation kept it from ending; left alone
+when a newer delivery owns the request; and set aside when it is not a readable request.
+"""
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import nats.errors
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+
+from contracts.events import OperationRequested, TerminalEvent
+from services.common.dead_letters import set_aside
+from services.common.event_log import EventLog
+from services.common.poison import Unusable, admit
+from services.common.runtime import retry_delay
+from services.executor.handlers import (
+    ContestedOperationError,
+    SupersededDeliveryError,
+    handle_requested,
+)
+
+log = logging.getLogger("asyncgate.executor")
+
+SERVICE = "executor"
+
+
+@dataclass(frozen=True)
+class Deliveries:
+    """What handling a delivery needs: the stream, the runner, who we are, the limits."""
+
+    js: JetStreamContext
+    events: EventLog
+    run: Callable[[OperationRequested, int], Awaitable[TerminalEvent]]
+    worker: str
+    max_attempts: int
+    max_payload: int
+    ack_wait_s: float
+
+    async def handle(self, raw: Msg) -> None:
+        """Act on one delivery; acknowledge it once its operation has ended."""
+        request = admit(raw.subject, raw.data)
+        if not isinstance(request, OperationRequested):
+            # The subject filter and admit's subject check let only requests through.
+            reason = request.reason if isinstance(request, Unusable) else "not a request"
+            await self._set_aside_or_leave(raw, reason)
+            return
+        metadata = raw.metadata
+        delivery = metadata.num_delivered
+        try:
+            await handle_requested(
+                request,
+                delivery=delivery,
+                requested_at=metadata.sequence.stream,
+                max_attempts=self.max_attempts,
+                events=self.events,
+                run=self.run,
+                worker=self.worker,
+                max_payload=self.max_payload,
+                keep_alive=raw.in_progress,
+                keep_alive_every_s=self.ack_wait_s / 3,
+            )
+        except SupersededDeliveryError:
+            # Neither ack nor nak: the newer delivery owns the request now.
+            return
+        except asyncio.CancelledError:
+            # Shutting down mid-operation: hand it back now instead of after the ack wait.
+            await _answer(raw.nak(), request.operation_id)
+            raise
+        except Exception as error:  # any failure: handed back to be tried again later
+            await self._hand_back(raw, request, delivery, error)
+            return
+        await _answer(raw.ack(), request.operation_id)
+
+    async def _hand_back(
+        self, raw: Msg, request: OperationRequested, delivery: int, error: Exception
+    ) -> None:
+        delay = retry_delay(delivery)
+        if isinstance(error, nats.errors.Error | TimeoutError | ContestedOperationError):
+            trouble = "contested" if isinstance(error, ContestedOperationError) else "NATS"
+            log.warning(
+                "operation %s: %s trouble (%s); handing it back for delivery %d in %.1f s",
+                request.operation_id,
+                trouble,
+                str(error) or type(error).__name__,
+                delivery + 1,
+                delay,
+            )
+        else:
+            log.error(
+                "operation %s: delivery %d failed; handing it back",
+                request.operation_id,
+                delivery,
+                exc_info=error,
+            )
+        await _answer(raw.nak(delay=delay), request.operation_id)
+
+    async def _set_aside_or_leave(self, raw: Msg, reason: str) -> None:
+        try:
+            await set_aside(self.js, raw, SERVICE, reason)
+        except (nats.errors.Error, TimeoutError) as error:
+            log.warning("could not set aside %s (%r); it will be redelivered", raw.subject, error)
+
+
+async def _answer(answering: Awaitable[None], operation_id: str) -> None:
+    """Send an ack or nak; if NATS is away, JetStream redelivers after the ack wait instead,
+    and the next delivery finds the operation's facts as they are."""
+    try:
+        await answering
+    except nats.errors.Error as error:
+        log.warning("operation %s: could not answer its delivery (%s)", operation_id, error)

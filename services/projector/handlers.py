@@ -1,0 +1,93 @@
+"""Folding delivered events into views: the projector's handler, apart from its wiring.
+
+Events that arrived together are grouped by operation and each group is folded and written
+once; an event is acknowledged only once its view is stored. An event that cannot be folded is
+set aside (unreadable, misplaced, a view that cannot be stored) or handed back with a growing
+delay, and set aside on its last delivery.
+"""
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+import nats.errors
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.errors import InvalidKeyError
+
+from contracts.events import OperationEvent
+from contracts.names import view_key
+from services.common.dead_letters import set_aside
+from services.common.poison import Unusable, admit
+from services.common.runtime import retry_delay
+from services.projector.view_writer import ViewWriter
+
+log = logging.getLogger("asyncgate.projector")
+
+SERVICE = "projector"
+
+# A delivered event: its message, its stream sequence, the event.
+Delivered = tuple[Msg, int, OperationEvent]
+
+
+@dataclass(frozen=True)
+class Projection:
+    """What the projector's handler needs: the stream, the view writer, the delivery limit."""
+
+    js: JetStreamContext
+    views: ViewWriter
+    max_deliver: int
+
+    async def fold_batch(self, messages: list[Msg]) -> None:
+        """Fold ``messages`` (as they arrived together), one view write per operation."""
+        by_key: dict[str, list[Delivered]] = {}
+        for raw in messages:
+            event = admit(raw.subject, raw.data)
+            if isinstance(event, Unusable):
+                await self._set_aside_or_leave(raw, event.reason)
+                continue
+            key = view_key(event.tenant, event.principal, event.operation_id)
+            by_key.setdefault(key, []).append((raw, raw.metadata.sequence.stream, event))
+        await asyncio.gather(*(self._fold(key, events) for key, events in by_key.items()))
+
+    async def _fold(self, key: str, delivered: list[Delivered]) -> None:
+        try:
+            await self.views.apply(key, [(sequence, event) for _, sequence, event in delivered])
+        except asyncio.CancelledError:
+            # Stopping: hand them back now, not after the ack wait, so views never lag for long.
+            await asyncio.gather(*(raw.nak() for raw, _, _ in delivered), return_exceptions=True)
+            raise
+        except (nats.errors.MaxPayloadError, InvalidKeyError) as error:
+            # The same on every delivery: the view cannot be stored at all.
+            for raw, _, _ in delivered:
+                await self._set_aside_or_leave(raw, f"its view cannot be stored: {error!r}")
+            return
+        except Exception as error:  # any other failure: handed back, set aside in the end
+            for raw, sequence, _ in delivered:
+                await self._hand_back(raw, sequence, error)
+            return
+        await asyncio.gather(*(raw.ack() for raw, _, _ in delivered))
+
+    async def _hand_back(self, raw: Msg, sequence: int, error: Exception) -> None:
+        """Redeliver later, with a growing delay; set aside on the last delivery."""
+        delivery = raw.metadata.num_delivered
+        if delivery >= self.max_deliver:
+            await self._set_aside_or_leave(raw, f"not folded in {delivery} deliveries: {error!r}")
+            return
+        delay = retry_delay(delivery)
+        log.warning(
+            "event %d (%s): not folded (%r); retrying in %.1f s",
+            sequence,
+            raw.subject,
+            error,
+            delay,
+        )
+        await raw.nak(delay=delay)
+
+    async def _set_aside_or_leave(self, raw: Msg, reason: str) -> None:
+        """Set the message aside; if that cannot be stored now, leave it to be redelivered
+        (the other events of its batch go on)."""
+        try:
+            await set_aside(self.js, raw, SERVICE, reason)
+        except (nats.errors.Error, TimeoutError) as error:
+            log.warning("could not set aside %s (%r); it will be redelivered", raw.subject, error)

@@ -1,0 +1,100 @@
+"""Folding events into their views with as few round trips as it takes.
+
+The events of one operation usually arrive together (requested, started and completed within a
+few milliseconds), so they are folded together and the view is written once. The writer also
+remembers the view and revision it last wrote for each unfinished operation, so the next write
+needs no read: compare-and-set on that revision still guards it, and a refusal (another replica
+wrote, the key expired) falls back to reading the key.
+"""
+
+import collections
+from typing import Final
+
+from nats.js.errors import KeyWrongLastSequenceError
+from nats.js.kv import KeyValue
+
+from contracts.events import OperationEvent, OperationRequested
+from contracts.lifecycle import evolve
+from contracts.view import OperationView, encode_view
+from services.common.views import MAX_CAS_ATTEMPTS, RequestLookup, ViewConflictError, read_view
+
+# Views of unfinished operations kept in memory; a finished view is not kept (few events come
+# after the end, and its result can be large).
+REMEMBERED_VIEWS: Final = 10_000
+
+Stored = tuple[int, OperationEvent]
+
+
+def fold(view: OperationView | None, events: list[Stored]) -> OperationView | None:
+    """``view`` with ``events`` (sequence, event) folded in, in stream order."""
+    for sequence, event in sorted(events, key=lambda stored: stored[0]):
+        view = evolve(view, event, sequence)
+    return view
+
+
+class ViewWriter:
+    """Writes folded views to the bucket; one per projector process."""
+
+    def __init__(self, kv: KeyValue, find_request: RequestLookup | None = None) -> None:
+        self._kv = kv
+        self._find_request = find_request
+        self._written: collections.OrderedDict[str, tuple[OperationView, int]] = (
+            collections.OrderedDict()
+        )
+
+    async def apply(self, key: str, events: list[Stored]) -> OperationView | None:
+        """Fold ``events`` (all of the operation stored under ``key``) into its view and store it.
+
+        Raises ViewConflictError if the key kept changing under other writers, and NATS errors
+        (a payload too large, a time-out) as they come; nothing is remembered then.
+        """
+        current, revision = await self._starting_point(key, events)
+        for _ in range(MAX_CAS_ATTEMPTS):
+            updated = fold(current, events)
+            if updated is not None and updated.created_at is None:
+                updated = await self._with_request(updated, events[0][1])
+            if updated is None or updated == current:
+                return updated
+            try:
+                if revision is None:
+                    revision = await self._kv.create(key, encode_view(updated))
+                else:
+                    revision = await self._kv.update(key, encode_view(updated), last=revision)
+            except KeyWrongLastSequenceError:
+                self._written.pop(key, None)
+                current, revision = await read_view(self._kv, key)
+                continue
+            self._remember(key, updated, revision)
+            return updated
+        raise ViewConflictError(f"view {key} kept changing during {MAX_CAS_ATTEMPTS} attempts")
+
+    async def _starting_point(
+        self, key: str, events: list[Stored]
+    ) -> tuple[OperationView | None, int | None]:
+        remembered = self._written.get(key)
+        if remembered is not None:
+            self._written.move_to_end(key)
+            return remembered
+        if any(isinstance(event, OperationRequested) for _, event in events):
+            # Most likely a new operation: try creating its view; create() refuses if it exists.
+            return None, None
+        return await read_view(self._kv, key)
+
+    async def _with_request(self, view: OperationView, event: OperationEvent) -> OperationView:
+        """A view about to be stored without its request (events folded out of order) gets the
+        request folded in too, from the stream, so readers never see a view without one."""
+        if self._find_request is None:
+            return view
+        found = await self._find_request(event)
+        if found is None:
+            return view
+        return evolve(view, found[1], found[0])
+
+    def _remember(self, key: str, view: OperationView, revision: int) -> None:
+        if view.status.is_terminal:
+            self._written.pop(key, None)
+            return
+        self._written[key] = (view, revision)
+        self._written.move_to_end(key)
+        while len(self._written) > REMEMBERED_VIEWS:
+            self._written.popitem(last=False)
