@@ -60,7 +60,7 @@ class Settings:
     # The stream must outlive the view so the view can always be rebuilt from it.
     stream_extra_hours: float = _setting("ASYNCGATE_STREAM_EXTRA_HOURS", 24.0, _positive_float)
     replicas: int = _setting("ASYNCGATE_REPLICAS", 1, _positive_int)
-    executor_concurrency: int = _setting("ASYNCGATE_EXECUTOR_CONCURRENCY", 32, _positive_int)
+    executor_concurrency: int = _setting("ASYNCGATE_EXECUTOR_CONCURRENCY", 256, _positive_int)
     executor_ack_wait_s: float = _setting("ASYNCGATE_EXECUTOR_ACK_WAIT_S", 30.0, _positive_float)
     executor_max_attempts: int = _setting("ASYNCGATE_EXECUTOR_MAX_ATTEMPTS", 4, _positive_int)
     operation_timeout_s: float = _setting("ASYNCGATE_OPERATION_TIMEOUT_S", 3600.0, _positive_float)
