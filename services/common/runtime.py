@@ -12,7 +12,8 @@ from typing import Any, Final, cast
 
 import nats.errors
 from faststream import AckPolicy, FastStream
-from faststream.nats import JStream, NatsBroker, NatsMessage, PullSub
+from faststream.message import StreamMessage
+from faststream.nats import JStream, NatsBroker, PullSub
 from faststream.nats.subscriber.usecases.stream_pull_subscriber import BatchPullStreamSubscriber
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
@@ -113,6 +114,10 @@ def create_broker(settings: Settings, service: str, watch: ConnectionWatch) -> N
         closed_cb=watch.closed,
         # One access-log line per message is noise at INFO; failures are still logged.
         log_level=logging.DEBUG,
+        # Handlers take the nats-py messages as they came (see batch_subscriber): nothing to
+        # resolve, and fast_depends would resolve a NatsMessage argument through a worker
+        # thread on every call (measured: a fifth of the projector's CPU).
+        apply_types=False,
     )
 
 
@@ -177,7 +182,13 @@ class _PromptBatchSubscriber(BatchPullStreamSubscriber):
                 await self.consume(messages)
 
 
-BatchHandler = Callable[[NatsMessage], Awaitable[None]]
+BatchHandler = Callable[[list[Msg]], Awaitable[None]]
+
+
+async def _messages_as_they_came(message: StreamMessage[list[Msg]]) -> list[Msg]:
+    """The decoder of batch handlers: the nats-py messages themselves. FastStream's default
+    would parse every body as JSON first (results included) for nothing."""
+    return message.raw_message
 
 
 def batch_subscriber(
@@ -185,10 +196,9 @@ def batch_subscriber(
 ) -> Callable[[BatchHandler], Any]:
     """The decorator that binds a batch handler to a durable pull consumer on the event stream.
 
-    The handler gets a NatsMessage whose ``raw_message`` is the list of nats-py messages that
-    arrived together (at most what ``room`` allowed), and acknowledges each one itself, only
-    once what it stands for is stored. A message it neither acknowledges nor hands back is
-    redelivered after the consumer's ack wait.
+    The handler gets the nats-py messages that arrived together (at most what ``room``
+    allowed), and acknowledges each one itself, only once what it stands for is stored. A
+    message it neither acknowledges nor hands back is redelivered after the consumer's ack wait.
     """
     if config.filter_subject is None or config.durable_name is None:
         raise ValueError("a service consumer needs a durable name and a filter subject")
@@ -199,18 +209,13 @@ def batch_subscriber(
         config=config,
         pull_sub=PullSub(batch=True),
         ack_policy=AckPolicy.MANUAL,
+        decoder=_messages_as_they_came,
     )
     subscriber.__class__ = _PromptBatchSubscriber
     prompt = cast(_PromptBatchSubscriber, subscriber)
     prompt.prompt_durable = config.durable_name
     prompt.prompt_room = room
     return prompt
-
-
-def messages_of(batch: NatsMessage) -> list[Msg]:
-    """The nats-py messages a batch handler was given."""
-    raw = batch.raw_message
-    return list(raw) if isinstance(raw, list) else [raw]
 
 
 MAX_RETRY_DELAY_S: Final = 30.0

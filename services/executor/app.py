@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable
 
 from faststream import FastStream
-from faststream.nats import NatsMessage
+from nats.aio.msg import Msg
 from nats.js.api import AckPolicy as JsAckPolicy
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
@@ -25,7 +25,6 @@ from services.common.runtime import (
     batch_subscriber,
     create_broker,
     exit_process,
-    messages_of,
     worker_name,
 )
 from services.common.settings import Settings
@@ -79,12 +78,12 @@ def create_app(
     deliveries: Deliveries | None = None
 
     @batch_subscriber(broker, consumer_config(settings), room=slots.wait_for_room)
-    async def on_operation_requested(batch: NatsMessage) -> None:
+    async def on_operation_requested(messages: list[Msg]) -> None:
         """Start working on each delivered request; each one is acknowledged once its
         operation has ended."""
         if deliveries is None:
             raise RuntimeError("requests arrived before start-up finished")
-        for raw in messages_of(batch):
+        for raw in messages:
             slots.start(deliveries.handle(raw))
 
     async def start() -> None:

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable
 
 from faststream import FastStream
-from faststream.nats import NatsMessage
+from nats.aio.msg import Msg
 from nats.js.api import AckPolicy as JsAckPolicy
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
@@ -22,7 +22,6 @@ from services.common.runtime import (
     batch_subscriber,
     create_broker,
     exit_process,
-    messages_of,
 )
 from services.common.settings import Settings
 from services.common.views import request_lookup
@@ -65,12 +64,12 @@ def create_app(
         return batch_limit
 
     @batch_subscriber(broker, consumer_config(settings), room=room)
-    async def on_operation_events(batch: NatsMessage) -> None:
+    async def on_operation_events(messages: list[Msg]) -> None:
         """Fold the events that arrived together, one write per operation; each event is
         acknowledged once its view is stored."""
         if projection is None:
             raise RuntimeError("events arrived before start-up finished")
-        await projection.fold_batch(messages_of(batch))
+        await projection.fold_batch(messages)
 
     async def start() -> None:
         nonlocal projection
