@@ -115,6 +115,8 @@ def _check_variables(
     schema: GraphQLSchema, operation: OperationDefinitionNode, args: dict[str, Any]
 ) -> None:
     definitions = operation.variable_definitions or ()
+    if not definitions and not args:
+        return  # nothing declared, nothing given: nothing to coerce
     declared = {definition.variable.name.value for definition in definitions}
     unexpected = sorted(set(args) - declared)
     if unexpected:
