@@ -15,7 +15,9 @@ Core delivery has two gaps that JetStream delivery has not, and the hub closes b
   subscribers. Such a view folds real events onto an older view, so it is a true but possibly
   incomplete state: fine to show on the way, not as the last word. A state that would end a
   subscription (final, or a removal) is therefore never taken from a message: it makes the hub
-  read what the bucket stores, and that is what subscribers get.
+  read what the bucket stores, and that is what subscribers get. The message can outrun the
+  write it announces, so a read that does not show it yet is repeated (2 ms, doubling, for
+  about a second; a refused write never shows).
 - Nothing is delivered while the connection is down. nats-py subscribes again before it reports
   the reconnection, and the hub then reads every watched key again.
 
@@ -48,6 +50,10 @@ _REMOVED: Final = frozenset({"DEL", "PURGE"})
 # Reads of the bucket in flight at once, when many watched keys must be read together (after a
 # reconnect): enough to keep the connection busy, few enough not to queue thousands of requests.
 MAX_CONCURRENT_READS: Final = 32
+# Re-reads of a key whose announced state is not stored yet: after 2 ms, doubling, the last
+# about a second after the message.
+FIRST_REREAD_S: Final = 0.002
+LAST_REREAD_S: Final = 0.6
 
 
 class LatestView:
@@ -91,6 +97,21 @@ class LatestView:
         return self._view
 
 
+class _Removed:
+    """What a DEL or PURGE message announces: the key has no view any more."""
+
+
+class _Unreadable:
+    """A read that failed (NATS trouble, a view that does not decode): nothing learnt."""
+
+
+REMOVED: Final = _Removed()
+_UNREADABLE: Final = _Unreadable()
+# What a read must show before it is trusted: nothing in particular (after a reconnect), the
+# removal, or a state at least as new as the one a message announced.
+Expected = OperationView | _Removed | None
+
+
 @dataclass(eq=False)
 class _WatchedKey:
     """A key some subscriber watches: its core subscription, its mailboxes, a pending read."""
@@ -99,6 +120,20 @@ class _WatchedKey:
     mailboxes: set[LatestView] = field(default_factory=set)
     reading: asyncio.Task[None] | None = None
     read_again: bool = False
+    # Set when a read is asked for while one waits to read again: it reads at once.
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    expected: Expected = None
+
+
+def _shows(stored: OperationView | _Removed | None, expected: Expected) -> bool:
+    """True if ``stored`` (None: nothing stored) is what ``expected`` waits for, or newer."""
+    if expected is None or isinstance(stored, _Removed):
+        return True
+    if isinstance(expected, _Removed) or stored is None:
+        return False
+    return stored.last_sequence > expected.last_sequence or (
+        stored.last_sequence == expected.last_sequence and stored.status.is_terminal
+    )
 
 
 class ViewWatchHub:
@@ -162,7 +197,7 @@ class ViewWatchHub:
         if watched is None:
             return
         if (msg.headers or {}).get("KV-Operation") in _REMOVED or not msg.data:
-            self._read_back(key)
+            self._read_back(key, REMOVED)
             return
         try:
             view = decode_view(msg.data)
@@ -171,51 +206,79 @@ class ViewWatchHub:
             return
         if view.status.is_terminal:
             # Possibly a write JetStream refused: the final word comes from the bucket.
-            self._read_back(key)
+            self._read_back(key, view)
             return
         for mailbox in watched.mailboxes:
             mailbox.offer(view)
 
-    def _read_back(self, key: str) -> None:
-        """Read ``key``'s stored state for its subscribers; one read per key at a time, and
-        one more after it if asked again meanwhile (the first may have read too early)."""
+    def _read_back(self, key: str, expected: Expected = None) -> None:
+        """Read ``key``'s stored state for its subscribers, until it shows ``expected``.
+
+        One read per key at a time, and one more after it if asked again meanwhile. A core
+        message can arrive before JetStream has stored it, so a read that does not show the
+        announced state yet is tried again, a few times over about a second; a write JetStream
+        refused never shows, and its subscribers keep the stored state.
+        """
         watched = self._keys.get(key)
         if watched is None:
             return
+        if expected is not None:
+            watched.expected = expected
         if watched.reading is not None:
             watched.read_again = True
+            watched.wake.set()
             return
         watched.reading = asyncio.create_task(self._reading(key, watched))
 
     async def _reading(self, key: str, watched: _WatchedKey) -> None:
         try:
-            while True:
+            delay = FIRST_REREAD_S
+            while self._keys.get(key) is watched:
                 watched.read_again = False
-                await self._read_once(key, watched)
-                if not watched.read_again or self._keys.get(key) is not watched:
+                watched.wake.clear()
+                stored = await self._read_once(key)
+                if stored is None and isinstance(watched.expected, _Removed):
+                    stored = REMOVED  # nats-py reports a deleted key as not found
+                if not isinstance(stored, _Unreadable):
+                    if stored is not None:
+                        state = None if isinstance(stored, _Removed) else stored
+                        for mailbox in watched.mailboxes:
+                            mailbox.offer(state)
+                    if _shows(stored, watched.expected):
+                        watched.expected = None
+                if watched.read_again:
+                    delay = FIRST_REREAD_S
+                    continue
+                if watched.expected is None:
                     return
+                if delay > LAST_REREAD_S:
+                    log.debug("%s never showed an announced state (a refused write)", key)
+                    watched.expected = None
+                    return
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(watched.wake.wait(), delay)
+                delay *= 2
         finally:
             watched.reading = None
 
-    async def _read_once(self, key: str, watched: _WatchedKey) -> None:
+    async def _read_once(self, key: str) -> OperationView | _Removed | _Unreadable | None:
+        """The stored view, REMOVED, None when nothing is stored, or _UNREADABLE."""
         kv = self._kv
         if kv is None:
-            return
+            return _UNREADABLE
         try:
             async with self._reads:
                 entry = await kv.get(key)
-            view = None if entry.value is None else decode_view(entry.value)
+            return REMOVED if entry.value is None else decode_view(entry.value)
         except KeyDeletedError:
-            view = None
+            return REMOVED
         except KeyNotFoundError:
-            return  # nothing stored (yet): nothing to tell
+            return None  # never stored, or (nats-py does not tell which) deleted
         except (nats.errors.Error, TimeoutError, ValueError):
             # One key failing must not keep the others from catching up; the next change of
             # the key, or the next reconnect, reads it again.
             log.warning("could not read the view at %s", key, exc_info=True)
-            return
-        for mailbox in watched.mailboxes:
-            mailbox.offer(view)
+            return _UNREADABLE
 
     async def _close(self, watched: _WatchedKey) -> None:
         if watched.reading is not None:

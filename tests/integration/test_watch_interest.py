@@ -12,13 +12,17 @@ from typing import Any
 
 import httpx
 import pytest
+from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
+from nats.js.errors import KeyWrongLastSequenceError
+from nats.js.kv import KeyValue
 
 from contracts.names import VIEW_BUCKET
-from contracts.view import TaskStatus
+from contracts.view import OperationView, TaskStatus, encode_view
 from services.common.jetstream import connect
 from services.common.nats_server import free_port, nats_server_command, wait_for_port
 from services.common.settings import Settings
+from services.edge.watch import LatestView, ViewWatchHub
 from services.executor.app import create_app as create_executor
 from services.projector.app import create_app as create_projector
 from services.provision import provision_nats
@@ -188,3 +192,44 @@ async def test_a_final_state_written_while_the_edge_is_cut_off_still_arrives(
 
     assert pushed[-1] == "SUCCESS"
     assert [RANK[s] for s in pushed] == sorted(RANK[s] for s in pushed), pushed
+
+
+def view_at(status: TaskStatus, sequence: int) -> OperationView:
+    """A view of one operation whose last folded event is at ``sequence``."""
+    return OperationView(
+        operation_id="op-1", tenant="t1", principal="u1", status=status, last_sequence=sequence
+    )
+
+
+async def states_within(mailbox: LatestView, seconds: float) -> list[OperationView | None]:
+    """Every state the mailbox hands over within ``seconds``."""
+    seen: list[OperationView | None] = []
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            while True:
+                seen.append(await mailbox.next())
+    return seen
+
+
+async def test_a_write_the_bucket_refused_never_ends_a_subscription(
+    nc: NatsClient, kv: KeyValue
+) -> None:
+    # A refused compare-and-set still reaches core subscribers of the key; the hub must not
+    # hand it over as the final state.
+    key = "t1.u1.op-1"
+    revision = await kv.put(key, encode_view(view_at(TaskStatus.RUNNING, 2)))
+    hub = ViewWatchHub()
+    hub.start(nc, kv)
+    async with hub.watching(key) as mailbox:
+        with pytest.raises(KeyWrongLastSequenceError):
+            await kv.update(key, encode_view(view_at(TaskStatus.SUCCESS, 3)), last=revision + 9)
+        after_refused = await states_within(mailbox, 2.0)
+        await kv.update(key, encode_view(view_at(TaskStatus.SUCCESS, 4)), last=revision)
+        after_stored = await states_within(mailbox, 2.0)
+        await kv.delete(key)
+        after_delete = await states_within(mailbox, 2.0)
+    await hub.stop()
+
+    assert all(state is not None and not state.status.is_terminal for state in after_refused)
+    assert after_stored == [view_at(TaskStatus.SUCCESS, 4)]
+    assert after_delete == [None]
