@@ -37,6 +37,7 @@ def _run_edge(settings: Settings, _: argparse.Namespace) -> int:
         host=settings.http_host,
         port=settings.http_port,
         lifespan="on",
+        access_log=settings.access_log,
         timeout_graceful_shutdown=int(settings.shutdown_grace_s),
     )
     try:

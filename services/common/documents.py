@@ -12,7 +12,7 @@ validated in a worker thread, so other requests keep being served meanwhile.
 
 import asyncio
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
 
@@ -32,10 +32,13 @@ Rules = tuple[type[ASTValidationRule], ...]
 
 @dataclass
 class ParsedDocument:
-    """A parsed document and the validation errors found for each set of rules."""
+    """A parsed document, the validation errors found for each set of rules, and what callers
+    read off it (``derived``, by a key of their choosing): a cached document is walked once,
+    not once per request."""
 
     document: DocumentNode
     errors: dict[Rules, list[GraphQLError]] = field(default_factory=dict)
+    derived: dict[Hashable, Any] = field(default_factory=dict)
 
 
 class DocumentCache:

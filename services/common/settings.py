@@ -4,7 +4,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 
 class ConfigurationError(ValueError):
@@ -32,6 +32,17 @@ def _positive_int(value: str) -> int:
     return number
 
 
+_TRUE: Final = frozenset({"1", "true", "yes", "on"})
+_FALSE: Final = frozenset({"0", "false", "no", "off", ""})
+
+
+def _flag(value: str) -> bool:
+    word = value.strip().lower()
+    if word not in _TRUE | _FALSE:
+        raise ValueError("expected 1, true, yes or on; or 0, false, no or off")
+    return word in _TRUE
+
+
 def _server_list(value: str) -> str:
     servers = [server.strip() for server in value.split(",")]
     if not all(servers):
@@ -55,6 +66,8 @@ class Settings:
     nats_url: str = _setting("ASYNCGATE_NATS_URL", "nats://127.0.0.1:4222", _server_list)
     http_host: str = _setting("ASYNCGATE_HTTP_HOST", "127.0.0.1")
     http_port: int = _setting("ASYNCGATE_HTTP_PORT", 8000, int)
+    # A log line per request costs the edge about 5% of a submit's CPU; opt in where wanted.
+    access_log: bool = _setting("ASYNCGATE_ACCESS_LOG", False, _flag)
     target_schema: str = _setting("ASYNCGATE_TARGET_SCHEMA", "examples.ledger.schema:schema")
     result_ttl_hours: float = _setting("ASYNCGATE_RESULT_TTL_HOURS", 96.0, _positive_float)
     # The stream must outlive the view so the view can always be rebuilt from it.

@@ -9,7 +9,6 @@ The fields are graphql-core fields on new root types; every other type of the ed
 strawberry's included, is reused as it is.
 """
 
-import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -88,8 +87,10 @@ def _queue(action: ActionDefinition) -> Callable[..., Any]:
     async def resolve(_: object, info: GraphQLResolveInfo[EdgeContext], **arguments: Any) -> str:
         context: EdgeContext = info.context
         headers = forwardable(context.client_headers) if action.forward_client_headers else {}
+        operation_id = context.new_operation_id()
         requested = OperationRequested(
-            operation_id=str(uuid.uuid4()),
+            event_id=operation_id,  # stored once per operation, as asyncQuery's request
+            operation_id=operation_id,
             tenant=context.principal.tenant,
             principal=context.principal.user,
             trace_id=context.trace_id,

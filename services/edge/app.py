@@ -6,7 +6,6 @@ Routes: /graphql (GraphiQL in a browser, GraphQL over HTTP), /healthz (the proce
 
 import json
 import logging
-import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -157,7 +156,6 @@ class EdgeGraphQL(GraphQL[EdgeContext, None]):
             client_headers=request.headers,
             target=self._target,
             retention=self._retention,
-            trace_id=uuid.uuid4().hex,
             nats_connected=await connected_within(nc, RECONNECT_GRACE_S),
         )
 

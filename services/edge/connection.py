@@ -14,12 +14,10 @@ from services.actions.handler import handler_client
 from services.common.event_log import EventLog
 from services.common.jetstream import close_connection, connect
 from services.common.layout import (
-    CHECK_RIDE_THROUGH_S,
     NotProvisionedError,
     check_provisioned,
     layout_for,
 )
-from services.common.retry import riding_through
 from services.common.runtime import ConnectionWatch
 from services.common.settings import Settings
 from services.edge.limits import Limiter
@@ -49,8 +47,8 @@ class EdgeConnection:
         """
 
         async def resync_subscriptions() -> None:
-            if self.kv is not None:
-                await self.views.resync(self.kv)
+            # nats-py has subscribed again by now; what changed meanwhile is read back.
+            self.views.resync()
 
         self.watch = ConnectionWatch("edge", on_lost=on_connection_lost)
         nc = self.nc = await connect(
@@ -77,9 +75,9 @@ class EdgeConnection:
             # Past this an operation cannot still be running, whatever its view says.
             stale_after_s=settings.operation_timeout_s * settings.executor_max_attempts + 300,
         )
-        await riding_through(
-            lambda: self.views.start(js), what="watching the view", budget_s=CHECK_RIDE_THROUGH_S
-        )
+        # Core subscriptions per watched key: nothing to create on the server until a client
+        # subscribes.
+        self.views.start(nc, self.kv)
         self.http = handler_client()
         log.info("edge connected to %s", settings.nats_url)
 

@@ -1,7 +1,8 @@
 """The typed context every edge resolver gets (``strawberry.Info[EdgeContext, None]``)."""
 
+import uuid
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -34,10 +35,27 @@ class EdgeContext(OperationContext):
     http: httpx.AsyncClient
     client_headers: Mapping[str, str]
     retention: timedelta
-    trace_id: str
+    # The request's one random id: its trace id, and the id of the first operation it queues.
+    request_id: uuid.UUID = field(default_factory=uuid.uuid4)
     nats_connected: bool = True
     # strawberry puts a WebSocket's connection_init payload here.
     connection_params: object = None
+    _request_id_taken: bool = field(default=False, init=False, repr=False)
+
+    @property
+    def trace_id(self) -> str:
+        """The id a client quotes about this request (in every response's extensions)."""
+        return self.request_id.hex
+
+    def new_operation_id(self) -> str:
+        """An id for an operation this request queues: the request's own id for the first, a
+        fresh one for any other (several asyncQuery fields in one document, or a WebSocket's
+        later operations, which share its context). Either way a random UUID, used once, so it
+        can be the request's deduplication id and its event's id."""
+        if self._request_id_taken:
+            return str(uuid.uuid4())
+        self._request_id_taken = True
+        return str(self.request_id)
 
     @property
     def target_graphql_schema(self) -> GraphQLSchema:

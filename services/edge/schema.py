@@ -2,7 +2,6 @@
 asyncRequests, wire-compatible with Business NXT's async queries."""
 
 import dataclasses
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any, NewType
 
@@ -161,8 +160,12 @@ class AsyncMutations:
             limits=context.shape,
             cache=context.inner_documents,
         )
+        operation_id = context.new_operation_id()
         requested = OperationRequested(
-            operation_id=str(uuid.uuid4()),
+            # The request is stored once per operation (deduplicated by its id), so the
+            # operation's id is a unique id for the event too: one random id, not two.
+            event_id=operation_id,
+            operation_id=operation_id,
             tenant=context.principal.tenant,
             principal=context.principal.user,
             trace_id=context.trace_id,

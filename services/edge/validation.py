@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from graphql import (
-    DocumentNode,
     FieldNode,
     GraphQLError,
     GraphQLSchema,
@@ -58,10 +57,15 @@ class _AsyncFieldFinder(Visitor):
             self.found = node.name.value
 
 
-def _first_async_field(document: DocumentNode) -> str | None:
-    finder = _AsyncFieldFinder()
-    visit(document, finder)
-    return finder.found
+def _first_async_field(entry: ParsedDocument) -> str | None:
+    """The first async field anywhere in the document (a walk of the whole AST, once)."""
+    key = "first_async_field"
+    if key not in entry.derived:
+        finder = _AsyncFieldFinder()
+        visit(entry.document, finder)
+        entry.derived[key] = finder.found
+    found: str | None = entry.derived[key]
+    return found
 
 
 STANDARD_RULES: Final = tuple(specified_rules)
@@ -69,7 +73,7 @@ STANDARD_RULES: Final = tuple(specified_rules)
 
 async def _checked(
     schema: GraphQLSchema, query: str, limits: ShapeLimits, cache: DocumentCache
-) -> tuple[DocumentNode, list[GraphQLError]]:
+) -> tuple[ParsedDocument, list[GraphQLError]]:
     """The parsed document and its validation errors; a document that does not parse raises."""
     try:
         entry: ParsedDocument = await parsed(cache, query, max_tokens=limits.max_tokens)
@@ -83,18 +87,21 @@ async def _checked(
         ) from None
     errors = await validation_errors(schema, query, entry, STANDARD_RULES)
     if errors:
-        return entry.document, errors
+        return entry, errors
     too_complex = await validation_errors(schema, query, entry, limits.validation_rules())
     if too_complex:
         raise coded_error(
             "the query is too complex: " + "; ".join(e.message for e in too_complex),
             QUERY_TOO_COMPLEX,
         )
-    return entry.document, []
+    return entry, []
 
 
-def _operation(document: DocumentNode, operation_name: str | None) -> OperationDefinitionNode:
-    operation = get_operation_ast(document, operation_name)
+def _operation(entry: ParsedDocument, operation_name: str | None) -> OperationDefinitionNode:
+    key = ("operation", operation_name)
+    if key not in entry.derived:
+        entry.derived[key] = get_operation_ast(entry.document, operation_name)
+    operation: OperationDefinitionNode | None = entry.derived[key]
     if operation is not None:
         return operation
     if operation_name:
@@ -108,6 +115,8 @@ def _check_variables(
     schema: GraphQLSchema, operation: OperationDefinitionNode, args: dict[str, Any]
 ) -> None:
     definitions = operation.variable_definitions or ()
+    if not definitions and not args:
+        return  # nothing declared, nothing given: nothing to coerce
     declared = {definition.variable.name.value for definition in definitions}
     unexpected = sorted(set(args) - declared)
     if unexpected:
@@ -132,8 +141,8 @@ async def validate_inner(
     Repeated documents are parsed and validated once (``cache``), large ones off the event loop.
     """
     limits.check_sizes(query, args, "inner query")
-    document, errors = await _checked(schema, query, limits, cache)
-    nested = _first_async_field(document)
+    entry, errors = await _checked(schema, query, limits, cache)
+    nested = _first_async_field(entry)
     if nested is not None:
         raise coded_error(
             f"an async query cannot contain another async field ('{nested}')", NESTED_ASYNC_QUERY
@@ -144,7 +153,7 @@ async def validate_inner(
             + "; ".join(error.message for error in errors),
             GRAPHQL_VALIDATION_FAILED,
         )
-    operation = _operation(document, operation_name)
+    operation = _operation(entry, operation_name)
     if operation.operation == OperationType.SUBSCRIPTION:
         raise coded_error(
             "only queries and mutations can run asynchronously", UNSUPPORTED_OPERATION

@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 from nats.js import JetStreamContext
 from nats.js.api import SubjectTransform
@@ -14,6 +15,7 @@ from services.common.nats_server import free_port
 from services.common.settings import Settings
 from services.edge.auth import Authenticator
 from tests.conftest import NatsServer
+from tests.support.processes import ServiceProcess
 
 
 def run_cli(*arguments: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -139,3 +141,22 @@ async def test_a_stream_changed_behind_asyncgates_back_stops_the_services_until_
     assert "ASYNCGATE_OPERATIONS has a subject_transform" in refused.stderr
     assert "stream ASYNCGATE_OPERATIONS: updated" in repaired.stdout
     assert (await js.stream_info(STREAM)).config.subject_transform is None
+
+
+@pytest.mark.nats
+@pytest.mark.parametrize("access_log", [None, "1"])
+async def test_the_edge_logs_requests_only_when_asked_to(
+    settings: Settings, tmp_path: Path, access_log: str | None
+) -> None:
+    env = {"ASYNCGATE_NATS_URL": settings.nats_url, "ASYNCGATE_HTTP_PORT": str(free_port())}
+    if access_log is not None:
+        env["ASYNCGATE_ACCESS_LOG"] = access_log
+    with ServiceProcess("edge", env, tmp_path) as edge:
+        await edge.wait_ready()
+        async with httpx.AsyncClient(base_url=edge.base_url) as client:
+            answer = await client.post("/graphql", json={"query": "{ __typename }"})
+        edge.stop()
+        log = edge.log_text()
+
+    assert answer.status_code == 200
+    assert ("POST /graphql" in log) == (access_log is not None), log

@@ -30,6 +30,7 @@ def test_variables_override_defaults() -> None:
         ("ASYNCGATE_HTTP_PORT", "eighty"),
         ("ASYNCGATE_EXECUTOR_CONCURRENCY", "0"),
         ("ASYNCGATE_RESULT_TTL_HOURS", "-1"),
+        ("ASYNCGATE_ACCESS_LOG", "maybe"),
     ],
 )
 def test_bad_values_name_the_variable(name: str, value: str) -> None:
@@ -65,3 +66,9 @@ def test_the_readme_documents_every_variable() -> None:
     missing = [name for name, _ in documented_variables() if name not in readme]
 
     assert missing == []
+
+
+@pytest.mark.parametrize(("value", "expected"), [("1", True), ("On", True), ("false", False)])
+def test_the_access_log_is_off_unless_asked_for(value: str, expected: bool) -> None:
+    assert Settings.from_env({}).access_log is False
+    assert Settings.from_env({"ASYNCGATE_ACCESS_LOG": value}).access_log is expected

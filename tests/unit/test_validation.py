@@ -90,6 +90,29 @@ async def test_a_named_operation_among_several_is_chosen() -> None:
     assert checked.operation_type is OperationType.MUTATION
 
 
+async def test_a_cached_document_answers_each_operation_name_and_stays_refused() -> None:
+    # What is read off a cached document is kept with it: per operation name, and a refusal
+    # (a nested async field) holds for every later request with the same text.
+    cache = DocumentCache()
+    several = "query a { slowReport(seconds: 0) } mutation b { useCompany(no: 1) { no } }"
+    nested = 'mutation { asyncQuery(query: "{ __typename }") { operationId } }'
+
+    async def checked(query: str, name: str | None) -> ValidatedOperation:
+        return await validate_inner(
+            LEDGER, query=query, args=None, operation_name=name, limits=LIMITS, cache=cache
+        )
+
+    kinds = [(await checked(several, name)).operation_type for name in ("a", "b", "a")]
+    refusals = []
+    for _ in range(2):
+        with pytest.raises(GraphQLError) as refused:
+            await checked(nested, None)
+        refusals.append((refused.value.extensions or {}).get("code"))
+
+    assert kinds == [OperationType.QUERY, OperationType.MUTATION, OperationType.QUERY]
+    assert refusals == ["NESTED_ASYNC_QUERY", "NESTED_ASYNC_QUERY"]
+
+
 @pytest.mark.parametrize(
     "value",
     [

@@ -6,11 +6,25 @@ from contracts.view import OperationView, TaskStatus
 from services.edge.watch import LatestView
 
 
-def view(status: TaskStatus, sequence: int) -> OperationView:
-    """A view of operation ``op`` at ``sequence``."""
+def view(status: TaskStatus, sequence: int, attempts: int = 0) -> OperationView:
+    """A view of operation ``op`` whose last folded event is at ``sequence``."""
     return OperationView(
-        operation_id="op", tenant="t", principal="u", status=status, last_sequence=sequence
+        operation_id="op",
+        tenant="t",
+        principal="u",
+        status=status,
+        last_sequence=sequence,
+        attempts=attempts,
     )
+
+
+async def still_waiting(mailbox: LatestView) -> bool:
+    """True if the reader is not woken (nothing newer arrived)."""
+    waiting = asyncio.create_task(mailbox.next())
+    await asyncio.sleep(0.05)
+    woken = waiting.done()
+    waiting.cancel()
+    return not woken
 
 
 async def test_a_slow_reader_gets_only_the_newest_state() -> None:
@@ -18,28 +32,39 @@ async def test_a_slow_reader_gets_only_the_newest_state() -> None:
     for sequence, status in enumerate(
         [TaskStatus.QUEUED, TaskStatus.RUNNING, TaskStatus.SUCCESS], 1
     ):
-        mailbox.offer(view(status, sequence), revision=sequence)
+        mailbox.offer(view(status, sequence))
 
     latest = await asyncio.wait_for(mailbox.next(), 1)
 
     assert latest == view(TaskStatus.SUCCESS, 3)
 
 
-async def test_an_older_revision_never_replaces_a_newer_one() -> None:
+async def test_an_older_state_never_replaces_a_newer_one() -> None:
     mailbox = LatestView()
-    mailbox.offer(view(TaskStatus.SUCCESS, 3), revision=3)
+    mailbox.offer(view(TaskStatus.SUCCESS, 3))
     await mailbox.next()
 
-    mailbox.offer(view(TaskStatus.RUNNING, 2), revision=2)
+    mailbox.offer(view(TaskStatus.RUNNING, 2))
 
-    waiting = asyncio.create_task(mailbox.next())
-    await asyncio.sleep(0.05)
-    assert not waiting.done(), "a stale state must not wake the reader"
-    waiting.cancel()
+    assert await still_waiting(mailbox), "a stale state must not wake the reader"
 
 
-async def test_a_removed_key_is_reported_as_none() -> None:
+async def test_a_final_state_replaces_an_unfinished_one_with_the_same_last_event() -> None:
+    # An incomplete fold seen on the way can carry the same last event as the stored final view.
     mailbox = LatestView()
-    mailbox.offer(None, revision=7)
+    mailbox.offer(view(TaskStatus.RUNNING, 5))
+    await mailbox.next()
+
+    mailbox.offer(view(TaskStatus.SUCCESS, 5, attempts=1))
+
+    assert await asyncio.wait_for(mailbox.next(), 1) == view(TaskStatus.SUCCESS, 5, attempts=1)
+
+
+async def test_a_removed_key_is_reported_as_none_and_stays_removed() -> None:
+    mailbox = LatestView()
+    mailbox.offer(view(TaskStatus.RUNNING, 2))
+    mailbox.offer(None)
 
     assert await asyncio.wait_for(mailbox.next(), 1) is None
+    mailbox.offer(view(TaskStatus.SUCCESS, 3))
+    assert await still_waiting(mailbox)
