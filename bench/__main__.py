@@ -22,7 +22,8 @@ FULL = Sizes(
     w0_requests=3000,
     w1_operations=1000,
     open_loop_s=6.0,
-    rates=(50.0, 200.0),
+    # 50 and 200 are issue 9's; 100 puts a point between them on the plot.
+    rates=(50.0, 100.0, 200.0),
     w2_operations=2000,
     subscriptions=1000,
     history=10_000,
