@@ -253,8 +253,11 @@ class SubscriptionPool:
                 view = (data or {}).get("asyncResult") if isinstance(data, dict) else None
                 status = view.get("status") if isinstance(view, dict) else None
                 final = status in FINAL_STATUSES or message["type"] in ("complete", "error")
-                future = waiting.get(key)
-                if final and future is not None and not future.done():
+                if not final:
+                    continue
+                first.pop(key, None)
+                future = waiting.pop(key, None)
+                if future is not None and not future.done():
                     future.set_result(time.perf_counter())
 
     async def follow(self, operation_id: str) -> tuple[asyncio.Future[None], asyncio.Future[float]]:

@@ -221,6 +221,12 @@ def _cpu_table(document: dict[str, Any]) -> list[str]:
     for name in ("web", "celery worker", "redis-server"):
         value = figure(rounds, f"celery.w1.cpu_ms_per_op.{name}")
         lines.append(f"| peer {name} | {fmt(value, 2)} |")
+    for system in ("asyncgate", "celery"):
+        value = figure(rounds, f"{system}.w1.bench_cpu_ms_per_op")
+        lines.append(
+            f"| the bench's load generator and feed, for {system} (not counted above) "
+            f"| {fmt(value, 2)} |"
+        )
     return lines
 
 

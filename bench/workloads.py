@@ -83,11 +83,12 @@ async def _closed_loop_completion(
     timeout_s: float,
 ) -> tuple[LoadResult, dict[str, Any]]:
     """Submit ``count`` closed-loop, wait until the feed saw each done; rates and CPU."""
-    before = CpuSnapshot.take(pids)
+    before, bench_before = CpuSnapshot.take(pids), time.process_time()
     load = await closed_loop(clients, count, request)
     ids = set(load.sent_at)
     all_done = await feed.wait_for(ids, timeout_s)
     cpu = CpuSnapshot.take(pids).since(before)
+    bench_cpu_s = time.process_time() - bench_before
     done = [feed.done_at[key] for key in ids if key in feed.done_at]
     seconds = (max(done) - load.started) if done else math.nan
     completed = len(done)
@@ -102,16 +103,21 @@ async def _closed_loop_completion(
             name: used * 1000 / completed if completed else math.nan for name, used in cpu.items()
         },
         "cpu_ms_per_op_total": sum(cpu.values()) * 1000 / completed if completed else math.nan,
+        # The load generator's own share (its clients and feeds), not counted above.
+        "bench_cpu_ms_per_op": bench_cpu_s * 1000 / completed if completed else math.nan,
     }
     return load, figures
 
 
-def _edge_out_msgs(stack: AsyncgateStack) -> tuple[int, int]:
-    """Messages and bytes nats-server has sent to the idle edge so far."""
+def _edge_out_msgs(stack: AsyncgateStack) -> tuple[float, float]:
+    """Messages and bytes nats-server has sent to the idle edge so far (NaN when its connection
+    could not be told apart, so an unknown is never reported as zero)."""
     if stack.idle_edge_cid is None:
-        return -1, -1
-    connection = connections_by_cid(stack.monitor_url).get(stack.idle_edge_cid, {})
-    return int(connection.get("out_msgs", -1)), int(connection.get("out_bytes", -1))
+        return math.nan, math.nan
+    connection = connections_by_cid(stack.monitor_url).get(stack.idle_edge_cid)
+    if connection is None:  # it reconnected: another cid
+        return math.nan, math.nan
+    return float(connection["out_msgs"]), float(connection["out_bytes"])
 
 
 async def w1_asyncgate(
