@@ -4,6 +4,7 @@ backend (Redis pub/sub, which Celery's Redis backend publishes every result on).
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -13,7 +14,7 @@ import redis.asyncio as aioredis
 from nats.aio.msg import Msg
 from nats.js.api import DeliverPolicy
 
-from bench.load import DoneFeed, decode_result_message
+from bench.load import DoneFeed
 from contracts.names import STREAM, VIEW_BUCKET, event_subject, parse_event_subject
 from contracts.view import TaskStatus, decode_view
 
@@ -121,3 +122,12 @@ async def _listening(pubsub: aioredis.client.PubSub) -> AsyncIterator[None]:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+def decode_result_message(data: bytes) -> tuple[str, bool] | None:
+    """(task id, succeeded) from a Celery result-backend announcement, None if it is not final."""
+    meta = json.loads(data)
+    status = meta.get("status")
+    if status not in ("SUCCESS", "FAILURE"):
+        return None
+    return str(meta.get("task_id")), status == "SUCCESS"

@@ -1,145 +1,24 @@
 """The results as docs/performance.md (figures, ratios, the issue's targets, the machine, raw
-numbers per round) and a PNG plot of latency against offered load for both systems."""
+numbers per round), with the plot and the raw JSON beside it."""
 
 import json
 import math
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from bench.probes import median
+from bench.plot import plot
+from bench.targets import TIMES, Rounds, figure, fmt, per_round, ratio, targets, value_at
 
 MARKDOWN_NAME: Final = "performance.md"
 PLOT_NAME: Final = "performance-latency.png"
 JSON_NAME: Final = "performance.json"
-TIMES: Final = "\N{MULTIPLICATION SIGN}"
 ASYNCGATE_PROCESSES: Final = ("edge", "executor", "projector", "nats-server")
 
-Rounds = list[dict[str, Any]]
 
-
-def _get(document: dict[str, Any], path: str) -> Any:
-    value: Any = document
-    for part in path.split("."):
-        if not isinstance(value, dict) or part not in value:
-            return math.nan
-        value = value[part]
-    return value
-
-
-def figure(rounds: Rounds, path: str) -> float:
-    """The median over the rounds of the value at dotted ``path`` (NaN if none has it)."""
-    values = [_get(measured, path) for measured in rounds]
-    return median([float(value) for value in values if isinstance(value, int | float)])
-
-
-def per_round(rounds: Rounds, path: str) -> list[float]:
-    """The value at ``path`` in each round."""
-    values = [_get(measured, path) for measured in rounds]
-    return [float(value) if isinstance(value, int | float) else math.nan for value in values]
-
-
-def fmt(value: float, digits: int = 1) -> str:
-    """A number for a table ("—" when unknown)."""
-    if math.isnan(value):
-        return "—"
-    return f"{value:,.{digits}f}"
-
-
-def ratio(mine: float, theirs: float) -> str:
-    """asyncgate's figure as a multiple of another's."""
-    if math.isnan(mine) or math.isnan(theirs) or theirs == 0:
-        return "—"
-    return f"{mine / theirs:.2f}{TIMES}"
-
-
-@dataclass(frozen=True)
-class Target:
-    """One of issue 9's "done when" lines and how it is checked."""
-
-    text: str
-    measured: str
-    met: bool | None
-
-
-def _check(value: float, test: Callable[[float], bool]) -> bool | None:
-    return None if math.isnan(value) else test(value)
-
-
-def targets(document: dict[str, Any]) -> list[Target]:
-    """Issue 9's targets beside this run's figures."""
-    rounds: Rounds = document.get("rounds", [])
-    rate = figure(rounds, "asyncgate.w1.completed_per_s")
-    peer = figure(rounds, "celery.w1.completed_per_s")
-    sync = figure(rounds, "asyncgate.w0.per_s")
-    cpu = figure(rounds, "asyncgate.w1.cpu_ms_per_op_total")
-    p50 = figure(rounds, "asyncgate.open_50.p50_ms")
-    p99 = figure(rounds, "asyncgate.open_50.p99_ms")
-    running = figure(rounds, "asyncgate.open_50.running_visible_p99_ms")
-    w2 = figure(rounds, "asyncgate.w2.last_done_after_last_submit_s")
-    submit = figure(rounds, "asyncgate.w1.submit.p99_ms")
-    rss = float(_get(document, "edge_memory.edge_rss_mb"))
-    listing = float(_get(document, "listing.p50_ms"))
-    idle = figure(rounds, "asyncgate.w1.idle_edge_msgs")
-    operations = document["sizes"]["w1_operations"]
-    return [
-        Target(
-            f"completed operations/s ≥ 2{TIMES} the Celery + Redis peer's",
-            ratio(rate, peer),
-            _check(rate / peer if peer else math.nan, lambda r: r >= 2),
-        ),
-        Target(
-            f"completed operations/s ≥ 0.5{TIMES} the sync W0 rate",
-            ratio(rate, sync),
-            _check(rate / sync if sync else math.nan, lambda r: r >= 0.5),
-        ),
-        Target(
-            "CPU per operation, all asyncgate processes ≤ 2 ms",
-            f"{fmt(cpu, 2)} ms",
-            _check(cpu, lambda v: v <= 2),
-        ),
-        Target(
-            "at 50 ops/s: submit → final state p50 ≤ 10 ms, p99 ≤ 50 ms",
-            f"{fmt(p50)} / {fmt(p99)} ms",
-            _check(max(p50 / 10, p99 / 50), lambda v: v <= 1),
-        ),
-        Target(
-            "at 50 ops/s: RUNNING visible ≤ 20 ms (p99) after the started event is stored",
-            f"{fmt(running)} ms",
-            _check(running, lambda v: v <= 20),
-        ),
-        Target(
-            f"W2: last of {document['sizes']['w2_operations']:,} {TIMES} slowReport(0.2) done "
-            "≤ 2 s "
-            "after the last submit",
-            f"{fmt(w2, 2)} s",
-            _check(w2, lambda v: v <= 2),
-        ),
-        Target(
-            f"submit p99 ≤ 30 ms at {document['sizes']['clients']} clients",
-            f"{fmt(submit)} ms",
-            _check(submit, lambda v: v <= 30),
-        ),
-        Target(
-            f"edge memory with {_get(document, 'edge_memory.subscriptions')} subscriptions "
-            "< 150 MB",
-            f"{fmt(rss)} MB",
-            _check(rss, lambda v: v < 150),
-        ),
-        Target(
-            f"asyncRequests(first: 100) p50 ≤ 20 ms with {_get(document, 'listing.retained')} "
-            "retained operations",
-            f"{fmt(listing)} ms",
-            _check(listing, lambda v: v <= 20),
-        ),
-        Target(
-            f"an edge with no subscriptions receives no view changes while {operations:,} "
-            "operations complete",
-            f"{fmt(idle, 0)} messages",
-            _check(idle, lambda v: v == 0),
-        ),
-    ]
+def _one(document: dict[str, Any], path: str, digits: int = 1) -> str:
+    """A one-off (not per-round) figure of the document, formatted."""
+    value = value_at(document, path)
+    return fmt(float(value), digits) if isinstance(value, int | float) else "—"
 
 
 def _verdict(met: bool | None) -> str:
@@ -195,19 +74,20 @@ def _main_table(document: dict[str, Any]) -> list[str]:
     lines += [
         f"| {document['sizes']['w2_operations']:,} {TIMES} `slowReport(0.2)`, default settings: "
         f"last done after last submit (median; range) | {w2_median} s; {spread} | — | — |",
-        f"| edge memory (RSS) with {_get(document, 'edge_memory.subscriptions')} open "
-        f"subscriptions (before opening them) | {fmt(float(_get(document, 'edge_memory.edge_rss_mb')))} MB "  # noqa: E501
-        f"({fmt(float(_get(document, 'edge_memory.edge_rss_before_mb')))} MB) | — | — |",
-        f"| `asyncRequests(first: 100)` p50 / p99, {_get(document, 'listing.retained')} retained "
-        f"operations | {fmt(float(_get(document, 'listing.p50_ms')))} / "
-        f"{fmt(float(_get(document, 'listing.p99_ms')))} ms | — | — |",
-        f"| messages sent to an edge with no subscriptions while {document['sizes']['w1_operations']:,}"  # noqa: E501
-        f" operations complete (bytes) | {fmt(figure(rounds, 'asyncgate.w1.idle_edge_msgs'), 0)} "
+        f"| edge memory (RSS) with {value_at(document, 'edge_memory.subscriptions')} open "
+        f"subscriptions (before opening them) | {_one(document, 'edge_memory.edge_rss_mb')} MB "
+        f"({_one(document, 'edge_memory.edge_rss_before_mb')} MB) | — | — |",
+        f"| `asyncRequests(first: 100)` p50 / p99, {value_at(document, 'listing.retained')} "
+        f"retained operations | {_one(document, 'listing.p50_ms')} / "
+        f"{_one(document, 'listing.p99_ms')} ms | — | — |",
+        f"| messages sent to an edge with no subscriptions while "
+        f"{document['sizes']['w1_operations']:,} operations complete (bytes) "
+        f"| {fmt(figure(rounds, 'asyncgate.w1.idle_edge_msgs'), 0)} "
         f"({fmt(figure(rounds, 'asyncgate.w1.idle_edge_bytes'), 0)}) | — | — |",
         f"| raw JetStream publishes/s from Python (nats-py `publish_async`): the same server; "
         f"a scratch server with the default sync_interval "
-        f"| {fmt(float(_get(document, 'raw_publish.per_s')), 0)}; "
-        f"{fmt(float(_get(document, 'raw_publish_default_sync.per_s')), 0)} | — | — |",
+        f"| {fmt(float(value_at(document, 'raw_publish.per_s')), 0)}; "
+        f"{fmt(float(value_at(document, 'raw_publish_default_sync.per_s')), 0)} | — | — |",
     ]
     return lines
 
@@ -263,7 +143,7 @@ def _raw_table(document: dict[str, Any]) -> list[str]:
         for _, paths in RAW_COLUMNS:
             parts = []
             for path in paths.split("|"):
-                value = _get(measured, path)
+                value = value_at(measured, path)
                 if isinstance(value, list | tuple):  # the load average: the 1-minute figure
                     value = value[0]
                 parts.append(fmt(float(value)) if isinstance(value, int | float) else "—")
@@ -374,42 +254,6 @@ def _no_nan(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_no_nan(item) for item in value]
     return value
-
-
-def plot(document: dict[str, Any], path: Path) -> bool:
-    """Latency (p50, p99) against offered load for both systems, as a PNG; False if there is
-    nothing to plot."""
-    import matplotlib  # noqa: PLC0415 (only the report needs it; it is slow to import)
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
-
-    rounds: Rounds = document.get("rounds", [])
-    rates = [float(rate) for rate in document["sizes"]["rates"]]
-    if not rounds or not rates:
-        return False
-    figure_, axes = plt.subplots(figsize=(7, 4.5), dpi=110)
-    styles = {"asyncgate": "tab:blue", "celery": "tab:orange"}
-    labels = {"asyncgate": "asyncgate (subscription)", "celery": "Celery + Redis (result feed)"}
-    for system, colour in styles.items():
-        for quantile, dash in (("p50", "-"), ("p99", "--")):
-            values = [figure(rounds, f"{system}.open_{rate:g}.{quantile}_ms") for rate in rates]
-            if all(math.isnan(value) for value in values):
-                continue
-            axes.plot(
-                rates, values, dash, marker="o", color=colour, label=f"{labels[system]} {quantile}"
-            )
-    axes.set_xlabel("offered load (operations/s)")
-    axes.set_ylabel("submit → final state (ms)")
-    axes.set_yscale("log")
-    axes.set_xticks(rates)
-    axes.grid(True, which="both", alpha=0.3)
-    axes.legend(fontsize="small")
-    axes.set_title(f"Latency against offered load (median of {len(rounds)} rounds)")
-    figure_.tight_layout()
-    figure_.savefig(path)
-    plt.close(figure_)
-    return True
 
 
 def write(document: dict[str, Any], directory: Path) -> Path:

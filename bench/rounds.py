@@ -17,12 +17,12 @@ from bench.feeds import ViewFeed, result_feed, view_feed
 from bench.load import (
     LEDGER_QUERY,
     DoneFeed,
-    SubscriptionPool,
     async_submit,
     celery_submit,
     closed_loop,
     http_clients,
 )
+from bench.open_loop import SubscriptionPool
 from bench.peers.celery_peer.stack import (
     INSTALL_HINT,
     CeleryPeer,

@@ -20,16 +20,13 @@ from bench.load import (
     DoneFeed,
     LoadResult,
     Request,
-    SubscriptionPool,
     async_submit,
-    asyncgate_offer,
-    celery_offer,
     celery_submit,
     closed_loop,
     list_requests,
-    open_loop,
     sync_query,
 )
+from bench.open_loop import SubscriptionPool, asyncgate_offer, celery_offer, open_loop
 from bench.peers.celery_peer.stack import CeleryPeer
 from bench.probes import CpuSnapshot, connections_by_cid, percentile, process_rss_bytes
 from bench.stack import AsyncgateStack
