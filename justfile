@@ -64,10 +64,10 @@ schemas:
 pin:
     pip freeze --exclude-editable | grep -v '^-e ' > constraints.txt
 
-[doc("run the benchmarks under bench/")]
+[doc("the benchmark: asyncgate vs a Celery + Redis peer; writes docs/performance.md (--smoke: short)")]
 [group("check")]
-bench:
-    python -m bench.throughput
+bench *args:
+    python -m bench {{args}}
 
 [doc("delete the local stack's data (every stored operation and result)")]
 [group("run")]

@@ -1,4 +1,7 @@
-"""Benchmarks that run asyncgate's real services against a throwaway nats-server.
+"""asyncgate's benchmark: ``python -m bench`` (``./dev bench``).
 
-``python -m bench.throughput`` measures submit rate, end-to-end completion and read rate.
+``stack`` starts nats-server and the services as processes, ``peers/`` the Celery + Redis peer,
+``load`` and ``feeds`` generate work and see it done, ``probes`` read CPU and memory from /proc,
+``workloads`` measure one thing each, ``rounds`` interleaves them, ``report`` writes
+docs/performance.md.
 """

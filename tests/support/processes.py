@@ -81,6 +81,13 @@ class ChildProcess:
         return self._process is not None and self._process.poll() is None
 
     @property
+    def pid(self) -> int:
+        """The process id of the current run (for /proc probes)."""
+        if self._process is None or not self.running:
+            raise RuntimeError(f"{self.log_path.stem} is not running")
+        return self._process.pid
+
+    @property
     def returncode(self) -> int | None:
         """The exit status of the last run; None while running or before the first start."""
         return None if self._process is None else self._process.poll()

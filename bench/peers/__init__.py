@@ -1,0 +1,1 @@
+"""What asyncgate is compared with: the stacks a Python team would otherwise reach for."""

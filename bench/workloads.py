@@ -1,0 +1,313 @@
+"""The measured workloads, one function each; every one returns a flat dict of figures."""
+
+import asyncio
+import math
+import signal
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Final
+
+import httpx
+import nats
+from nats.js.api import StorageType, StreamConfig
+
+from bench.feeds import ViewFeed
+from bench.load import (
+    LEDGER_QUERY,
+    SLOW_REPORT_QUERY,
+    SUBSCRIPTIONS_PER_CONNECTION,
+    DoneFeed,
+    LoadResult,
+    Request,
+    async_submit,
+    celery_submit,
+    closed_loop,
+    list_requests,
+    sync_query,
+)
+from bench.open_loop import SubscriptionPool, asyncgate_offer, celery_offer, open_loop
+from bench.peers.celery_peer.stack import CeleryPeer
+from bench.probes import CpuSnapshot, connections_by_cid, percentile, process_rss_bytes
+from bench.stack import AsyncgateStack
+from contracts.events import Correlation, OperationCompleted, OperationRequested, OperationStarted
+from contracts.lifecycle import evolve
+from contracts.names import VIEW_BUCKET, principal_view_keys, view_key
+from contracts.view import encode_view
+from services.common.identity import ANONYMOUS
+from services.common.views import list_views
+
+RAW_STREAM: Final = "BENCH_RAW_PUBLISH"
+RAW_PAYLOAD: Final = b"x" * 128
+MB: Final = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How much work each workload offers."""
+
+    clients: int
+    w0_requests: int
+    w1_operations: int
+    open_loop_s: float
+    rates: tuple[float, ...]
+    w2_operations: int
+    subscriptions: int
+    history: int
+    list_calls: int
+    raw_publishes: int
+    drain_timeout_s: float
+
+
+async def w0_sync(
+    clients: list[httpx.AsyncClient], pids: dict[str, list[int]], sizes: Sizes
+) -> dict[str, Any]:
+    """W0: the ledger query answered synchronously by the edge; CPU per request too."""
+    before = CpuSnapshot.take(pids)
+    load = await closed_loop(clients, sizes.w0_requests, sync_query)
+    cpu = CpuSnapshot.take(pids).since(before)
+    count = max(1, len(load.latencies_ms))
+    return load.summary() | {"cpu_ms_per_request_total": sum(cpu.values()) * 1000 / count}
+
+
+async def _closed_loop_completion(
+    clients: list[httpx.AsyncClient],
+    count: int,
+    request: Request,
+    *,
+    feed: DoneFeed,
+    pids: dict[str, list[int]],
+    timeout_s: float,
+) -> tuple[LoadResult, dict[str, Any]]:
+    """Submit ``count`` closed-loop, wait until the feed saw each done; rates and CPU."""
+    before, bench_before = CpuSnapshot.take(pids), time.process_time()
+    load = await closed_loop(clients, count, request)
+    ids = set(load.sent_at)
+    all_done = await feed.wait_for(ids, timeout_s)
+    cpu = CpuSnapshot.take(pids).since(before)
+    bench_cpu_s = time.process_time() - bench_before
+    done = [feed.done_at[key] for key in ids if key in feed.done_at]
+    seconds = (max(done) - load.started) if done else math.nan
+    completed = len(done)
+    figures: dict[str, Any] = {
+        "submit": load.summary(),
+        "completed": completed,
+        "failed_operations": len(ids & feed.failed),
+        "all_done": all_done,
+        "completed_per_s": completed / seconds if completed else 0.0,
+        "drain_after_last_submit_s": (max(done) - load.finished) if done else math.nan,
+        "cpu_ms_per_op": {
+            name: used * 1000 / completed if completed else math.nan for name, used in cpu.items()
+        },
+        "cpu_ms_per_op_total": sum(cpu.values()) * 1000 / completed if completed else math.nan,
+        # The load generator's own share (its clients and feeds), not counted above.
+        "bench_cpu_ms_per_op": bench_cpu_s * 1000 / completed if completed else math.nan,
+    }
+    return load, figures
+
+
+def _edge_out_msgs(stack: AsyncgateStack) -> tuple[float, float]:
+    """Messages and bytes nats-server has sent to the idle edge so far (NaN when its connection
+    could not be told apart, so an unknown is never reported as zero)."""
+    if stack.idle_edge_cid is None:
+        return math.nan, math.nan
+    connection = connections_by_cid(stack.monitor_url).get(stack.idle_edge_cid)
+    if connection is None:  # it reconnected: another cid
+        return math.nan, math.nan
+    return float(connection["out_msgs"]), float(connection["out_bytes"])
+
+
+async def w1_asyncgate(
+    stack: AsyncgateStack, clients: list[httpx.AsyncClient], feed: ViewFeed, sizes: Sizes
+) -> dict[str, Any]:
+    """W1: asyncQuery closed-loop; submit figures, completion rate, CPU per operation, and what
+    the idle edge was sent meanwhile."""
+    idle_before = _edge_out_msgs(stack)
+    _, figures = await _closed_loop_completion(
+        clients,
+        sizes.w1_operations,
+        async_submit(LEDGER_QUERY),
+        feed=feed,
+        pids=stack.pids(),
+        timeout_s=sizes.drain_timeout_s,
+    )
+    idle_after = _edge_out_msgs(stack)
+    figures["idle_edge_msgs"] = idle_after[0] - idle_before[0]
+    figures["idle_edge_bytes"] = idle_after[1] - idle_before[1]
+    return figures
+
+
+async def w1_celery(
+    peer: CeleryPeer, clients: list[httpx.AsyncClient], feed: DoneFeed, sizes: Sizes
+) -> dict[str, Any]:
+    """W1 on the peer: submit closed-loop, completion from the result backend."""
+    _, figures = await _closed_loop_completion(
+        clients,
+        sizes.w1_operations,
+        celery_submit(LEDGER_QUERY),
+        feed=feed,
+        pids=peer.pids(),
+        timeout_s=sizes.drain_timeout_s,
+    )
+    return figures
+
+
+async def open_loop_asyncgate(
+    clients: list[httpx.AsyncClient],
+    pool: SubscriptionPool,
+    feed: ViewFeed,
+    rate: float,
+    sizes: Sizes,
+) -> dict[str, Any]:
+    """Work offered at ``rate``: submit → final state through a subscription, and RUNNING's
+    delay after the started event was stored."""
+    count = max(1, round(rate * sizes.open_loop_s))
+    result = await open_loop(
+        clients, rate, count, asyncgate_offer(pool, LEDGER_QUERY), sizes.drain_timeout_s
+    )
+    # The feed sees the views a moment after the subscription does; let it catch up.
+    await feed.wait_for(set(result.ids), 5.0)
+    delays = feed.running_delays_ms(result.ids)
+    return result.summary() | {
+        "running_visible_p50_ms": percentile(delays, 50),
+        "running_visible_p99_ms": percentile(delays, 99),
+        "running_visible_max_ms": max(delays, default=math.nan),
+        "running_visible_count": len(delays),
+    }
+
+
+async def open_loop_celery(
+    clients: list[httpx.AsyncClient], feed: DoneFeed, rate: float, sizes: Sizes
+) -> dict[str, Any]:
+    """Work offered at ``rate`` to the peer: submit → result announced by the result backend."""
+    count = max(1, round(rate * sizes.open_loop_s))
+    result = await open_loop(
+        clients, rate, count, celery_offer(feed, LEDGER_QUERY), sizes.drain_timeout_s
+    )
+    return result.summary()
+
+
+async def w2_slow_reports(
+    clients: list[httpx.AsyncClient], feed: ViewFeed, sizes: Sizes
+) -> dict[str, Any]:
+    """W2: many slowReport(0.2) with default settings; last done after last submit."""
+    load = await closed_loop(clients, sizes.w2_operations, async_submit(SLOW_REPORT_QUERY))
+    ids = set(load.sent_at)
+    all_done = await feed.wait_for(ids, sizes.drain_timeout_s)
+    done = [feed.done_at[key] for key in ids if key in feed.done_at]
+    return {
+        "operations": len(ids),
+        "completed": len(done),
+        "all_done": all_done,
+        "submit_s": load.seconds,
+        "last_done_after_last_submit_s": (max(done) - load.finished) if done else math.nan,
+    }
+
+
+async def edge_memory(
+    stack: AsyncgateStack, clients: list[httpx.AsyncClient], feed: ViewFeed, sizes: Sizes
+) -> dict[str, Any]:
+    """Edge RSS with ``sizes.subscriptions`` subscriptions open on operations that cannot end
+    meanwhile (the executor is frozen with SIGSTOP until they are counted, then thawed)."""
+    edge_pid = stack.services.edge.pid
+    executor = stack.services.executor
+    executor.signal(signal.SIGSTOP)
+    try:
+        load = await closed_loop(clients, sizes.subscriptions, async_submit(LEDGER_QUERY))
+        rss_before = process_rss_bytes(edge_pid)
+        connections = math.ceil(len(load.sent_at) / SUBSCRIPTIONS_PER_CONNECTION)
+        async with SubscriptionPool(stack.ws_url, max(1, connections)).open() as pool:
+            firsts = [(await pool.follow(key))[0] for key in load.sent_at]
+            async with asyncio.timeout(sizes.drain_timeout_s):
+                await asyncio.gather(*firsts)
+            await asyncio.sleep(0.5)  # let the edge settle (buffers, the GC) before reading
+            rss_open = process_rss_bytes(edge_pid)
+    finally:
+        executor.signal(signal.SIGCONT)
+    await feed.wait_for(set(load.sent_at), sizes.drain_timeout_s)
+    return {
+        "subscriptions": len(load.sent_at),
+        "edge_rss_before_mb": rss_before / MB,
+        "edge_rss_mb": rss_open / MB,
+    }
+
+
+async def raw_publish_ceiling(nats_url: str, sizes: Sizes) -> dict[str, Any]:
+    """JetStream publishes/s from Python (nats-py publish_async) to a scratch file stream on
+    the same server, acknowledged; the stream is deleted afterwards."""
+    nc = await nats.connect(nats_url, name="asyncgate-bench-raw")
+    try:
+        js = nc.jetstream()
+        subject = "bench.raw"
+        await js.add_stream(
+            StreamConfig(name=RAW_STREAM, subjects=[subject], storage=StorageType.FILE)
+        )
+        try:
+            began = time.perf_counter()
+            futures = [
+                await js.publish_async(subject, RAW_PAYLOAD) for _ in range(sizes.raw_publishes)
+            ]
+            await asyncio.gather(*futures)
+            seconds = time.perf_counter() - began
+        finally:
+            await js.delete_stream(RAW_STREAM)
+    finally:
+        await nc.close()
+    return {"publishes": sizes.raw_publishes, "per_s": sizes.raw_publishes / seconds}
+
+
+def _finished_view(operation_id: str, sequence: int) -> bytes:
+    """The view the projector writes for a finished ledger query of the anonymous user."""
+    common: Correlation = {
+        "operation_id": operation_id,
+        "tenant": ANONYMOUS.tenant,
+        "principal": ANONYMOUS.user,
+        "trace_id": uuid.uuid4().hex,
+    }
+    requested = OperationRequested(**common, query=LEDGER_QUERY)
+    started = OperationStarted(**common, attempt=1, worker="bench-seed", delivery=1)
+    response = {"data": {"useCompany": {"generalLedgerAccount": {"totalCount": 12}}}}
+    completed = OperationCompleted(**common, response=response)
+    view = evolve(None, requested, sequence)
+    view = evolve(view, started, sequence + 1)
+    return encode_view(evolve(view, completed, sequence + 2))
+
+
+async def listing(
+    stack: AsyncgateStack, clients: list[httpx.AsyncClient], sizes: Sizes
+) -> dict[str, Any]:
+    """asyncRequests(first: 100) for a user with ``sizes.history`` retained operations.
+
+    The missing ones are written straight into the view bucket as the projector would write
+    them (the fold of requested, started, completed): seeding through the services would cost
+    minutes, and a listing reads only the views.
+    """
+    nc = await nats.connect(stack.server.url, name="asyncgate-bench-seed")
+    try:
+        js = nc.jetstream()
+        keys = principal_view_keys(ANONYMOUS.tenant, ANONYMOUS.user)
+        existing = len(await list_views(js, keys))
+        futures = []
+        for index in range(max(0, sizes.history - existing)):
+            operation_id = str(uuid.uuid4())
+            subject = (
+                f"$KV.{VIEW_BUCKET}.{view_key(ANONYMOUS.tenant, ANONYMOUS.user, operation_id)}"
+            )
+            futures.append(await js.publish_async(subject, _finished_view(operation_id, index)))
+        await asyncio.gather(*futures)
+        retained = len(await list_views(js, keys))
+    finally:
+        await nc.close()
+    latencies: list[float] = []
+    for _ in range(sizes.list_calls):
+        began = time.perf_counter()
+        _, problem = await list_requests(clients[0])
+        latencies.append((time.perf_counter() - began) * 1000)
+        if problem is not None:
+            raise RuntimeError(f"asyncRequests failed: {problem}")
+    return {
+        "retained": retained,
+        "calls": len(latencies),
+        "p50_ms": percentile(latencies, 50),
+        "p99_ms": percentile(latencies, 99),
+    }
