@@ -86,6 +86,11 @@ def view_key(tenant: str, principal: str, operation_id: str) -> str:
     return f"{tenant}.{principal}.{operation_id}"
 
 
+def limits_key(tenant: str, principal: str) -> str:
+    """The limits bucket's key of one principal's active operations and last start."""
+    return f"{tenant}.{principal}"
+
+
 def principal_view_keys(tenant: str, principal: str) -> str:
     """A key filter matching every view of one principal."""
     return f"{tenant}.{principal}.*"

@@ -11,6 +11,7 @@ from nats.js.kv import KeyValue
 
 from contracts.names import LIMITS_BUCKET, VIEW_BUCKET
 from services.actions.handler import handler_client
+from services.common.active_operations import LimitPolicy
 from services.common.event_log import EventLog
 from services.common.jetstream import close_connection, connect
 from services.common.layout import (
@@ -72,10 +73,7 @@ class EdgeConnection:
         self.limits = Limiter(
             state=await js.key_value(LIMITS_BUCKET),
             views=self.kv,
-            max_active=settings.max_active_per_user,
-            min_interval_s=settings.min_start_interval_s,
-            # Past this an operation cannot still be running, whatever its view says.
-            stale_after_s=settings.operation_timeout_s * settings.executor_max_attempts + 300,
+            policy=LimitPolicy.from_settings(settings),
         )
         await riding_through(
             lambda: self.views.start(js), what="watching the view", budget_s=CHECK_RIDE_THROUGH_S

@@ -20,6 +20,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.js.errors import InvalidKeyError
 
 from contracts.names import ALL_EVENTS, PROJECTOR_DURABLE
+from services.common.active_operations import EndedOperations
 from services.common.dead_letters import set_aside
 from services.common.poison import Unusable, admit
 from services.common.runtime import (
@@ -60,6 +61,8 @@ def create_app(
     handles = JetStreamHandles()
     watch = ConnectionWatch(SERVICE, on_lost=on_connection_lost)
     broker = create_broker(settings, SERVICE, watch)
+    # Per-user limits: an operation stops counting once its terminal event is folded.
+    ended = EndedOperations(settings)
 
     @pull_subscriber(broker, consumer_config(settings), concurrency=settings.projector_concurrency)
     async def on_operation_event(msg: NatsMessage) -> None:
@@ -74,6 +77,7 @@ def create_app(
         delivery = raw.metadata.num_delivered
         try:
             await apply_event(kv, event, sequence, request_lookup(events))
+            await ended.release(event)
         except asyncio.CancelledError:
             # Stopping: hand it back now, not after the ack wait, so views never lag for long.
             await msg.nack()
@@ -97,5 +101,6 @@ def create_app(
 
     async def start() -> None:
         await handles.open(broker, settings, watch, consumer_config(settings))
+        await ended.open(broker.connection.jetstream())
 
     return FastStream(broker, on_startup=[start], on_shutdown=[watch.stop], logger=log)
