@@ -6,10 +6,12 @@ writes it back: one read and one write. The projector removes an operation once 
 terminal event (``EndedOperations``), so the count stays right as operations end without the
 edge reading any view on a submit.
 
-Safety nets for a reservation whose end is never seen (its publish failed and so did the
-release; a view expired; the projector was replaced by a replay): past ``stale_after_s`` it is
-dropped by time alone, and a submit that would be refused first rechecks the reservations older
-than ``UNSEEN_GRACE_S`` (that refusal path, never an admitted submit, reads their views).
+A submit that would be refused for the cap first rechecks what it counts against the stream
+(that refusal path, never an admitted submit, reads anything else): an operation whose terminal
+event is stored already has ended even if the projector has not folded it yet (so a client that
+read SUCCESS from ``asyncResult`` can start another at once), and one never queued this long
+after its reservation (its publish failed, and so did the release) never will be. Past
+``stale_after_s`` a reservation is dropped by time alone, whatever happened to it.
 """
 
 import math
@@ -30,8 +32,8 @@ TOO_MANY_OPERATIONS: Final = "TOO_MANY_OPERATIONS"
 RATE_LIMITED: Final = "RATE_LIMITED"
 # Conflicts happen only while another edge or projector writes the same user's key.
 MAX_CAS_ATTEMPTS: Final = 20
-# A reservation this old whose operation has no view was never queued (the publish failed) or
-# has expired; a refused submit rechecks such reservations before refusing.
+# A reservation this old whose request is not in the stream was never queued (the publish
+# failed) and stops counting.
 UNSEEN_GRACE_S: Final = 60.0
 # Added to the longest an operation can run, for a reservation to be dropped by time alone.
 STALE_MARGIN_S: Final = 300.0
@@ -92,12 +94,13 @@ class Admitted:
 
 @dataclass(frozen=True)
 class Refused:
-    """The submit is over a limit. ``recheck``: reservations old enough to be ended unseen."""
+    """The submit is over a limit. ``recheck``: what it counts (id: reserved at), to check
+    against the stream before refusing (only for the cap: time alone lifts the interval)."""
 
     code: str
     message: str
     retry_after: int
-    recheck: tuple[str, ...] = ()
+    recheck: tuple[tuple[str, float], ...] = ()
 
 
 def decide(
@@ -122,11 +125,16 @@ def decide(
             f"at most {policy.max_active} operations can be queued or running at once; "
             "try again when one has finished",
             retry_after=max(1, math.ceil(policy.min_interval_s)),
-            recheck=tuple(op for op, at in active.items() if now - at >= UNSEEN_GRACE_S),
+            recheck=tuple(active.items()),
         )
     # With no cap on active operations there is nothing to count, only the last start.
     counted = {**active, operation_id: now} if policy.max_active > 0 else {}
     return Admitted(UserLimits(active=counted, last_start=now))
+
+
+def has_ended(reserved_at: float, now: float, *, queued: bool, ended: bool) -> bool:
+    """Whether a counted operation no longer counts, given what the stream holds of it."""
+    return ended or (not queued and now - reserved_at >= UNSEEN_GRACE_S)
 
 
 async def read_limits(kv: KeyValue, key: str) -> tuple[UserLimits, int | None]:

@@ -72,7 +72,7 @@ class EdgeConnection:
         self.kv = await js.key_value(VIEW_BUCKET)
         self.limits = Limiter(
             state=await js.key_value(LIMITS_BUCKET),
-            views=self.kv,
+            events=self.events,
             policy=LimitPolicy.from_settings(settings),
         )
         await riding_through(

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from nats.js.errors import KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
-from contracts.names import limits_key, view_key
+from contracts.names import limits_key
 from services.common.active_operations import (
     MAX_CAS_ATTEMPTS,
     RATE_LIMITED,
@@ -23,10 +23,11 @@ from services.common.active_operations import (
     decide,
     encode_limits,
     forget,
+    has_ended,
     read_limits,
 )
+from services.common.event_log import EventLog
 from services.common.identity import Principal
-from services.common.views import read_view
 from services.edge.errors import coded_error
 
 
@@ -35,7 +36,7 @@ class Limiter:
     """Reserves a place for a new operation, or refuses with a code and a retry-after."""
 
     state: KeyValue
-    views: KeyValue
+    events: EventLog
     policy: LimitPolicy
 
     async def reserve(self, principal: Principal, operation_id: str) -> None:
@@ -69,24 +70,24 @@ class Limiter:
         await forget(self.state, limits_key(principal.tenant, principal.user), {operation_id})
 
     async def _forget_ended(
-        self, principal: Principal, key: str, candidates: tuple[str, ...]
+        self, principal: Principal, key: str, counted: tuple[tuple[str, float], ...]
     ) -> bool:
-        """On the refusal path only: drop reservations whose operation ended or never came.
-
-        A reservation is normally released by the projector; this catches one it never saw
-        end. Returns True if any was dropped.
-        """
-        if not candidates:
+        """On the refusal path only: stop counting operations the stream shows have ended (or
+        were never queued). True if any was dropped; one batched read per operation counted."""
+        if not counted:
             return False
-        views = await asyncio.gather(
-            *(
-                read_view(self.views, view_key(principal.tenant, principal.user, op))
-                for op in candidates
-            )
+        facts = await asyncio.gather(
+            *(self.events.facts(principal.tenant, operation_id) for operation_id, _ in counted)
         )
+        now = time.time()
         ended = {
             operation_id
-            for operation_id, (view, _) in zip(candidates, views, strict=True)
-            if view is None or view.status.is_terminal
+            for (operation_id, reserved_at), found in zip(counted, facts, strict=True)
+            if has_ended(
+                reserved_at,
+                now,
+                queued=found.requested is not None,
+                ended=found.terminal is not None,
+            )
         }
         return bool(ended) and await forget(self.state, key, ended)

@@ -11,6 +11,7 @@ from services.common.active_operations import (
     Refused,
     UserLimits,
     decide,
+    has_ended,
 )
 
 NOW = 1_000_000.0
@@ -35,17 +36,13 @@ def state(last_start: float = 0.0, **active: float) -> UserLimits:
             state(a=10),
             Admitted(UserLimits(active={"a": NOW - 10, "new": NOW}, last_start=NOW)),
         ),
-        # At the cap: refused; nothing old enough to have ended unseen.
+        # At the cap: refused, once what it counts is rechecked against the stream.
         (
             CAP_2,
             state(a=10, b=20),
-            Refused(TOO_MANY_OPERATIONS, "", retry_after=1, recheck=()),
-        ),
-        # At the cap with reservations past the grace: refused, those rechecked first.
-        (
-            CAP_2,
-            state(a=10, b=UNSEEN_GRACE_S + 1),
-            Refused(TOO_MANY_OPERATIONS, "", retry_after=1, recheck=("b",)),
+            Refused(
+                TOO_MANY_OPERATIONS, "", retry_after=1, recheck=(("a", NOW - 10), ("b", NOW - 20))
+            ),
         ),
         # A reservation past the stale bound no longer counts, with no read at all.
         (
@@ -60,7 +57,13 @@ def state(last_start: float = 0.0, **active: float) -> UserLimits:
         (INTERVAL_5, state(last_start=NOW - 6), Admitted(UserLimits(active={}, last_start=NOW))),
         # Both: the interval is told first, and the cap's retry-after is the interval.
         (BOTH, state(NOW - 1, a=1, b=2), Refused(RATE_LIMITED, "", retry_after=4)),
-        (BOTH, state(NOW - 9, a=9, b=20), Refused(TOO_MANY_OPERATIONS, "", retry_after=5)),
+        (
+            BOTH,
+            state(NOW - 9, a=9, b=20),
+            Refused(
+                TOO_MANY_OPERATIONS, "", retry_after=5, recheck=(("a", NOW - 9), ("b", NOW - 20))
+            ),
+        ),
     ],
 )
 def test_decide(policy: LimitPolicy, stored: UserLimits, expected: Admitted | Refused) -> None:
@@ -76,6 +79,21 @@ def test_decide(policy: LimitPolicy, stored: UserLimits, expected: Admitted | Re
         assert decision.message
     else:
         assert decision == expected
+
+
+@pytest.mark.parametrize(
+    ("age", "queued", "ended", "expected"),
+    [
+        (1, True, True, True),  # its terminal event is stored: ended, folded or not
+        (UNSEEN_GRACE_S + 1, True, True, True),
+        (1, True, False, False),  # queued or running
+        (UNSEEN_GRACE_S + 1, True, False, False),  # still running, however long
+        (1, False, False, False),  # its request may still be on its way
+        (UNSEEN_GRACE_S + 1, False, False, True),  # never queued
+    ],
+)
+def test_has_ended(age: float, queued: bool, ended: bool, expected: bool) -> None:
+    assert has_ended(NOW - age, NOW, queued=queued, ended=ended) is expected
 
 
 def test_a_refusal_leaves_the_stored_state_as_it_was() -> None:
