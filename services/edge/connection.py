@@ -9,7 +9,7 @@ from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
-from contracts.names import LIMITS_BUCKET, VIEW_BUCKET
+from contracts.names import LIMITS_BUCKET, LISTING_BUCKET, VIEW_BUCKET
 from services.actions.handler import handler_client
 from services.common.active_operations import LimitPolicy
 from services.common.event_log import EventLog
@@ -20,6 +20,7 @@ from services.common.layout import (
     check_provisioned,
     layout_for,
 )
+from services.common.listing import DirectReads, Listing
 from services.common.retry import riding_through
 from services.common.runtime import ConnectionWatch
 from services.common.settings import Settings
@@ -41,6 +42,7 @@ class EdgeConnection:
     # For synchronous actions, which call their handler inside the request.
     http: httpx.AsyncClient | None = None
     limits: Limiter | None = None
+    listing: Listing | None = None
     watch: ConnectionWatch | None = None
 
     async def open(self, settings: Settings, *, on_connection_lost: Callable[[], None]) -> None:
@@ -64,7 +66,7 @@ class EdgeConnection:
         js = self.js = nc.jetstream()
         self.events = EventLog(nc, js)
         try:
-            await check_provisioned(js, layout_for(settings, limits=True))
+            await check_provisioned(js, layout_for(settings, limits=True, listing=True))
         except NotProvisionedError as error:
             log.critical("edge will not start: %s", error)
             await self.close()
@@ -75,6 +77,7 @@ class EdgeConnection:
             events=self.events,
             policy=LimitPolicy.from_settings(settings),
         )
+        self.listing = Listing(nc, await js.key_value(LISTING_BUCKET), DirectReads(nc))
         await riding_through(
             lambda: self.views.start(js), what="watching the view", budget_s=CHECK_RIDE_THROUGH_S
         )
@@ -88,8 +91,10 @@ class EdgeConnection:
         if self.http is not None:
             await self.http.aclose()
         await self.views.stop()
+        if self.listing is not None:
+            await self.listing.reads.close()
         if self.events is not None:
             await self.events.close()
         if self.nc is not None:
             await close_connection(self.nc)
-        self.nc = self.js = self.kv = self.events = self.http = self.limits = None
+        self.nc = self.js = self.kv = self.events = self.http = self.limits = self.listing = None

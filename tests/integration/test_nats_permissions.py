@@ -190,7 +190,12 @@ def test_the_shipped_server_configurations_are_valid(config: str) -> None:
 
 
 STREAMS = ("ASYNCGATE_OPERATIONS", "ASYNCGATE_DEAD_LETTERS", "KV_asyncgate_operations")
-STREAMS_AND_LIMITS = (*STREAMS, "KV_asyncgate_limits")
+STREAMS_AND_LIMITS = (
+    *STREAMS,
+    "KV_asyncgate_limits",
+    "KV_asyncgate_listing",
+    "ASYNCGATE_LISTING_COUNTERS",
+)
 DURABLES = ("asyncgate-executor", "asyncgate-projector", "intruder")
 STREAM_VERBS = (
     "CREATE",
@@ -271,6 +276,14 @@ MAY_USE = {
         "$JS.API.DIRECT.GET.ASYNCGATE_OPERATIONS.some.subject",
         "$JS.API.DIRECT.GET.KV_asyncgate_operations.some.subject",
         "$JS.API.DIRECT.GET.KV_asyncgate_limits.some.subject",
+        # The listing: its bucket and its counters, read only by direct get.
+        "$JS.API.STREAM.INFO.KV_asyncgate_listing",
+        "$JS.API.STREAM.INFO.ASYNCGATE_LISTING_COUNTERS",
+        "$JS.API.DIRECT.GET.KV_asyncgate_listing",
+        "$JS.API.DIRECT.GET.KV_asyncgate_listing.some.subject",
+        "$JS.API.DIRECT.GET.ASYNCGATE_LISTING_COUNTERS",
+        # A page's views in one burst, asked without headers.
+        "$JS.API.DIRECT.GET.KV_asyncgate_operations",
     },
     "executor": CHECKING
     | own_consumer("asyncgate-executor")
