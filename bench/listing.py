@@ -102,11 +102,7 @@ async def seed(settings: Settings, operations: int) -> bool:
             listing_module = importlib.import_module("services.common.listing")
         except ImportError:
             return False
-        from contracts.names import LISTING_BUCKET  # noqa: PLC0415 (absent before the index)
-
-        listing = listing_module.Listing(
-            nc, await js.key_value(LISTING_BUCKET), listing_module.DirectReads(nc)
-        )
+        listing = listing_module.Listing.over(nc)
         for user, operation_ids in ids.items():
             await bounded(
                 [functools.partial(listing.record, TENANT, user, op) for op in operation_ids]

@@ -26,8 +26,8 @@ import nats.errors
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+from nats.js import JetStreamContext
 from nats.js.errors import APIError
-from nats.js.kv import KeyValue
 
 from contracts.names import (
     LISTING_BUCKET,
@@ -119,8 +119,13 @@ class Listing:
     """The listing bucket and the ordinal counters, over one NATS connection."""
 
     nc: NatsClient
-    kv: KeyValue
+    js: JetStreamContext
     reads: DirectReads
+
+    @classmethod
+    def over(cls, nc: NatsClient) -> Listing:
+        """A listing reading and writing over ``nc`` (close it with ``reads.close()``)."""
+        return cls(nc, nc.jetstream(), DirectReads(nc))
 
     async def record(self, tenant: str, principal: str, operation_id: str) -> int:
         """Give ``operation_id`` the principal's next ordinal and index it; return the ordinal.
@@ -137,10 +142,17 @@ class Listing:
             ack = await self._increment(subject, msg_id=None)
         if ack is None:
             raise APIError(description=f"no ordinal for {operation_id}")
-        await asyncio.gather(
-            self.kv.put(listing_entry_key(tenant, principal, ack), operation_id.encode()),
-            self.kv.put(listing_position_key(tenant, principal, operation_id), str(ack).encode()),
-        )
+        # Both writes in flight at once, acknowledged together, on the connection's one async
+        # reply subscription rather than a request (and its inbox future) each.
+        acks = [
+            await self.js.publish_async(_KEY_PREFIX + key, value)
+            for key, value in (
+                (listing_entry_key(tenant, principal, ack), operation_id.encode()),
+                (listing_position_key(tenant, principal, operation_id), str(ack).encode()),
+            )
+        ]
+        async with asyncio.timeout(REQUEST_TIMEOUT_S):
+            await asyncio.gather(*acks)
         return ack
 
     async def position(self, tenant: str, principal: str, operation_id: str) -> int | None:

@@ -9,7 +9,7 @@ from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
-from contracts.names import LIMITS_BUCKET, LISTING_BUCKET, VIEW_BUCKET
+from contracts.names import LIMITS_BUCKET, VIEW_BUCKET
 from services.actions.handler import handler_client
 from services.common.active_operations import LimitPolicy
 from services.common.event_log import EventLog
@@ -20,7 +20,7 @@ from services.common.layout import (
     check_provisioned,
     layout_for,
 )
-from services.common.listing import DirectReads, Listing
+from services.common.listing import Listing
 from services.common.retry import riding_through
 from services.common.runtime import ConnectionWatch
 from services.common.settings import Settings
@@ -77,7 +77,7 @@ class EdgeConnection:
             events=self.events,
             policy=LimitPolicy.from_settings(settings),
         )
-        self.listing = Listing(nc, await js.key_value(LISTING_BUCKET), DirectReads(nc))
+        self.listing = Listing.over(nc)
         await riding_through(
             lambda: self.views.start(js), what="watching the view", budget_s=CHECK_RIDE_THROUGH_S
         )

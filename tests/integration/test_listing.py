@@ -14,7 +14,7 @@ from nats.js.kv import KeyValue
 from contracts.events import OperationCompleted
 from contracts.names import LISTING_BUCKET
 from services.common.event_log import EventLog
-from services.common.listing import DirectReads, Listing
+from services.common.listing import Listing
 from services.common.settings import Settings
 from services.edge.auth import issue_token
 from services.projector.app import create_app as create_projector
@@ -142,7 +142,7 @@ async def test_a_lost_index_comes_back_from_the_stream(
         await eventually(folded, what="the projector folding every request")
         await js.purge_stream(f"KV_{LISTING_BUCKET}")
         emptied = await every_page(edge, {}, first=5)
-        listing = Listing(nc, await js.key_value(LISTING_BUCKET), DirectReads(nc))
+        listing = Listing.over(nc)
         try:
             rebuilt = await rebuild_views(js, kv, listing)
             again = await rebuild_views(js, kv, listing)  # indexes nothing twice
