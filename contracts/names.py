@@ -22,6 +22,14 @@ VIEW_BUCKET: Final = "asyncgate_operations"
 # Per-user limit state (active operations, last start), keyed <tenant>.<principal>.
 LIMITS_BUCKET: Final = "asyncgate_limits"
 
+# Each principal's operations in the order they were queued, for paging newest first: key
+# <tenant>.<principal>.n.<ordinal> holds the operation id, <tenant>.<principal>.o.<operation> its
+# ordinal. Ordinals come from a per-principal counter (a JetStream counter stream, one subject per
+# principal), so queueing needs no compare-and-set.
+LISTING_BUCKET: Final = "asyncgate_listing"
+LISTING_COUNTER_STREAM: Final = "ASYNCGATE_LISTING_COUNTERS"
+LISTING_COUNTER_ROOT: Final = "listing.count"
+
 EXECUTOR_DURABLE: Final = "asyncgate-executor"
 PROJECTOR_DURABLE: Final = "asyncgate-projector"
 
@@ -84,6 +92,26 @@ def dead_letter_subject(service: str) -> str:
 def view_key(tenant: str, principal: str, operation_id: str) -> str:
     """The KV key of one operation's view."""
     return f"{tenant}.{principal}.{operation_id}"
+
+
+def limits_key(tenant: str, principal: str) -> str:
+    """The limits bucket's key of one principal's active operations and last start."""
+    return f"{tenant}.{principal}"
+
+
+def listing_counter_subject(tenant: str, principal: str) -> str:
+    """The counter subject handing out one principal's listing ordinals."""
+    return f"{LISTING_COUNTER_ROOT}.{tenant}.{principal}"
+
+
+def listing_entry_key(tenant: str, principal: str, ordinal: int) -> str:
+    """The listing key holding the id of the principal's operation number ``ordinal``."""
+    return f"{tenant}.{principal}.n.{ordinal}"
+
+
+def listing_position_key(tenant: str, principal: str, operation_id: str) -> str:
+    """The listing key holding the ordinal of one operation."""
+    return f"{tenant}.{principal}.o.{operation_id}"
 
 
 def principal_view_keys(tenant: str, principal: str) -> str:

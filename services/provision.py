@@ -20,6 +20,8 @@ from services.common.layout import (
     dead_letter_stream_config,
     layout_for,
     limits_bucket_config,
+    listing_bucket_config,
+    listing_counter_stream_config,
     stream_config,
     view_bucket_config,
 )
@@ -53,6 +55,8 @@ async def provision(js: JetStreamContext, settings: Settings) -> list[str]:
             await _stream(js, dead_letter_stream_config(settings)),
             await _bucket(js, view_bucket_config(settings)),
             await _bucket(js, limits_bucket_config(settings)),
+            await _bucket(js, listing_bucket_config(settings)),
+            await _stream(js, listing_counter_stream_config(settings)),
         ]
         for consumer in service_consumers(settings):
             await js.add_consumer(STREAM, consumer)
@@ -60,7 +64,7 @@ async def provision(js: JetStreamContext, settings: Settings) -> list[str]:
         return report
 
     report = await riding_through(everything, what="provisioning", budget_s=CHECK_RIDE_THROUGH_S)
-    await check_provisioned(js, layout_for(settings, limits=True))
+    await check_provisioned(js, layout_for(settings, limits=True, listing=True))
     return report
 
 

@@ -19,6 +19,9 @@ from contracts.names import (
     DEAD_LETTER_ROOT,
     DEAD_LETTER_STREAM,
     LIMITS_BUCKET,
+    LISTING_BUCKET,
+    LISTING_COUNTER_ROOT,
+    LISTING_COUNTER_STREAM,
     STREAM,
     VIEW_BUCKET,
 )
@@ -84,6 +87,38 @@ def limits_bucket_config(settings: Settings) -> KeyValueConfig:
         ttl=LIMITS_TTL_S,
         storage=StorageType.FILE,
         replicas=settings.replicas,
+        # Read by direct get, as the permissions allow (and one hop cheaper on a cluster).
+        direct=True,
+    )
+
+
+def listing_bucket_config(settings: Settings) -> KeyValueConfig:
+    """Each principal's operations by ordinal and back; expiring as the views do, counted from
+    when the operation was queued (never after its view)."""
+    return KeyValueConfig(
+        bucket=LISTING_BUCKET,
+        description="asyncgate operations per principal, in the order they were queued",
+        history=1,
+        ttl=settings.result_ttl_s,
+        storage=StorageType.FILE,
+        replicas=settings.replicas,
+        direct=True,
+    )
+
+
+def listing_counter_stream_config(settings: Settings) -> StreamConfig:
+    """One counter per principal handing out listing ordinals. Never expires: an ordinal handed
+    out again would overwrite a retained entry."""
+    return StreamConfig(
+        name=LISTING_COUNTER_STREAM,
+        subjects=[f"{LISTING_COUNTER_ROOT}.>"],
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE,
+        num_replicas=settings.replicas,
+        max_msgs_per_subject=1,
+        duplicate_window=DUPLICATE_WINDOW_S,
+        allow_direct=True,
+        allow_msg_counter=True,
     )
 
 
@@ -107,9 +142,9 @@ class Layout:
     streams: tuple[StreamConfig, ...]
 
 
-def layout_for(settings: Settings, *, limits: bool = False) -> Layout:
+def layout_for(settings: Settings, *, limits: bool = False, listing: bool = False) -> Layout:
     """Everything a service relies on: the event stream, the dead letters, the view bucket, and
-    for the edge the limits bucket."""
+    for the edge the limits bucket and the listing (its bucket and counters)."""
     streams = [
         stream_config(settings),
         dead_letter_stream_config(settings),
@@ -117,6 +152,9 @@ def layout_for(settings: Settings, *, limits: bool = False) -> Layout:
     ]
     if limits:
         streams.append(bucket_stream(limits_bucket_config(settings)))
+    if listing:
+        streams.append(bucket_stream(listing_bucket_config(settings)))
+        streams.append(listing_counter_stream_config(settings))
     return Layout(streams=tuple(streams))
 
 
@@ -126,7 +164,13 @@ def config_problems(expected: StreamConfig, found: StreamConfig) -> list[str]:
     problems = []
     if sorted(found.subjects or []) != sorted(expected.subjects or []):
         problems.append(f"{name} takes subjects {found.subjects}, not {expected.subjects}")
-    for field in ("retention", "storage", "max_msgs_per_subject", "allow_direct"):
+    for field in (
+        "retention",
+        "storage",
+        "max_msgs_per_subject",
+        "allow_direct",
+        "allow_msg_counter",
+    ):
         wanted = getattr(expected, field)
         if wanted is not None and getattr(found, field) != wanted:
             problems.append(f"{name} has {field} {getattr(found, field)}, not {wanted}")

@@ -127,8 +127,15 @@ class EdgeGraphQL(GraphQL[EdgeContext, None]):
         """Who is asking, and the NATS handles; an unidentified HTTP caller gets 401."""
         connection = self._connection
         nc, events, kv, http = connection.nc, connection.events, connection.kv, connection.http
-        limits = connection.limits
-        if nc is None or events is None or kv is None or http is None or limits is None:
+        limits, listing = connection.limits, connection.listing
+        if (
+            nc is None
+            or events is None
+            or kv is None
+            or http is None
+            or limits is None
+            or listing is None
+        ):
             raise RuntimeError("the edge received a request before its lifespan started")
         if isinstance(request, WebSocket):
             # Identified from connection_init, in on_ws_connect, before any operation runs.
@@ -149,6 +156,7 @@ class EdgeGraphQL(GraphQL[EdgeContext, None]):
             kv=kv,
             views=connection.views,
             limits=limits,
+            listing=listing,
             shape=self._shape,
             inner_documents=self._inner_documents,
             http=http,

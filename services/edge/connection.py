@@ -11,6 +11,7 @@ from nats.js.kv import KeyValue
 
 from contracts.names import LIMITS_BUCKET, VIEW_BUCKET
 from services.actions.handler import handler_client
+from services.common.active_operations import LimitPolicy
 from services.common.event_log import EventLog
 from services.common.jetstream import close_connection, connect
 from services.common.layout import (
@@ -18,6 +19,7 @@ from services.common.layout import (
     check_provisioned,
     layout_for,
 )
+from services.common.listing import Listing
 from services.common.runtime import ConnectionWatch
 from services.common.settings import Settings
 from services.edge.limits import Limiter
@@ -38,6 +40,7 @@ class EdgeConnection:
     # For synchronous actions, which call their handler inside the request.
     http: httpx.AsyncClient | None = None
     limits: Limiter | None = None
+    listing: Listing | None = None
     watch: ConnectionWatch | None = None
 
     async def open(self, settings: Settings, *, on_connection_lost: Callable[[], None]) -> None:
@@ -61,7 +64,7 @@ class EdgeConnection:
         js = self.js = nc.jetstream()
         self.events = EventLog(nc, js)
         try:
-            await check_provisioned(js, layout_for(settings, limits=True))
+            await check_provisioned(js, layout_for(settings, limits=True, listing=True))
         except NotProvisionedError as error:
             log.critical("edge will not start: %s", error)
             await self.close()
@@ -69,12 +72,10 @@ class EdgeConnection:
         self.kv = await js.key_value(VIEW_BUCKET)
         self.limits = Limiter(
             state=await js.key_value(LIMITS_BUCKET),
-            views=self.kv,
-            max_active=settings.max_active_per_user,
-            min_interval_s=settings.min_start_interval_s,
-            # Past this an operation cannot still be running, whatever its view says.
-            stale_after_s=settings.operation_timeout_s * settings.executor_max_attempts + 300,
+            events=self.events,
+            policy=LimitPolicy.from_settings(settings),
         )
+        self.listing = Listing.over(nc)
         # Core subscriptions per watched key: nothing to create on the server until a client
         # subscribes.
         self.views.start(nc, self.kv)
@@ -88,8 +89,10 @@ class EdgeConnection:
         if self.http is not None:
             await self.http.aclose()
         await self.views.stop()
+        if self.listing is not None:
+            await self.listing.reads.close()
         if self.events is not None:
             await self.events.close()
         if self.nc is not None:
             await close_connection(self.nc)
-        self.nc = self.js = self.kv = self.events = self.http = self.limits = None
+        self.nc = self.js = self.kv = self.events = self.http = self.limits = self.listing = None

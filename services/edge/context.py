@@ -14,6 +14,7 @@ from contracts.view import OperationView
 from services.common.documents import DocumentCache
 from services.common.event_log import EventLog
 from services.common.identity import OperationContext
+from services.common.listing import Listing
 from services.edge.limits import Limiter
 from services.edge.reads import find_operation, follow_operation
 from services.edge.shape_limits import ShapeLimits
@@ -29,6 +30,7 @@ class EdgeContext(OperationContext):
     target: strawberry.Schema
     views: ViewWatchHub
     limits: Limiter
+    listing: Listing
     shape: ShapeLimits
     # asyncQuery's inner documents, parsed and validated against the target schema.
     inner_documents: DocumentCache

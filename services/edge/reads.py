@@ -2,16 +2,19 @@
 not final (the projector may be behind, or down)."""
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+from typing import Final
 
 from nats.js.kv import KeyValue
 
-from contracts.names import principal_view_keys, view_key
-from contracts.view import OperationView
+from contracts.names import VIEW_BUCKET, view_key
+from contracts.view import OperationView, TaskStatus, decode_view
 from services.common.event_log import EventLog
 from services.common.identity import Principal
-from services.common.views import list_views, read_view
+from services.common.listing import Listing
+from services.common.views import read_view
 from services.edge.watch import ViewWatchHub
 
 
@@ -53,16 +56,107 @@ async def find_operation(
     return None if view is None and expired else caught_up
 
 
-async def list_operations(events: EventLog, principal: Principal) -> list[OperationView]:
-    """Every retained operation of the principal, newest first.
+_VIEW_STREAM: Final = f"KV_{VIEW_BUCKET}"
+_VIEW_PREFIX: Final = f"$KV.{VIEW_BUCKET}."
+# What an id asyncgate issues looks like (a lower-case UUID); anything else is in no list, and
+# never becomes part of a key.
+_OPERATION_ID: Final = re.compile(
+    r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
+)
+
+
+class NotInListError(Exception):
+    """The ``after`` of a listing is not an operation in that list."""
+
+
+# Status-filtered pages read at least this many entries a round, so a rare status is found in a
+# few rounds rather than one entry at a time.
+MIN_FILTERED_ROUND = 100
+# At most this many keys are asked for at once.
+MAX_ROUND = 250
+
+
+async def list_operations(
+    events: EventLog,
+    kv: KeyValue,
+    listing: Listing,
+    principal: Principal,
+    *,
+    status: TaskStatus | None,
+    first: int,
+    after: str | None,
+    now: datetime,
+    retention: timedelta,
+) -> list[OperationView]:
+    """A page of the principal's retained operations, newest first (in the order queued).
+
+    ``status`` keeps only operations in that state; ``after`` starts below that operation,
+    which must be in the list (NotInListError otherwise). Reads cost the page: the index keys
+    below a position, then their views, a round at a time; nothing older than the page is read
+    (with ``status``, only as far back as the matches of the page).
 
     Views that are not final are caught up from the stream, as ``find_operation`` does, so a
     listing never shows an operation as running that ``asyncResult`` already shows finished.
     """
-    views = await list_views(events.js, principal_view_keys(principal.tenant, principal.user))
-    views = await _caught_up(events, principal, views)
-    views.sort(key=_newest_first_key, reverse=True)
-    return views
+    tenant, user = principal.tenant, principal.user
+    if after is None:
+        below = await listing.newest(tenant, user) + 1
+    else:
+        below = await _cursor_position(
+            events, kv, listing, principal, after, status=status, now=now, retention=retention
+        )
+    page: list[OperationView] = []
+    while len(page) < first and below > 1:
+        wanted = first - len(page)
+        count = min(MAX_ROUND, wanted if status is None else max(wanted, MIN_FILTERED_ROUND))
+        entries = await listing.below(tenant, user, below, count)
+        below = max(1, below - count)
+        if not entries:
+            # A stretch of gaps: past the oldest entry left, the list has ended.
+            oldest = await listing.oldest(tenant, user)
+            if oldest is None or oldest >= below:
+                break
+            continue
+        views = await _views(
+            events, listing, principal, [operation_id for _, operation_id in entries]
+        )
+        page += [view for view in views if status is None or view.status == status]
+    return page[:first]
+
+
+async def _cursor_position(
+    events: EventLog,
+    kv: KeyValue,
+    listing: Listing,
+    principal: Principal,
+    after: str,
+    *,
+    status: TaskStatus | None,
+    now: datetime,
+    retention: timedelta,
+) -> int:
+    """Where a page after ``after`` starts: its ordinal, if it is in the list as filtered."""
+    if not _OPERATION_ID.fullmatch(after):
+        raise NotInListError(after)
+    position = await listing.position(principal.tenant, principal.user, after)
+    if position is None:
+        raise NotInListError(after)
+    cursor = await find_operation(events, kv, principal, after, now=now, retention=retention)
+    if cursor is None or (status is not None and cursor.status != status):
+        raise NotInListError(after)
+    return position
+
+
+async def _views(
+    events: EventLog, listing: Listing, principal: Principal, operation_ids: list[str]
+) -> list[OperationView]:
+    """The views of ``operation_ids`` (in that order, missing ones left out), caught up."""
+    found = await listing.reads.last(
+        _VIEW_STREAM,
+        [_VIEW_PREFIX + view_key(principal.tenant, principal.user, op) for op in operation_ids],
+    )
+    views = [decode_view(hit) for hit in found if hit is not None]
+    return await _caught_up(events, principal, views)
 
 
 # Open operations per user are bounded by the per-user limit (10 by default); this bounds the
@@ -82,13 +176,6 @@ async def _caught_up(
             return await catch_up(events, principal, view.operation_id, view) or view
 
     return list(await asyncio.gather(*(fresh(view) for view in views)))
-
-
-_NOT_YET_KNOWN = datetime.min.replace(tzinfo=UTC)
-
-
-def _newest_first_key(view: OperationView) -> tuple[datetime, str]:
-    return view.created_at or _NOT_YET_KNOWN, view.operation_id
 
 
 async def follow_operation(

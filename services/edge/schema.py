@@ -3,6 +3,7 @@ asyncRequests, wire-compatible with Business NXT's async queries."""
 
 import dataclasses
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any, NewType
 
 import msgspec
@@ -26,7 +27,7 @@ from services.edge.errors import (
     unavailable_without_nats,
 )
 from services.edge.formats import iso_timestamp, operation_id_argument
-from services.edge.reads import list_operations
+from services.edge.reads import NotInListError, list_operations
 from services.edge.shape_limits import ShapeLimits
 from services.edge.submit import submit
 from services.edge.validation import validate_inner
@@ -114,15 +115,23 @@ class AsyncQueries:
             raise coded_error(f"first must be between 1 and {MAX_PAGE_SIZE}", BAD_USER_INPUT)
         context = info.context
         with unavailable_without_nats("listing operations", connected=context.nats_connected):
-            views = await list_operations(context.events, context.principal)
-        if status is not None:
-            views = [view for view in views if view.status == status]
-        if after is not None:
-            ids = [view.operation_id for view in views]
-            if after not in ids:
-                raise coded_error(f"'{after}' is not an operation in this list", BAD_USER_INPUT)
-            views = views[ids.index(after) + 1 :]
-        return [AsyncOperation.from_view(view) for view in views[:first]]
+            try:
+                views = await list_operations(
+                    context.events,
+                    context.kv,
+                    context.listing,
+                    context.principal,
+                    status=status,
+                    first=first,
+                    after=after,
+                    now=datetime.now(UTC),
+                    retention=context.retention,
+                )
+            except NotInListError:
+                raise coded_error(
+                    f"'{after}' is not an operation in this list", BAD_USER_INPUT
+                ) from None
+        return [AsyncOperation.from_view(view) for view in views]
 
 
 @strawberry.type

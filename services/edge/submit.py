@@ -1,8 +1,9 @@
-"""Queueing an operation: reserve its place under the caller's limits, then store the request.
+"""Queueing an operation: reserve its place under the caller's limits, index it for listings,
+then store the request.
 
-Both steps are safe to repeat (the reservation is keyed by the operation id, the request
-deduplicated by it), so they ride through a leader election before the client is told to try
-again.
+Every step is safe to repeat (the reservation and the index entry are keyed by the operation
+id, the request deduplicated by it), so they ride through a leader election before the client is
+told to try again.
 """
 
 import contextlib
@@ -32,6 +33,13 @@ async def submit(context: EdgeContext, requested: OperationRequested) -> int:
             budget_s=RIDE_THROUGH_S,
         )
         try:
+            # Indexed before it is stored, so no stored request is ever missing from a listing
+            # (an entry whose request never got stored has no view, and is not listed).
+            await riding_through(
+                lambda: context.listing.record(principal.tenant, principal.user, operation_id),
+                what=f"indexing {operation_id}",
+                budget_s=RIDE_THROUGH_S,
+            )
             return await riding_through(
                 lambda: context.events.append(requested, msg_id=operation_id),
                 what=f"queueing {operation_id}",

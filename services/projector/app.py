@@ -16,6 +16,7 @@ from nats.js.api import AckPolicy as JsAckPolicy
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from contracts.names import ALL_EVENTS, PROJECTOR_DURABLE
+from services.common.active_operations import EndedOperations
 from services.common.runtime import (
     ConnectionWatch,
     JetStreamHandles,
@@ -56,6 +57,8 @@ def create_app(
     handles = JetStreamHandles()
     watch = ConnectionWatch(SERVICE, on_lost=on_connection_lost)
     broker = create_broker(settings, SERVICE, watch)
+    # Per-user limits: an operation stops counting once its terminal event is folded.
+    ended = EndedOperations(settings)
     projection: Projection | None = None
     # Events that arrive together are folded together: this many at most per batch.
     batch_limit = settings.projector_concurrency * EVENTS_PER_OPERATION
@@ -75,7 +78,8 @@ def create_app(
         nonlocal projection
         await handles.open(broker, settings, watch, consumer_config(settings))
         js, kv, events = handles.require()
+        await ended.open(js)
         views = ViewWriter(kv, request_lookup(events))
-        projection = Projection(js, views, max_deliver=settings.projector_max_deliver)
+        projection = Projection(js, views, ended, max_deliver=settings.projector_max_deliver)
 
     return FastStream(broker, on_startup=[start], on_shutdown=[watch.stop], logger=log)

@@ -17,6 +17,7 @@ from nats.js.errors import InvalidKeyError
 
 from contracts.events import OperationEvent
 from contracts.names import view_key
+from services.common.active_operations import EndedOperations
 from services.common.dead_letters import set_aside
 from services.common.poison import Unusable, admit
 from services.common.runtime import retry_delay
@@ -32,10 +33,12 @@ Delivered = tuple[Msg, int, OperationEvent]
 
 @dataclass(frozen=True)
 class Projection:
-    """What the projector's handler needs: the stream, the view writer, the delivery limit."""
+    """What the projector's handler needs: the stream, the view writer, the per-user counts of
+    active operations, the delivery limit."""
 
     js: JetStreamContext
     views: ViewWriter
+    ended: EndedOperations
     max_deliver: int
 
     async def fold_batch(self, messages: list[Msg]) -> None:
@@ -53,6 +56,8 @@ class Projection:
     async def _fold(self, key: str, delivered: list[Delivered]) -> None:
         try:
             await self.views.apply(key, [(sequence, event) for _, sequence, event in delivered])
+            for _, _, event in delivered:
+                await self.ended.release(event)
         except asyncio.CancelledError:
             # Stopping: hand them back now, not after the ack wait, so views never lag for long.
             await asyncio.gather(*(raw.nak() for raw, _, _ in delivered), return_exceptions=True)

@@ -1,4 +1,5 @@
-"""Rebuilding the status view from the stream: the stream is the source of truth.
+"""Rebuilding the status view (and the listing's index) from the stream: the stream is the source
+of truth.
 
 Replay folds exactly what the projector folds: every event the projector would admit, in stream
 order, through the same ``evolve``. Messages it would set aside are skipped.
@@ -14,6 +15,7 @@ from nats.js.kv import KeyValue
 from contracts.lifecycle import evolve
 from contracts.names import ALL_EVENTS, STREAM, view_key
 from contracts.view import OperationView, encode_view
+from services.common.listing import Listing
 from services.common.poison import Unusable, admit
 
 log = logging.getLogger(__name__)
@@ -50,9 +52,18 @@ async def replay_views(js: JetStreamContext) -> dict[str, OperationView]:
         await subscription.unsubscribe()
 
 
-async def rebuild_views(js: JetStreamContext, kv: KeyValue) -> int:
-    """Replay the stream and write every view it yields into ``kv``; return how many."""
+async def rebuild_views(js: JetStreamContext, kv: KeyValue, listing: Listing | None = None) -> int:
+    """Replay the stream and write every view it yields into ``kv``; return how many.
+
+    With ``listing``, also index every operation the listing lacks, in stream order (the order
+    they were queued), so ``asyncRequests`` lists what the rebuilt view holds. Operations already
+    indexed keep their place.
+    """
     views = await replay_views(js)
     for key, view in views.items():
         await kv.put(key, encode_view(view))
+    if listing is not None:
+        for view in views.values():
+            if await listing.position(view.tenant, view.principal, view.operation_id) is None:
+                await listing.record(view.tenant, view.principal, view.operation_id)
     return len(views)

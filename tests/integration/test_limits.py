@@ -7,8 +7,17 @@ from typing import Any
 import httpx
 import pytest
 from nats.js import JetStreamContext
+from nats.js.errors import KeyNotFoundError
+from nats.js.kv import KeyValue
 
-from contracts.names import STREAM
+from contracts.events import Correlation, OperationCompleted, OperationFailed, OperationRequested
+from contracts.names import LIMITS_BUCKET, STREAM, limits_key, view_key
+from services.common.active_operations import (
+    EndedOperations,
+    UserLimits,
+    encode_limits,
+    read_limits,
+)
 from services.common.nats_server import free_port
 from services.common.settings import Settings
 from services.edge.auth import issue_token
@@ -113,3 +122,71 @@ async def test_a_finished_operation_frees_its_place(settings: Settings) -> None:
 
     assert code_of(first) is None
     assert code_of(second) is None
+
+
+async def limits_of(js: JetStreamContext, user: str) -> UserLimits:
+    """What the limits bucket holds for ``user`` of tenant acme."""
+    state, _ = await read_limits(await js.key_value(LIMITS_BUCKET), limits_key("acme", user))
+    return state
+
+
+async def test_at_the_limit_a_user_can_submit_again_once_an_operation_ends(
+    settings: Settings, js: JetStreamContext, kv: KeyValue
+) -> None:
+    limited = dataclasses.replace(
+        settings, jwt_secret=SECRET, max_active_per_user=1, min_start_interval_s=0
+    )
+    alice = as_user(limited, "alice")
+    async with (
+        running(create_projector(limited)),
+        running(create_executor(limited)),
+        serving_edge(limited) as edge,
+    ):
+        first = await post(edge, alice, QUICK)
+        first_id = first["data"]["asyncQuery"]["operationId"]
+
+        async def released() -> bool | None:
+            return True if first_id not in (await limits_of(js, "alice")).active else None
+
+        await eventually(released, what="the projector releasing the ended operation")
+        # The submit decides from the user's count alone: with the view gone (an edge that
+        # read views would count an operation reserved moments ago and not seen as active)
+        # the place is free all the same.
+        await kv.purge(view_key("acme", "alice", first_id))
+        second = await post(edge, alice, SLOW)
+        third = await post(edge, alice, QUICK)
+
+    assert code_of(first) is None
+    assert code_of(second) is None, "the ended operation no longer counts"
+    assert code_of(third) == "TOO_MANY_OPERATIONS", "the running one still does"
+    assert set((await limits_of(js, "alice")).active) == {
+        second["data"]["asyncQuery"]["operationId"]
+    }
+
+
+def envelope(operation_id: str, user: str = "alice") -> Correlation:
+    """The envelope of an event of ``user``'s operation."""
+    return {"operation_id": operation_id, "tenant": "acme", "principal": user, "trace_id": "t"}
+
+
+async def test_an_ended_operation_is_released_once_whatever_replays_it(
+    settings: Settings, js: JetStreamContext
+) -> None:
+    limited = dataclasses.replace(settings, max_active_per_user=2)
+    limits = await js.key_value(LIMITS_BUCKET)
+    key = limits_key("acme", "alice")
+    await limits.create(key, encode_limits(UserLimits(active={"op-1": 1.0, "op-2": 2.0})))
+    ended = EndedOperations(limited)
+    await ended.open(js)
+    completed = OperationCompleted(**envelope("op-1"), response={"data": None})
+
+    await ended.release(OperationRequested(**envelope("op-2"), query="{ a }"))
+    await ended.release(completed)
+    await ended.release(completed)  # a redelivery, or a replay folding it again
+    await ended.release(OperationFailed(**envelope("op-9"), code="X", error="e"))
+    # No key for bob: nothing to do, nothing created.
+    await ended.release(OperationFailed(**envelope("op-1", "bob"), code="X", error="e"))
+
+    assert (await limits_of(js, "alice")).active == {"op-2": 2.0}
+    with pytest.raises(KeyNotFoundError):
+        await limits.get(limits_key("acme", "bob"))

@@ -24,8 +24,17 @@ from contracts.events import (
     encode_event,
     event_type,
 )
-from contracts.names import DEAD_LETTER_STREAM, PROJECTOR_DURABLE, STREAM, VIEW_BUCKET
+from contracts.names import (
+    DEAD_LETTER_STREAM,
+    LIMITS_BUCKET,
+    PROJECTOR_DURABLE,
+    STREAM,
+    VIEW_BUCKET,
+    limits_key,
+)
 from contracts.view import TaskStatus, decode_view
+from services.common.active_operations import decode_limits
+from services.common.identity import ANONYMOUS
 from services.common.nats_server import free_port, nats_server_binary, wait_for_port
 from services.common.settings import Settings
 from services.executor.app import create_app as create_executor
@@ -98,7 +107,8 @@ def as_service(settings: Settings, service: str) -> Settings:
 async def test_each_service_does_its_whole_job_as_its_own_user(
     settings: Settings, secured_nats: SecuredNats
 ) -> None:
-    settings = dataclasses.replace(settings, nats_url=secured_nats.url)
+    # With a cap on active operations, so the projector's part of the limits runs too.
+    settings = dataclasses.replace(settings, nats_url=secured_nats.url, max_active_per_user=5)
     async with (
         running(create_projector(as_service(settings, "projector"))),
         running(create_executor(as_service(settings, "executor"))),
@@ -121,6 +131,17 @@ async def test_each_service_does_its_whole_job_as_its_own_user(
             return found if found == [{"status": "SUCCESS"}] else None
 
         await eventually(listed, what="the operation listed as SUCCESS")
+        limits = await nats.connect(secured_nats.url, user="edge", password=PASSWORDS["edge"])
+        try:
+            bucket = await limits.jetstream().key_value(LIMITS_BUCKET)
+
+            async def released() -> bool | None:
+                entry = await bucket.get(limits_key(ANONYMOUS.tenant, ANONYMOUS.user))
+                return True if not decode_limits(entry.value or b"").active else None
+
+            await eventually(released, what="the projector releasing the ended operation")
+        finally:
+            await limits.close()
 
     assert early["data"]["asyncResult"]["operationId"] == operation_id
     assert pushed[-1]["payload"]["data"]["asyncResult"]["status"] == "SUCCESS"
@@ -169,7 +190,12 @@ def test_the_shipped_server_configurations_are_valid(config: str) -> None:
 
 
 STREAMS = ("ASYNCGATE_OPERATIONS", "ASYNCGATE_DEAD_LETTERS", "KV_asyncgate_operations")
-STREAMS_AND_LIMITS = (*STREAMS, "KV_asyncgate_limits")
+STREAMS_AND_LIMITS = (
+    *STREAMS,
+    "KV_asyncgate_limits",
+    "KV_asyncgate_listing",
+    "ASYNCGATE_LISTING_COUNTERS",
+)
 DURABLES = ("asyncgate-executor", "asyncgate-projector", "intruder")
 STREAM_VERBS = (
     "CREATE",
@@ -250,6 +276,14 @@ MAY_USE = {
         "$JS.API.DIRECT.GET.ASYNCGATE_OPERATIONS.some.subject",
         "$JS.API.DIRECT.GET.KV_asyncgate_operations.some.subject",
         "$JS.API.DIRECT.GET.KV_asyncgate_limits.some.subject",
+        # The listing: its bucket and its counters, read only by direct get.
+        "$JS.API.STREAM.INFO.KV_asyncgate_listing",
+        "$JS.API.STREAM.INFO.ASYNCGATE_LISTING_COUNTERS",
+        "$JS.API.DIRECT.GET.KV_asyncgate_listing",
+        "$JS.API.DIRECT.GET.KV_asyncgate_listing.some.subject",
+        "$JS.API.DIRECT.GET.ASYNCGATE_LISTING_COUNTERS",
+        # A page's views in one burst, asked without headers.
+        "$JS.API.DIRECT.GET.KV_asyncgate_operations",
     },
     "executor": CHECKING
     | own_consumer("asyncgate-executor")
@@ -259,6 +293,9 @@ MAY_USE = {
     | {
         "$JS.API.DIRECT.GET.ASYNCGATE_OPERATIONS",
         "$JS.API.DIRECT.GET.KV_asyncgate_operations.some.subject",
+        # Per-user limits: it stops counting an operation that has ended.
+        "$JS.API.STREAM.INFO.KV_asyncgate_limits",
+        "$JS.API.DIRECT.GET.KV_asyncgate_limits.some.subject",
     },
 }
 

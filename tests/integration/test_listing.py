@@ -1,0 +1,155 @@
+"""asyncRequests pages through more operations than fit on one page: newest first, filtered by
+status, resumed after any listed operation, to the end; and never shows another user's. Through
+a real uvicorn edge, projector and nats-server."""
+
+import dataclasses
+from typing import Any
+
+import httpx
+import pytest
+from nats.aio.client import Client as NatsClient
+from nats.js import JetStreamContext
+from nats.js.kv import KeyValue
+
+from contracts.events import OperationCompleted
+from contracts.names import LISTING_BUCKET
+from services.common.event_log import EventLog
+from services.common.listing import Listing
+from services.common.settings import Settings
+from services.edge.auth import issue_token
+from services.projector.app import create_app as create_projector
+from services.projector.replay import rebuild_views
+from tests.stack import eventually, running, serving_edge, stored_views
+
+pytestmark = [pytest.mark.nats, pytest.mark.e2e]
+
+SECRET = "listing-test-secret-long-enough-for-hs256!"
+SUBMIT = 'mutation { asyncQuery(query: "{ __typename }") { operationId } }'
+PAGE = """query($status: TaskStatus, $first: Int!, $after: String) {
+  asyncRequests(status: $status, first: $first, after: $after) { operationId status }
+}"""
+OPERATIONS = 230  # two full pages of 100 and a part
+
+
+def as_user(settings: Settings, user: str) -> dict[str, str]:
+    """Headers of a request by ``user`` of tenant acme."""
+    return {"Authorization": f"Bearer {issue_token(settings, tenant='acme', user=user, ttl_s=600)}"}
+
+
+async def call(
+    client: httpx.AsyncClient, headers: dict[str, str], query: str, **variables: Any
+) -> dict[str, Any]:
+    """One GraphQL request; never a 5xx."""
+    response = await client.post(
+        "/graphql", json={"query": query, "variables": variables}, headers=headers
+    )
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def every_page(
+    client: httpx.AsyncClient, headers: dict[str, str], first: int, status: str | None = None
+) -> list[list[str]]:
+    """The ids of each page, following ``after`` until a page comes back short."""
+    pages: list[list[str]] = []
+    after = None
+    while True:
+        body = await call(client, headers, PAGE, status=status, first=first, after=after)
+        assert "errors" not in body, body
+        page = [item["operationId"] for item in body["data"]["asyncRequests"]]
+        pages.append(page)
+        if len(page) < first:
+            return pages
+        after = page[-1]
+
+
+def error_code(body: dict[str, Any]) -> str:
+    """The code of the first error."""
+    return str(body["errors"][0]["extensions"]["code"])
+
+
+async def test_paging_through_more_than_a_page(
+    settings: Settings, event_log: EventLog, js: JetStreamContext
+) -> None:
+    configured = dataclasses.replace(settings, jwt_secret=SECRET)
+    alice, bob = as_user(configured, "alice"), as_user(configured, "bob")
+    async with running(create_projector(configured)), serving_edge(configured) as edge:
+        queued = []
+        for n in range(OPERATIONS):
+            body = await call(edge, alice, SUBMIT)
+            queued.append(body["data"]["asyncQuery"]["operationId"])
+            if n % 50 == 0:
+                await call(edge, bob, SUBMIT)
+        # Every third ends, so a status filter has something to leave out.
+        done = set(queued[::3])
+        for operation_id in done:
+            await event_log.append(
+                OperationCompleted(
+                    operation_id=operation_id,
+                    tenant="acme",
+                    principal="alice",
+                    trace_id="t",
+                    response={"data": {}},
+                ),
+                msg_id=f"{operation_id}-done",
+            )
+
+        async def folded() -> bool | None:
+            views = await stored_views(js)
+            finished = sum(view.status == "SUCCESS" for view in views.values())
+            return True if len(views) == OPERATIONS + 5 and finished == len(done) else None
+
+        await eventually(folded, timeout_s=60, what="the projector folding everything")
+
+        pages = await every_page(edge, alice, first=100)
+        successes = await every_page(edge, alice, first=40, status="SUCCESS")
+        queued_only = await every_page(edge, alice, first=1000, status="QUEUED")
+        bobs = await every_page(edge, bob, first=2)
+        mismatched = await call(edge, alice, PAGE, status="QUEUED", first=5, after=queued[0])
+        unknown = await call(edge, alice, PAGE, first=5, after="not-an-operation")
+        not_hers = await call(edge, alice, PAGE, first=5, after=bobs[0][0])
+        last = await call(edge, alice, PAGE, first=5, after=queued[0])
+
+    newest_first = queued[::-1]
+    assert [len(page) for page in pages] == [100, 100, 30]
+    assert [item for page in pages for item in page] == newest_first
+    assert [len(page) for page in successes] == [40, 37]
+    assert [item for page in successes for item in page] == [
+        item for item in newest_first if item in done
+    ]
+    assert queued_only == [[item for item in newest_first if item not in done]]
+    assert [len(page) for page in bobs] == [2, 2, 1]
+    assert not {item for page in bobs for item in page} & set(queued)
+    assert error_code(mismatched) == "BAD_USER_INPUT", "the oldest one is done, not queued"
+    assert error_code(unknown) == "BAD_USER_INPUT"
+    assert error_code(not_hers) == "BAD_USER_INPUT"
+    assert last["data"]["asyncRequests"] == []
+
+
+async def test_a_lost_index_comes_back_from_the_stream(
+    settings: Settings, nc: NatsClient, js: JetStreamContext, kv: KeyValue
+) -> None:
+    async with running(create_projector(settings)), serving_edge(settings) as edge:
+        queued = []
+        for _ in range(12):
+            body = await call(edge, {}, SUBMIT)
+            queued.append(body["data"]["asyncQuery"]["operationId"])
+
+        async def folded() -> bool | None:
+            return True if len(await stored_views(js)) == len(queued) else None
+
+        await eventually(folded, what="the projector folding every request")
+        await js.purge_stream(f"KV_{LISTING_BUCKET}")
+        emptied = await every_page(edge, {}, first=5)
+        listing = Listing.over(nc)
+        try:
+            rebuilt = await rebuild_views(js, kv, listing)
+            again = await rebuild_views(js, kv, listing)  # indexes nothing twice
+        finally:
+            await listing.reads.close()
+        pages = await every_page(edge, {}, first=5)
+
+    assert emptied == [[]]
+    assert rebuilt == again == len(queued)
+    assert [item for page in pages for item in page] == queued[::-1]
