@@ -35,6 +35,7 @@ from contracts.lifecycle import evolve
 from contracts.names import VIEW_BUCKET, principal_view_keys, view_key
 from contracts.view import encode_view
 from services.common.identity import ANONYMOUS
+from services.common.listing import Listing
 from services.common.views import list_views
 
 RAW_STREAM: Final = "BENCH_RAW_PUBLISH"
@@ -273,29 +274,42 @@ def _finished_view(operation_id: str, sequence: int) -> bytes:
     return encode_view(evolve(view, completed, sequence + 2))
 
 
+# Operations indexed and stored at once while seeding the listing.
+SEED_CHUNK = 500
+
+
 async def listing(
     stack: AsyncgateStack, clients: list[httpx.AsyncClient], sizes: Sizes
 ) -> dict[str, Any]:
     """asyncRequests(first: 100) for a user with ``sizes.history`` retained operations.
 
     The missing ones are written straight into the view bucket as the projector would write
-    them (the fold of requested, started, completed): seeding through the services would cost
-    minutes, and a listing reads only the views.
+    them (the fold of requested, started, completed) and indexed for listing as the edge
+    indexes a submit: seeding through the services would cost minutes, and a listing reads only
+    the index and the views.
     """
     nc = await nats.connect(stack.server.url, name="asyncgate-bench-seed")
     try:
         js = nc.jetstream()
+        index = Listing.over(nc)
         keys = principal_view_keys(ANONYMOUS.tenant, ANONYMOUS.user)
         existing = len(await list_views(js, keys))
-        futures = []
-        for index in range(max(0, sizes.history - existing)):
-            operation_id = str(uuid.uuid4())
-            subject = (
-                f"$KV.{VIEW_BUCKET}.{view_key(ANONYMOUS.tenant, ANONYMOUS.user, operation_id)}"
+        seeded = [str(uuid.uuid4()) for _ in range(max(0, sizes.history - existing))]
+        for start in range(0, len(seeded), SEED_CHUNK):
+            chunk = seeded[start : start + SEED_CHUNK]
+            await asyncio.gather(
+                *(index.record(ANONYMOUS.tenant, ANONYMOUS.user, op) for op in chunk)
             )
-            futures.append(await js.publish_async(subject, _finished_view(operation_id, index)))
-        await asyncio.gather(*futures)
+            futures = [
+                await js.publish_async(
+                    f"$KV.{VIEW_BUCKET}.{view_key(ANONYMOUS.tenant, ANONYMOUS.user, op)}",
+                    _finished_view(op, start + n),
+                )
+                for n, op in enumerate(chunk)
+            ]
+            await asyncio.gather(*futures)
         retained = len(await list_views(js, keys))
+        await index.reads.close()
     finally:
         await nc.close()
     latencies: list[float] = []
