@@ -12,17 +12,13 @@ executors race on it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
-import itertools
 import json
 from dataclasses import dataclass, field
 from typing import Final
 
 import nats.errors
 from nats.aio.client import Client as NatsClient
-from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 from nats.js.errors import APIError, NotFoundError
 
@@ -40,6 +36,7 @@ from contracts.lifecycle import evolve
 from contracts.names import STREAM, event_subject, operation_subjects
 from contracts.view import OperationView
 from services.common.poison import admit
+from services.common.reply_inbox import ReplyInbox
 
 # A stored event is acknowledged (and a read answered) within this, or the caller retries.
 REQUEST_TIMEOUT_S: Final = 5.0
@@ -121,10 +118,10 @@ class EventLog:
     nc: NatsClient
     js: JetStreamContext
     stream: str = STREAM
-    _replies: dict[str, asyncio.Queue[Msg]] = field(default_factory=dict)
-    _inbox: str = ""
-    _subscription: Subscription | None = None
-    _tokens: itertools.count[int] = field(default_factory=itertools.count)
+    inbox: ReplyInbox = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.inbox = ReplyInbox(self.nc)
 
     async def facts(
         self, tenant: str, operation_id: str, *, with_first_start: bool = False
@@ -192,16 +189,12 @@ class EventLog:
 
     async def _batch_get(self, request: dict[str, object]) -> list[tuple[int, str, bytes]]:
         """Send one batched direct get; collect its messages until the end-of-batch status."""
-        inbox = await self._reply_inbox()
-        token = str(next(self._tokens))
-        replies: asyncio.Queue[Msg] = asyncio.Queue()
-        self._replies[token] = replies
         messages: list[tuple[int, str, bytes]] = []
-        try:
+        async with self.inbox.route() as (reply_subject, replies):
             await self.nc.publish(
                 f"$JS.API.DIRECT.GET.{self.stream}",
                 json.dumps(request).encode(),
-                reply=f"{inbox}.{token}",
+                reply=reply_subject,
             )
             async with asyncio.timeout(REQUEST_TIMEOUT_S):
                 while len(messages) <= MAX_BATCH:
@@ -218,27 +211,8 @@ class EventLog:
                         raise nats.errors.NoRespondersError
                     else:
                         raise APIError(code=int(status), description=headers.get("Description"))
-        finally:
-            del self._replies[token]
         raise APIError(description=f"more than {MAX_BATCH} messages for {request}")
-
-    async def _reply_inbox(self) -> str:
-        # One wildcard subscription serves every batch of this log, instead of a subscribe and
-        # an unsubscribe per read; nats-py restores it after a reconnect.
-        if self._subscription is None:
-            self._inbox = self.nc.new_inbox()
-            self._subscription = await self.nc.subscribe(f"{self._inbox}.*", cb=self._route)
-        return self._inbox
-
-    async def _route(self, msg: Msg) -> None:
-        replies = self._replies.get(msg.subject.rsplit(".", 1)[-1])
-        if replies is not None:
-            replies.put_nowait(msg)
 
     async def close(self) -> None:
         """Drop the reply subscription (the connection itself belongs to the caller)."""
-        if self._subscription is not None:
-            subscription, self._subscription = self._subscription, None
-            # A closed connection has nothing left to drop.
-            with contextlib.suppress(nats.errors.Error):
-                await subscription.unsubscribe()
+        await self.inbox.close()

@@ -17,15 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import json
 from dataclasses import dataclass, field
 from typing import Final
 
-import nats.errors
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 from nats.js.errors import APIError
 
@@ -36,6 +33,7 @@ from contracts.names import (
     listing_entry_key,
     listing_position_key,
 )
+from services.common.reply_inbox import ReplyInbox
 
 # Each read is answered within this, or the caller retries.
 REQUEST_TIMEOUT_S: Final = 5.0
@@ -59,59 +57,38 @@ def _stored(reply: Msg) -> bytes | None:
 class DirectReads:
     """Many direct gets at once over one reply subscription.
 
-    A page makes a hundred or more reads at once. nats-py's ``request`` costs each one a future
-    wrapped in ``wait_for``: measured here, 100 gathered requests took 40 ms on a loaded 2-core
-    machine; publishing them all and routing the replies by token to plain futures, under one
-    deadline, took half that. The replies come without headers (``no_hdr``): nats-py spent
-    ~85 us parsing the headers of each one, more than everything else a page costs.
+    A page makes a hundred or more reads at once: published together, their replies routed by
+    token (services/common/reply_inbox.py) under one deadline. The replies come without headers
+    (``no_hdr``): nats-py spent ~85 us parsing the headers of each one, more than everything else
+    a page costs.
     """
 
     nc: NatsClient
-    _waiting: dict[str, asyncio.Future[Msg]] = field(default_factory=dict)
-    _inbox: str = ""
-    _subscription: Subscription | None = None
-    _tokens: itertools.count[int] = field(default_factory=itertools.count)
+    inbox: ReplyInbox = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.inbox = ReplyInbox(self.nc)
 
     async def last(self, stream: str, subjects: list[str]) -> list[bytes | None]:
         """The data of the newest message of each subject of ``stream`` (None where none).
 
         ``subjects`` must be literal subjects of safe tokens (they are written into JSON as is).
         """
-        inbox = await self._reply_inbox()
-        loop = asyncio.get_running_loop()
-        tokens = [str(next(self._tokens)) for _ in subjects]
-        futures = [loop.create_future() for _ in subjects]
-        self._waiting.update(zip(tokens, futures, strict=True))
-        try:
+        async with contextlib.AsyncExitStack() as routes:
+            queues = []
             api = f"$JS.API.DIRECT.GET.{stream}"
-            for token, subject in zip(tokens, subjects, strict=True):
+            for subject in subjects:
+                reply_subject, replies = await routes.enter_async_context(self.inbox.route())
+                queues.append(replies)
                 request = f'{{"last_by_subj":"{subject}","no_hdr":true}}'.encode()
-                await self.nc.publish(api, request, reply=f"{inbox}.{token}")
+                await self.nc.publish(api, request, reply=reply_subject)
             async with asyncio.timeout(REQUEST_TIMEOUT_S):
-                replies = await asyncio.gather(*futures)
-        finally:
-            for token in tokens:
-                self._waiting.pop(token, None)
-        return [_stored(reply) for reply in replies]
-
-    async def _reply_inbox(self) -> str:
-        # One wildcard subscription for every read; nats-py restores it after a reconnect.
-        if self._subscription is None:
-            self._inbox = self.nc.new_inbox()
-            self._subscription = await self.nc.subscribe(f"{self._inbox}.*", cb=self._route)
-        return self._inbox
-
-    async def _route(self, msg: Msg) -> None:
-        future = self._waiting.pop(msg.subject.rsplit(".", 1)[-1], None)
-        if future is not None and not future.done():
-            future.set_result(msg)
+                replies_in_order = await asyncio.gather(*(queue.get() for queue in queues))
+        return [_stored(reply) for reply in replies_in_order]
 
     async def close(self) -> None:
         """Drop the reply subscription (the connection belongs to the caller)."""
-        if self._subscription is not None:
-            subscription, self._subscription = self._subscription, None
-            with contextlib.suppress(nats.errors.Error):
-                await subscription.unsubscribe()
+        await self.inbox.close()
 
 
 @dataclass(frozen=True)

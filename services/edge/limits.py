@@ -90,4 +90,9 @@ class Limiter:
                 ended=found.terminal is not None,
             )
         }
-        return bool(ended) and await forget(self.state, key, ended)
+        if not ended:
+            return False
+        # Decide again even if another writer (the projector releasing the same operation) took
+        # them off first: either way they no longer count.
+        await forget(self.state, key, ended)
+        return True
