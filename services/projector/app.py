@@ -25,9 +25,8 @@ from services.common.runtime import (
     exit_process,
 )
 from services.common.settings import Settings
-from services.common.views import request_lookup
 from services.projector.handlers import SERVICE, Projection
-from services.projector.view_writer import ViewWriter
+from services.projector.view_writer import ViewWriter, request_lookup
 
 log = logging.getLogger("asyncgate.projector")
 

@@ -8,6 +8,7 @@ wrote, the key expired) falls back to reading the key.
 """
 
 import collections
+from collections.abc import Awaitable, Callable
 from typing import Final
 
 from nats.js.errors import KeyWrongLastSequenceError
@@ -16,7 +17,30 @@ from nats.js.kv import KeyValue
 from contracts.events import OperationEvent, OperationRequested
 from contracts.lifecycle import evolve
 from contracts.view import OperationView, encode_view
-from services.common.views import MAX_CAS_ATTEMPTS, RequestLookup, ViewConflictError, read_view
+from services.common.event_log import EventLog
+from services.common.views import read_view
+
+# Compare-and-set conflicts only happen while another writer touches the same key; a handful of
+# retries always suffices in practice, and past it the event is handed back to be redelivered.
+MAX_CAS_ATTEMPTS: Final = 20
+
+
+class ViewConflictError(RuntimeError):
+    """The view kept changing under us; the event should be redelivered."""
+
+
+RequestLookup = Callable[[OperationEvent], Awaitable[tuple[int, OperationEvent] | None]]
+
+
+def request_lookup(events: EventLog) -> RequestLookup:
+    """Finds an operation's OperationRequested in the stream (with its sequence)."""
+
+    async def lookup(event: OperationEvent) -> tuple[int, OperationEvent] | None:
+        facts = await events.facts(event.tenant, event.operation_id)
+        return facts.requested
+
+    return lookup
+
 
 # Views of unfinished operations kept in memory; a finished view is not kept (few events come
 # after the end, and its result can be large).

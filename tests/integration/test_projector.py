@@ -25,9 +25,9 @@ from contracts.names import view_key
 from contracts.view import OperationView, TaskStatus
 from services.common.event_log import EventLog
 from services.common.settings import Settings
-from services.common.views import apply_event, request_lookup
 from services.projector.app import create_app as create_projector
 from services.projector.replay import rebuild_views, replay_views
+from services.projector.view_writer import ViewWriter, request_lookup
 from tests.stack import dead_letters, eventually, running, stored_events, stored_views
 
 pytestmark = pytest.mark.nats
@@ -71,6 +71,15 @@ def keyed(views: dict[str, OperationView]) -> dict[str, OperationView]:
     return {view_key(v.tenant, v.principal, v.operation_id): v for v in views.values()}
 
 
+async def fold_one(writer: ViewWriter, event: OperationEvent, sequence: int) -> OperationView:
+    """Fold one delivered event with the projector's writer; the view it stored."""
+    view = await writer.apply(
+        view_key(event.tenant, event.principal, event.operation_id), [(sequence, event)]
+    )
+    assert view is not None
+    return view
+
+
 async def test_duplicate_redelivered_and_out_of_order_events_leave_the_same_view(
     js: JetStreamContext, kv: KeyValue, event_log: EventLog
 ) -> None:
@@ -79,10 +88,12 @@ async def test_duplicate_redelivered_and_out_of_order_events_leave_the_same_view
     stored = await stored_events(js)
     in_order = keyed(fold(stored))
 
-    # Apply them the wrong way round, each one twice (a redelivery), into the real bucket.
+    # Apply them the wrong way round, each one twice (a redelivery), into the real bucket, by
+    # two writers in turn, as two projector replicas would (each remembering what it wrote).
     shuffled = list(reversed(stored)) + random.Random(7).sample(stored, len(stored))
-    for sequence, event in shuffled:
-        await apply_event(kv, event, sequence)
+    replicas = [ViewWriter(kv), ViewWriter(kv)]
+    for n, (sequence, event) in enumerate(shuffled):
+        await fold_one(replicas[n % 2], event, sequence)
 
     assert await stored_views(js) == in_order
     [view] = in_order.values()
@@ -97,8 +108,9 @@ async def test_a_late_started_event_never_moves_a_finished_operation_back(
 ) -> None:
     requested, started, _, completed = lifecycle("op-2")
     await publish_all(event_log, [requested, completed, started])
+    writer = ViewWriter(kv)
     for sequence, event in await stored_events(js):
-        await apply_event(kv, event, sequence)
+        await fold_one(writer, event, sequence)
 
     [view] = (await stored_views(js)).values()
     assert view.status is TaskStatus.SUCCESS
@@ -208,7 +220,7 @@ async def test_a_view_is_never_stored_without_its_request(
     [_, (started_sequence, _)] = await stored_events(js)
 
     # A replica folds the start before anyone has folded the request.
-    view = await apply_event(kv, started, started_sequence, request_lookup(event_log))
+    view = await fold_one(ViewWriter(kv, request_lookup(event_log)), started, started_sequence)
 
     assert view.action == "place_order"
     assert view.created_at == T0
