@@ -4,18 +4,17 @@ The projector writes views (services/projector/view_writer.py); the edge, its li
 subscription hub read them.
 """
 
-import asyncio
 from typing import Final
 
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import DeliverPolicy
 from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
 from contracts.names import VIEW_BUCKET
 from contracts.view import OperationView, decode_view
 from services.common.jetstream import stored_at
+from services.common.stream_reads import read_stream
 
 
 async def read_view(kv: KeyValue, key: str) -> tuple[OperationView | None, int | None]:
@@ -31,8 +30,6 @@ async def read_view(kv: KeyValue, key: str) -> tuple[OperationView | None, int |
 
 
 _REMOVED: Final = frozenset({"DEL", "PURGE"})
-# A listing's consumer is gone as soon as it is read; let the server drop it quickly.
-LISTING_INACTIVE_THRESHOLD_S: Final = 5.0
 LISTING_READ_TIMEOUT_S: Final = 5.0
 
 
@@ -51,51 +48,19 @@ async def read_bucket(
 ) -> dict[str, tuple[bytes | None, int]]:
     """(value, revision) of every key of ``bucket`` (the views unless told) matching
     ``key_filter``; None for a key whose newest revision is a delete or purge marker (it still
-    has a revision to compare-and-set against).
-
-    One ordered consumer, last value per key. The end is told by the server's own counts (what
-    it has delivered plus what is pending when asked), not by nats-py's watcher, whose "initial
-    values done" marker can come before values already delivered: under load it ended
-    listings empty. ``within_s`` bounds the whole read (None: only each message's wait).
-    """
+    has a revision to compare-and-set against). ``within_s`` bounds the whole read."""
     latest: dict[str, tuple[bytes | None, int]] = {}
     prefix = f"$KV.{bucket}."
     prefix_length = len(prefix)
-    received = 0
-    everything = asyncio.get_running_loop().create_future()
-    expected: int | None = None
 
-    async def on_message(msg: Msg) -> None:
-        # A callback, not next_msg(): nats-py's next_msg costs a task, a uuid and a wait_for
-        # per message, and a whole bucket can be read.
-        nonlocal received
-        received += 1
+    def keep(msg: Msg) -> None:
         removed = msg.headers is not None and msg.headers.get("KV-Operation") in _REMOVED
         sequence, _ = stored_at(msg.reply)
         key = msg.subject[prefix_length:]
         if key not in latest or latest[key][1] < sequence:
             latest[key] = (None if removed else msg.data, sequence)
-        if received == expected and not everything.done():
-            everything.set_result(None)
 
-    subscription = await js.subscribe(
-        prefix + key_filter,
-        stream=f"KV_{bucket}",
-        ordered_consumer=True,
-        deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
-        inactive_threshold=LISTING_INACTIVE_THRESHOLD_S,
-        cb=on_message,
+    await read_stream(
+        js, f"KV_{bucket}", prefix + key_filter, keep, last_per_subject=True, within_s=within_s
     )
-    try:
-        info = await subscription.consumer_info()
-        delivered = info.delivered.consumer_seq if info.delivered is not None else 0
-        expected = (info.num_pending or 0) + (delivered or 0)
-        async with asyncio.timeout(within_s):
-            while received < expected:
-                seen = received
-                await asyncio.wait([everything], timeout=LISTING_READ_TIMEOUT_S)
-                if received == seen < expected:
-                    raise TimeoutError(f"{bucket}: nothing for {LISTING_READ_TIMEOUT_S:g} s")
-    finally:
-        await subscription.unsubscribe()
     return latest

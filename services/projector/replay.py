@@ -8,7 +8,6 @@ differs, each write a compare-and-set on the revision it compared against, so a 
 newer events meanwhile is never overwritten with an older view.
 """
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -18,7 +17,6 @@ from typing import Final
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import DeliverPolicy
 from nats.js.errors import NotFoundError
 
 from contracts.lifecycle import evolve
@@ -29,12 +27,12 @@ from services.common.event_log import WRONG_LAST_SEQUENCE
 from services.common.jetstream import stored_at
 from services.common.listing import Listing
 from services.common.poison import Unusable, admit
+from services.common.stream_reads import read_stream
 from services.common.views import read_bucket
 from services.projector.compare import Difference, StoredViews, compare
 
 log = logging.getLogger(__name__)
 
-REPLAY_READ_TIMEOUT_S: Final = 10.0
 # Writes in flight at once while rebuilding (nats-py allows 4,000 unacknowledged at most).
 WRITE_WINDOW: Final = 2000
 # A view whose newest event is older than the bucket's TTL less this has expired, or is about
@@ -82,28 +80,10 @@ async def replay_stream(js: JetStreamContext, progress: Progress = _no_progress)
         info = await js.stream_info(STREAM)
     except NotFoundError:
         return Replay()
-    replay = Replay(last_sequence=info.state.last_seq)
-    if info.state.messages == 0:
-        return replay
-    folding = _Folding(replay, progress)
-    # A callback, not next_msg(): nats-py's next_msg costs a task, a uuid and a wait_for per
-    # message, more than the fold itself.
-    subscription = await js.subscribe(
-        ALL_EVENTS,
-        stream=STREAM,
-        ordered_consumer=True,
-        deliver_policy=DeliverPolicy.ALL,
-        cb=folding.on_message,
-    )
-    try:
-        while not folding.done.done():
-            seen = replay.events
-            await asyncio.wait([folding.done], timeout=REPLAY_READ_TIMEOUT_S)
-            if replay.events == seen and not folding.done.done():
-                raise TimeoutError(f"replay: no event for {REPLAY_READ_TIMEOUT_S:g} s")
-        folding.done.result()
-    finally:
-        await subscription.unsubscribe()
+    replay = Replay()
+    if info.state.messages > 0:
+        await read_stream(js, STREAM, ALL_EVENTS, _Folding(replay, progress))
+        progress(replay.events % _PROGRESS_EVERY)
     return replay
 
 
@@ -111,26 +91,18 @@ async def replay_stream(js: JetStreamContext, progress: Progress = _no_progress)
 _PROGRESS_EVERY: Final = 1000
 
 
+@dataclass(frozen=True)
 class _Folding:
-    """Folds each message the replay's subscription delivers; ``done`` once the last is in."""
+    """Folds each message the replay reads into its view."""
 
-    def __init__(self, replay: Replay, progress: Progress) -> None:
-        self.replay = replay
-        self.progress = progress
-        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    replay: Replay
+    progress: Progress
 
-    async def on_message(self, msg: Msg) -> None:
-        if self.done.done():
-            return
-        try:
-            self._fold(msg)
-        except Exception as error:  # ends the replay with it instead of nats-py swallowing it
-            self.done.set_exception(error)
-
-    def _fold(self, msg: Msg) -> None:
+    def __call__(self, msg: Msg) -> None:
         replay = self.replay
         sequence, stored = stored_at(msg.reply)
         replay.events += 1
+        replay.last_sequence = max(replay.last_sequence, sequence)
         event = admit(msg.subject, msg.data)
         if isinstance(event, Unusable):
             replay.skipped += 1
@@ -143,9 +115,6 @@ class _Folding:
             replay.newest[key] = stored
         if replay.events % _PROGRESS_EVERY == 0:
             self.progress(_PROGRESS_EVERY)
-        if sequence >= replay.last_sequence:
-            self.progress(replay.events % _PROGRESS_EVERY)
-            self.done.set_result(None)
 
 
 async def replay_views(js: JetStreamContext) -> dict[str, OperationView]:
