@@ -13,6 +13,7 @@ from contracts.names import (
     UnsafeTokenError,
     encode_id,
     operation_subjects,
+    parse_event_subject,
     require_id_token,
 )
 from contracts.view import OperationView, TaskStatus, decode_view
@@ -71,6 +72,8 @@ class TimelineEntry(msgspec.Struct, frozen=True, kw_only=True):
     sequence: int
     stored_at: datetime
     type: str
+    tenant: str | None = None
+    operation_id: str | None = None
     occurred_at: datetime | None = None
     attempt: int | None = None
     worker: str | None = None
@@ -82,15 +85,23 @@ def timeline_entry(msg: Msg) -> TimelineEntry:
     """The timeline's row for one stored message (an unusable one says why)."""
     metadata = msg.metadata
     sequence, stored_at = metadata.sequence.stream, metadata.timestamp
+    tenant, operation_id, _ = parse_event_subject(msg.subject) or (None, None, None)
     event = admit(msg.subject, msg.data)
     if isinstance(event, Unusable):
         return TimelineEntry(
-            sequence=sequence, stored_at=stored_at, type="unusable", error=event.reason
+            sequence=sequence,
+            stored_at=stored_at,
+            type="unusable",
+            tenant=tenant,
+            operation_id=operation_id,
+            error=event.reason,
         )
     return TimelineEntry(
         sequence=sequence,
         stored_at=stored_at,
         type=event_type(event),
+        tenant=event.tenant,
+        operation_id=event.operation_id,
         occurred_at=event.occurred_at,
         attempt=event.attempt if isinstance(event, OperationStarted) else None,
         worker=event.worker if isinstance(event, OperationStarted) else None,
