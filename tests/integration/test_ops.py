@@ -12,23 +12,32 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import nats
 import pytest
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 from typer.testing import CliRunner, Result
 
+from contracts.dead_letters import SEQUENCE_HEADER, SIZE_HEADER, STREAM_HEADER, SUBJECT_HEADER
 from contracts.events import OperationRequested
-from contracts.names import VIEW_BUCKET, view_key
+from contracts.names import STREAM, VIEW_BUCKET, view_key
 from contracts.view import OperationView, TaskStatus, decode_view, encode_view
 from services.common.event_log import EventLog
 from services.common.identity import ANONYMOUS
+from services.common.jetstream import connect
 from services.common.nats_server import free_port, record_nats_url
 from services.common.settings import Settings
 from services.executor.app import create_app as create_executor
 from services.ops.app import app
 from services.projector.app import create_app as create_projector
 from services.provision import provision_nats
+from tests.integration.test_nats_permissions import (  # noqa: F401 (secured_nats: a fixture)
+    PASSWORDS,
+    SecuredNats,
+    secured_nats,
+)
+from tests.integration.test_projector import lifecycle
 from tests.seed_requests import ASYNC_QUERY
 from tests.stack import eventually, graphql, running, serving_edge, stored_views
 from tests.support.processes import REPO_ROOT
@@ -37,9 +46,12 @@ pytestmark = [pytest.mark.nats, pytest.mark.e2e]
 
 
 async def ops(settings: Settings, *arguments: str) -> Result:
-    """``asyncgate ops ARGUMENTS`` in-process, pointed at the test's NATS."""
+    """``asyncgate ops ARGUMENTS`` in-process, pointed at the test's NATS (with its login)."""
     runner = CliRunner()
     env = {"ASYNCGATE_NATS_URL": settings.nats_url}
+    if settings.nats_user:
+        env |= {"ASYNCGATE_NATS_USER": settings.nats_user}
+        env |= {"ASYNCGATE_NATS_PASSWORD": settings.nats_password}
     return await asyncio.to_thread(runner.invoke, app, list(arguments), env=env)
 
 
@@ -253,3 +265,56 @@ async def test_ops_finds_the_nats_that_asyncgate_up_recorded(
 
     assert found.returncode == 0, found.stderr
     assert json.loads(found.stdout) == []
+
+
+async def test_the_ops_user_may_do_everything_ops_does(
+    secured_nats: SecuredNats,  # noqa: F811 (the fixture imported above, asked for by name)
+) -> None:
+    operator = Settings(nats_url=secured_nats.url, nats_user="ops", nats_password=PASSWORDS["ops"])
+    nc = await connect(operator, "asyncgate-test-ops")
+    projector = await nats.connect(
+        secured_nats.url, user="projector", password=PASSWORDS["projector"]
+    )
+    try:
+        # Events stored as a service would (the ops user may store on any event subject).
+        event_log = EventLog(nc, nc.jetstream())
+        for event in lifecycle("op-1"):
+            await event_log.append(event, msg_id=event.event_id)
+        await event_log.close()
+        rebuilt = await ops(operator, "replay")
+        verified = await ops(operator, "replay", "--verify")
+        listed = await ops_json(operator, "list")
+        shown = await ops_json(operator, "show", "op-1")
+        # A dead letter as the projector stores one, for the request.
+        await projector.jetstream().publish(
+            "ops.deadletter.projector",
+            b"{}",
+            headers={
+                STREAM_HEADER: STREAM,
+                SEQUENCE_HEADER: str(shown["timeline"][0]["sequence"]),
+                SUBJECT_HEADER: "ops.events.t1.op-1.requested",
+                SIZE_HEADER: "2",
+            },
+        )
+        [letter] = await ops_json(operator, "dead-letters", "list")
+        requeued = await ops(operator, "dead-letters", "requeue", str(letter["sequence"]))
+        purged = await ops(operator, "dead-letters", "purge", "--all")
+    finally:
+        await projector.close()
+        await nc.close()
+
+    assert rebuilt.exit_code == 0, rebuilt.output
+    assert "1 written, 0 removed, 0 left to a projector that wrote them meanwhile, 1 added" in (
+        rebuilt.stdout
+    )
+    assert verified.exit_code == 0, verified.output
+    assert [view["operation_id"] for view in listed] == ["op-1"]
+    assert [entry["type"] for entry in shown["timeline"]] == [
+        "requested",
+        "started",
+        "started",
+        "completed",
+    ]
+    assert requeued.exit_code == 0, requeued.output
+    assert purged.exit_code == 0, purged.output
+    assert "Violation" not in secured_nats.log.read_text()
