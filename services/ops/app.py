@@ -228,6 +228,19 @@ def replay_command(
         _rebuild(json_output)
 
 
+def _summary(verified: Verified, started: float, **done: int) -> ReplaySummary:
+    """What a replay read and found, and (``done``) what it then did."""
+    replay = verified.replay
+    return ReplaySummary(
+        events=replay.events,
+        skipped=replay.skipped,
+        views=len(replay.views),
+        seconds=round(time.perf_counter() - started, 3),
+        differences=verified.differences,
+        **done,
+    )
+
+
 def _verify(json_output: bool) -> None:
     started = time.perf_counter()
     with render.progress_bar() as progress:
@@ -238,15 +251,8 @@ def _verify(json_output: bool) -> None:
             return await verify(js, render.advancing(progress, reading))
 
         verified = _run(compare)
-    replay, differences = verified.replay, verified.differences
-    summary = ReplaySummary(
-        events=replay.events,
-        skipped=replay.skipped,
-        views=len(replay.views),
-        seconds=round(time.perf_counter() - started, 3),
-        in_flight=verified.in_flight,
-        differences=differences,
-    )
+    differences = verified.differences
+    summary = _summary(verified, started, in_flight=verified.in_flight)
     if json_output:
         render.emit_json(summary)
     else:
@@ -281,13 +287,9 @@ def _rebuild(json_output: bool) -> None:
                 await listing.reads.close()
 
         rebuilt = _run(write)
-    replay = rebuilt.verified.replay
-    summary = ReplaySummary(
-        events=replay.events,
-        skipped=replay.skipped,
-        views=len(replay.views),
-        seconds=round(time.perf_counter() - started, 3),
-        differences=rebuilt.verified.differences,
+    summary = _summary(
+        rebuilt.verified,
+        started,
         written=rebuilt.written,
         removed=rebuilt.removed,
         overtaken=rebuilt.overtaken,
