@@ -37,6 +37,7 @@ from contracts.names import STREAM, event_subject, operation_subjects
 from contracts.view import OperationView
 from services.common.poison import admit
 from services.common.reply_inbox import ReplyInbox
+from services.common.tracing import add_traceparent
 
 # A stored event is acknowledged (and a read answered) within this, or the caller retries.
 REQUEST_TIMEOUT_S: Final = 5.0
@@ -151,6 +152,7 @@ class EventLog:
         ``msg_id`` makes an unguarded retry of the same fact a no-op inside the dedup window.
         """
         headers = {"Nats-Msg-Id": msg_id}
+        add_traceparent(headers)
         if after is not None:
             headers["Nats-Expected-Last-Subject-Sequence"] = str(after)
             headers["Nats-Expected-Last-Subject-Sequence-Subject"] = operation_subjects(

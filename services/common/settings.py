@@ -117,6 +117,10 @@ class Settings:
     nats_tls_key_file: Path | None = _setting("ASYNCGATE_NATS_TLS_KEY_FILE", None, _optional_path)
     actions_file: Path | None = _setting("ASYNCGATE_ACTIONS_FILE", None, _optional_path)
     demo_handler_port: int = _setting("ASYNCGATE_DEMO_HANDLER_PORT", 8001, int)
+    # Prometheus /metrics of the services without HTTP of their own (the edge serves it on its
+    # HTTP port); 0: not served. Replicas on one host need a port each.
+    executor_metrics_port: int = _setting("ASYNCGATE_EXECUTOR_METRICS_PORT", 0, _non_negative_int)
+    projector_metrics_port: int = _setting("ASYNCGATE_PROJECTOR_METRICS_PORT", 0, _non_negative_int)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":

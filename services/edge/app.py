@@ -1,7 +1,7 @@
 """The edge's composition root: a Starlette app whose lifespan holds the NATS connection.
 
 Routes: /graphql (GraphiQL in a browser, GraphQL over HTTP), /healthz (the process is alive),
-/readyz (NATS is connected and the stream and view bucket exist).
+/readyz (NATS is connected and the stream and view bucket exist), /metrics (Prometheus).
 """
 
 import json
@@ -28,9 +28,11 @@ from services.common.documents import DocumentCache
 from services.common.identity import ANONYMOUS, UNAUTHENTICATED
 from services.common.jetstream import connected_within
 from services.common.layout import NotProvisionedError, is_ready
+from services.common.metrics import EdgeMetrics, exposition
 from services.common.runtime import exit_process, freeze_startup_objects
 from services.common.settings import Settings
 from services.common.target import load_schema
+from services.common.tracing import TRACEPARENT, Tracing, valid_traceparent
 from services.edge.actions import add_actions
 from services.edge.auth import AuthenticationError, Authenticator, check_exposure
 from services.edge.connection import EdgeConnection
@@ -78,8 +80,12 @@ class EdgeGraphQL(GraphQL[EdgeContext, None]):
         connection: EdgeConnection,
         authenticator: Authenticator,
         shape: ShapeLimits,
+        tracing: Tracing,
+        metrics: EdgeMetrics,
     ) -> None:
         super().__init__(schema)
+        self._tracing = tracing
+        self._metrics = metrics
         self._authenticator = authenticator
         self._shape = shape
         self._target = target
@@ -164,6 +170,9 @@ class EdgeGraphQL(GraphQL[EdgeContext, None]):
             client_headers=request.headers,
             target=self._target,
             retention=self._retention,
+            tracing=self._tracing,
+            metrics=self._metrics,
+            traceparent=valid_traceparent(request.headers.get(TRACEPARENT)),
             nats_connected=await connected_within(nc, RECONNECT_GRACE_S),
         )
 
@@ -190,6 +199,8 @@ def create_app(
     if settings.actions_file is not None:
         add_actions(schema, load_actions(settings.actions_file))
     connection = EdgeConnection()
+    tracing = Tracing.from_env("edge")
+    metrics = EdgeMetrics()
     graphql_app = EdgeGraphQL(
         schema,
         target=target,
@@ -197,6 +208,8 @@ def create_app(
         connection=connection,
         authenticator=authenticator,
         shape=shape,
+        tracing=tracing,
+        metrics=metrics,
     )
 
     @asynccontextmanager
@@ -210,7 +223,10 @@ def create_app(
         try:
             yield
         finally:
-            await connection.close()
+            try:
+                await connection.close()
+            finally:
+                await tracing.shutdown()
 
     async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "alive"})
@@ -222,6 +238,10 @@ def create_app(
         if not await is_ready(js):
             return JSONResponse({"status": "not ready", "reason": "stream or bucket missing"}, 503)
         return JSONResponse({"status": "ready"})
+
+    async def prometheus(_: Request) -> Response:
+        body, content_type = exposition(metrics.registry)
+        return Response(body, headers={"Content-Type": content_type})
 
     async def home(_: Request) -> Response:
         return RedirectResponse("/graphql")
@@ -237,6 +257,7 @@ def create_app(
             Route("/", home),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
+            Route("/metrics", prometheus),
             Route("/graphql", graphql_app, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql_app),
         ],
