@@ -88,7 +88,7 @@ def _event_headers(tag: str) -> dict[str, Any]:
     """The headers schema of one event type: its CloudEvents attributes and the message id."""
     return {
         "type": "object",
-        "description": "CloudEvents 1.0 attributes (binary content mode) and JetStream's message id.",
+        "description": "CloudEvents 1.0 attributes (binary content mode), JetStream's message id.",
         "required": [
             SPEC_VERSION_HEADER,
             ID_HEADER,
@@ -185,9 +185,7 @@ def _channel_id(tag: str) -> str:
 
 def generated_document() -> dict[str, Any]:
     """The AsyncAPI 3.0 document, as plain data."""
-    _, event_schemas = msgspec.json.schema_components(
-        EVENT_TYPES, ref_template=_SCHEMAS + "{name}"
-    )
+    _, event_schemas = msgspec.json.schema_components(EVENT_TYPES, ref_template=_SCHEMAS + "{name}")
     schemas: dict[str, Any] = dict(event_schemas)
     channels: dict[str, Any] = {}
     operations: dict[str, Any] = {}

@@ -53,8 +53,8 @@ def service_publish_subjects() -> set[str]:
     subjects: set[str] = set()
     for block in re.findall(r"publish = \[(.*?)\n    \]", text, flags=re.DOTALL):
         for line in block.splitlines():
-            line = line.split("#", 1)[0]
-            subjects |= {s for s in re.findall(r'"([^"]*)"', line) if not s.startswith("$")}
+            code = line.split("#", 1)[0]
+            subjects |= {s for s in re.findall(r'"([^"]*)"', code) if not s.startswith("$")}
     return subjects
 
 
@@ -70,7 +70,9 @@ def matches(subject: str, pattern: str) -> bool:
         return len(tokens) >= len(wanted) and all(
             w in ("*", t) for t, w in zip(tokens, wanted[:-1], strict=False)
         )
-    return len(tokens) == len(wanted) and all(w in ("*", t) for t, w in zip(tokens, wanted))
+    return len(tokens) == len(wanted) and all(
+        w in ("*", t) for t, w in zip(tokens, wanted, strict=True)
+    )
 
 
 def test_the_checked_in_document_is_what_the_types_generate() -> None:

@@ -6,6 +6,7 @@ import pytest
 
 from contracts.cloudevents import cloudevent_headers
 from contracts.events import (
+    Correlation,
     OperationCompleted,
     OperationEvent,
     OperationFailed,
@@ -15,7 +16,12 @@ from contracts.events import (
     encode_event,
 )
 
-ENVELOPE = {"operation_id": "op-7", "tenant": "acme", "principal": "alice", "trace_id": "tr"}
+ENVELOPE: Correlation = {
+    "operation_id": "op-7",
+    "tenant": "acme",
+    "principal": "alice",
+    "trace_id": "tr",
+}
 AT = datetime(2026, 3, 4, 5, 6, 7, 891000, tzinfo=UTC)
 
 EVENTS: list[tuple[OperationEvent, str, str]] = [
