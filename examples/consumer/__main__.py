@@ -20,7 +20,7 @@ def main() -> int:
         servers=[server.strip() for server in url.split(",") if server.strip()],
         user=os.environ.get("ASYNCGATE_NATS_USER", ""),
         password=os.environ.get("ASYNCGATE_NATS_PASSWORD", ""),
-        durable=os.environ.get("ASYNCGATE_CONSUMER_DURABLE", "example-consumer"),
+        durable=os.environ.get("CONSUMER_DURABLE", "example-consumer"),
     )
     asyncio.run(create_app(settings).run())
     return 0
