@@ -3,6 +3,7 @@
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import sys
 from collections.abc import AsyncIterator
@@ -20,7 +21,6 @@ from nats.js.kv import KeyValue
 
 from contracts.events import OperationCompleted, OperationFailed, decode_event
 from contracts.names import STREAM, VIEW_BUCKET
-from services.common.nats_server import free_port
 from services.common.settings import Settings
 from services.executor.app import create_app as create_executor
 from services.projector.app import create_app as create_projector
@@ -56,22 +56,11 @@ CONSUMER_MAY_USE = {
 }
 
 
-def stack_settings(url: str) -> Settings:
-    return Settings(
-        nats_url=url,
-        http_port=free_port(),
-        shutdown_grace_s=2.0,
-        executor_ack_wait_s=5.0,
-        max_active_per_user=0,
-        min_start_interval_s=0,
-        target_schema="tests.targets:schema",
-    )
-
-
 @contextlib.asynccontextmanager
-async def asyncgate(url: str) -> AsyncIterator[httpx.AsyncClient]:
-    """The edge, an executor and the projector, each logged in as its own user."""
-    settings = stack_settings(url)
+async def asyncgate(settings: Settings, url: str) -> AsyncIterator[httpx.AsyncClient]:
+    """The edge, an executor and the projector on ``url``, each logged in as its own user,
+    running the test target (tests/targets.py)."""
+    settings = dataclasses.replace(settings, nats_url=url, target_schema="tests.targets:schema")
     async with (
         running(create_projector(as_service(settings, "projector"))),
         running(create_executor(as_service(settings, "executor"))),
@@ -117,7 +106,7 @@ async def as_consumer(url: str, refused: list[str] | None = None) -> NatsClient:
 
 
 async def test_a_consumer_receives_completed_and_failed_events_with_cloudevents_headers(
-    secured_nats: SecuredNats,
+    secured_nats: SecuredNats, settings: Settings
 ) -> None:
     nc = await as_consumer(secured_nats.url)
     try:
@@ -128,7 +117,7 @@ async def test_a_consumer_receives_completed_and_failed_events_with_cloudevents_
             stream=STREAM,
             config=ConsumerConfig(filter_subjects=TERMINAL, deliver_policy=DeliverPolicy.ALL),
         )
-        async with asyncgate(secured_nats.url) as client:
+        async with asyncgate(settings, secured_nats.url) as client:
             fine, refused = await submit_one_that_completes_and_one_that_fails(client)
             received: list[Msg] = []
 
@@ -266,7 +255,7 @@ class ExampleConsumer(ChildProcess):
 
 
 async def test_the_example_consumer_reacts_to_a_completed_and_a_failed_operation(
-    secured_nats: SecuredNats, tmp_path: Path
+    secured_nats: SecuredNats, settings: Settings, tmp_path: Path
 ) -> None:
     with ExampleConsumer(tmp_path / "consumer.log", secured_nats.url) as example:
 
@@ -274,7 +263,7 @@ async def test_the_example_consumer_reacts_to_a_completed_and_a_failed_operation
             return True if "started" in example.log_text() else None
 
         await eventually(started, what="the example consumer starting")
-        async with asyncgate(secured_nats.url) as client:
+        async with asyncgate(settings, secured_nats.url) as client:
             fine, refused = await submit_one_that_completes_and_one_that_fails(client)
 
             async def reacted() -> str | None:
