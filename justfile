@@ -59,6 +59,11 @@ fmt:
 schemas:
     python -m contracts.jsonschema
 
+[doc("regenerate contracts/asyncapi.yaml, the AsyncAPI document of every subject asyncgate publishes")]
+[group("edit")]
+asyncapi:
+    python -m contracts.asyncapi
+
 [doc("refresh constraints.txt from what .venv has installed")]
 [group("edit")]
 pin:

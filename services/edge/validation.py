@@ -163,6 +163,8 @@ async def validate_inner(
     return ValidatedOperation(
         query=query,
         variables=variables,
-        operation_name=operation_name,
+        # The name of the operation that will run, also when the document has one named
+        # operation and the client named none: terminal events tell consumers what ran.
+        operation_name=operation.name.value if operation.name else None,
         operation_type=operation.operation,
     )

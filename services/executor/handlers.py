@@ -25,6 +25,7 @@ from services.executor.outcome import (
     ATTEMPTS_EXHAUSTED,
     failed,
     fit_to_message,
+    naming_what_ran,
 )
 
 log = logging.getLogger(__name__)
@@ -231,7 +232,7 @@ async def record_outcome(
     so NATS trouble is ridden out for longer than other steps; a refused write means the stream
     changed, so the facts are read again.
     """
-    outcome, payload = fit_to_message(request, outcome, max_payload)
+    outcome, payload = fit_to_message(request, naming_what_ran(request, outcome), max_payload)
     operation = request.operation_id
     for _ in range(MAX_DECISIONS):
         try:

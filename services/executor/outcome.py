@@ -9,6 +9,8 @@ the executors lost it too often.
 
 from typing import Any, Final
 
+import msgspec
+
 from contracts.events import (
     OperationCompleted,
     OperationFailed,
@@ -16,6 +18,7 @@ from contracts.events import (
     TerminalEvent,
     correlation_of,
     encode_event,
+    what_ran,
 )
 from contracts.lifecycle import evolve
 from contracts.view import encode_view
@@ -50,6 +53,11 @@ def outcome_of(request: OperationRequested, response: dict[str, Any]) -> Termina
     return OperationFailed(**correlation_of(request), code=code, error=messages, response=response)
 
 
+def naming_what_ran(request: OperationRequested, event: TerminalEvent) -> TerminalEvent:
+    """``event`` with the operation name and action of ``request``, whoever built it."""
+    return msgspec.structs.replace(event, **what_ran(request))
+
+
 def fit_to_message(
     request: OperationRequested, event: TerminalEvent, max_payload: int
 ) -> tuple[TerminalEvent, bytes]:
@@ -68,6 +76,7 @@ def fit_to_message(
         return event, payload
     too_large = OperationFailed(
         **correlation_of(event),
+        **what_ran(request),
         code=RESULT_TOO_LARGE,
         error=f"the result is {size} bytes; results of at most {limit} bytes are stored",
     )

@@ -53,6 +53,7 @@ PASSWORDS = {
     "executor": "executor-pw-2",
     "projector": "projector-pw-3",
     "provisioner": "provisioner-pw-4",
+    "consumer": "consumer-pw-5",
 }
 
 
