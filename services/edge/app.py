@@ -1,7 +1,8 @@
 """The edge's composition root: a Starlette app whose lifespan holds the NATS connection.
 
-Routes: /graphql (GraphiQL in a browser, GraphQL over HTTP), /healthz (the process is alive),
-/readyz (NATS is connected and the stream and view bucket exist), /metrics (Prometheus).
+Routes: /graphql (GraphiQL in a browser, GraphQL over HTTP), /graphiql/static/... (GraphiQL's
+scripts and stylesheets, so it needs no internet), /healthz (the process is alive), /readyz
+(NATS is connected and the stream and view bucket exist), /metrics (Prometheus).
 """
 
 import json
@@ -40,6 +41,9 @@ from services.edge.auth import AuthenticationError, Authenticator, check_exposur
 from services.edge.connection import EdgeConnection
 from services.edge.context import EdgeContext
 from services.edge.errors import error_body, http_error_code
+from services.edge.graphiql import STATIC_PREFIX as GRAPHIQL_STATIC
+from services.edge.graphiql import offline_page
+from services.edge.graphiql import serve_asset as serve_graphiql_asset
 from services.edge.http_limits import RequestLimits
 from services.edge.json_input import UnreadableJSONError, read_json
 from services.edge.media_types import (
@@ -159,6 +163,12 @@ class EdgeGraphQL(GraphQL[EdgeContext, None]):
         self._retention = timedelta(seconds=settings.result_ttl_s)
         self._connection = connection
         self._inner_documents = DocumentCache()
+        self._graphiql_page = offline_page(super().graphql_ide_html)
+
+    @property
+    def graphql_ide_html(self) -> str:
+        """strawberry's GraphiQL page, loading its scripts and styles from the edge."""
+        return self._graphiql_page
 
     async def on_ws_connect(self, context: EdgeContext) -> UnsetType | dict[str, object] | None:
         """Identify a WebSocket's caller from its connection_init payload; refuse if unknown."""
@@ -326,6 +336,7 @@ def create_app(
             Route("/readyz", readyz),
             Route("/metrics", prometheus),
             Route("/graphql", graphql_app, methods=["GET", "POST"]),
+            Route(f"{GRAPHIQL_STATIC}{{path:path}}", serve_graphiql_asset, methods=["GET"]),
             WebSocketRoute("/graphql", graphql_app),
         ],
         lifespan=lifespan,
