@@ -64,6 +64,11 @@ schemas:
 asyncapi:
     python -m contracts.asyncapi
 
+[doc("fetch the GraphiQL assets strawberry's page names into services/edge/graphiql/assets (needs npm)")]
+[group("edit")]
+graphiql:
+    python -m services.edge.graphiql.vendor
+
 [doc("refresh constraints.txt from what .venv has installed")]
 [group("edit")]
 pin:

@@ -4,7 +4,7 @@ asyncRequests, wire-compatible with Business NXT's async queries."""
 import dataclasses
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from typing import Any, NewType
+from typing import Annotated, Any, NewType
 
 import msgspec
 import strawberry
@@ -35,6 +35,7 @@ from services.edge.validation import validate_inner
 Dictionary = NewType("Dictionary", dict[str, Any])
 
 MAX_PAGE_SIZE = 1000
+DEFAULT_PAGE_SIZE = 100
 TRACE_ID_EXTENSION = "asyncgate-trace-id"
 
 
@@ -108,10 +109,17 @@ class AsyncQueries:
         self,
         info: strawberry.Info[EdgeContext, None],
         status: TaskStatus | None = None,
-        first: int = 100,
+        first: Annotated[
+            int | None,
+            strawberry.argument(
+                description=f"Page size, 1 to {MAX_PAGE_SIZE}; null means {DEFAULT_PAGE_SIZE}."
+            ),
+        ] = DEFAULT_PAGE_SIZE,
         after: str | None = None,
     ) -> list[AsyncOperation]:
-        if not 1 <= first <= MAX_PAGE_SIZE:
+        # Nullable so that clients passing an unset variable (null) get the default page.
+        page_size = DEFAULT_PAGE_SIZE if first is None else first
+        if not 1 <= page_size <= MAX_PAGE_SIZE:
             raise coded_error(f"first must be between 1 and {MAX_PAGE_SIZE}", BAD_USER_INPUT)
         context = info.context
         with unavailable_without_nats("listing operations", connected=context.nats_connected):
@@ -122,7 +130,7 @@ class AsyncQueries:
                     context.listing,
                     context.principal,
                     status=status,
-                    first=first,
+                    first=page_size,
                     after=after,
                     now=datetime.now(UTC),
                     retention=context.retention,
