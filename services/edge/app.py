@@ -90,7 +90,7 @@ class EdgeGraphQL(GraphQL[EdgeContext, None]):
     async def on_ws_connect(self, context: EdgeContext) -> UnsetType | dict[str, object] | None:
         """Identify a WebSocket's caller from its connection_init payload; refuse if unknown."""
         try:
-            context.principal = self._authenticator.from_connection_params(
+            context.principal = await self._authenticator.from_connection_params(
                 context.connection_params
             )
         except AuthenticationError as error:
@@ -147,7 +147,7 @@ class EdgeGraphQL(GraphQL[EdgeContext, None]):
             principal = UNAUTHENTICATED
         else:
             try:
-                principal = self._authenticator.from_headers(request.headers)
+                principal = await self._authenticator.from_headers(request.headers)
             except AuthenticationError as error:
                 raise HTTPException(401, str(error)) from None
         return EdgeContext(

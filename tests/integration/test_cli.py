@@ -58,7 +58,7 @@ def test_an_unknown_target_schema_is_refused() -> None:
     assert "cannot load target schema 'nowhere.module:schema'" in finished.stderr
 
 
-def test_token_prints_a_token_the_edge_accepts() -> None:
+async def test_token_prints_a_token_the_edge_accepts() -> None:
     secret = "cli-test-secret-long-enough-for-hs256!!"
 
     printed = run_cli(
@@ -67,7 +67,7 @@ def test_token_prints_a_token_the_edge_accepts() -> None:
     refused = run_cli("token", "--tenant", "acme", "--user", "alice", env={})
 
     assert printed.returncode == 0
-    principal = Authenticator(Settings(jwt_secret=secret)).from_headers(
+    principal = await Authenticator(Settings(jwt_secret=secret)).from_headers(
         {"Authorization": f"Bearer {printed.stdout.strip()}"}
     )
     assert (principal.tenant_id, principal.user_id) == ("acme", "alice")
@@ -75,13 +75,15 @@ def test_token_prints_a_token_the_edge_accepts() -> None:
     assert "ASYNCGATE_JWT_SECRET is not set" in refused.stderr
 
 
-def test_api_key_prints_a_key_and_an_entry_that_accepts_it(tmp_path: Path) -> None:
+async def test_api_key_prints_a_key_and_an_entry_that_accepts_it(tmp_path: Path) -> None:
     printed = run_cli("api-key", "--tenant", "acme", "--user", "bot", env={})
     key = printed.stdout.splitlines()[0].rsplit(" ", 1)[1]
     keys_file = tmp_path / "keys.yaml"
     keys_file.write_text("keys:\n" + "\n".join(printed.stdout.splitlines()[2:]) + "\n")
 
-    principal = Authenticator(Settings(api_keys_file=keys_file)).from_headers({"x-api-key": key})
+    principal = await Authenticator(Settings(api_keys_file=keys_file)).from_headers(
+        {"x-api-key": key}
+    )
 
     assert (principal.tenant_id, principal.user_id) == ("acme", "bot")
     assert key not in keys_file.read_text()
