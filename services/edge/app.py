@@ -23,6 +23,7 @@ from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.types.unset import UnsetType
 
+from contracts.errors import ErrorCode
 from services.actions.config import load_actions
 from services.common.documents import DocumentCache
 from services.common.identity import ANONYMOUS, UNAUTHENTICATED
@@ -95,7 +96,7 @@ class EdgeGraphQL(GraphQL[EdgeContext, None]):
             )
         except AuthenticationError as error:
             raise ConnectionRejectionError(
-                {"message": str(error), "code": "UNAUTHENTICATED"}
+                {"message": str(error), "code": ErrorCode.UNAUTHENTICATED}
             ) from None
         return UnsetType()
 

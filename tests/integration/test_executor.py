@@ -8,6 +8,7 @@ from typing import TypeVar
 import pytest
 from nats.js import JetStreamContext
 
+from contracts.errors import ErrorCode
 from contracts.events import (
     OperationCompleted,
     OperationEvent,
@@ -26,7 +27,6 @@ from services.executor.handlers import (
     SupersededDeliveryError,
     handle_requested,
 )
-from services.executor.outcome import ATTEMPTS_EXHAUSTED
 from services.executor.runner import OperationRunner
 from tests.stack import dead_letters, eventually, running, stored_events
 
@@ -189,7 +189,7 @@ async def test_the_delivery_after_the_last_lost_attempt_ends_the_operation(
     outcome = await handle(event_log, lost, delivery=8)
 
     assert isinstance(outcome, OperationFailed)
-    assert outcome.code == ATTEMPTS_EXHAUSTED
+    assert outcome.code == ErrorCode.ATTEMPTS_EXHAUSTED
     assert "lost 4 times" in outcome.error
     events = [event for _, event in await stored_events(js)]
     assert len(of_type(events, OperationStarted)) == 4

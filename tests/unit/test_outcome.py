@@ -1,7 +1,8 @@
 """Which terminal event an attempt ends in, decided without I/O."""
 
+from contracts.errors import ErrorCode
 from contracts.events import OperationCompleted, OperationFailed, OperationRequested
-from services.executor.outcome import RESULT_TOO_LARGE, fit_to_message, outcome_of
+from services.executor.outcome import fit_to_message, outcome_of
 
 REQUEST = OperationRequested(
     operation_id="op", tenant="t", principal="u", trace_id="tr", query="{ a }"
@@ -52,7 +53,7 @@ def test_a_result_too_large_for_a_message_becomes_a_clear_failure() -> None:
     event, payload = fit_to_message(REQUEST, big, max_payload=4096)
 
     assert isinstance(event, OperationFailed)
-    assert event.code == RESULT_TOO_LARGE
+    assert event.code == ErrorCode.RESULT_TOO_LARGE
     assert "bytes" in event.error
     assert len(payload) < 4096
 
@@ -80,5 +81,5 @@ def test_a_result_whose_view_would_not_fit_fails_too() -> None:
     event, _ = fit_to_message(named, result, max_payload=4096)
 
     assert isinstance(event, OperationFailed)
-    assert event.code == RESULT_TOO_LARGE
+    assert event.code == ErrorCode.RESULT_TOO_LARGE
     assert fit_to_message(REQUEST, result, max_payload=4096)[0] is result
