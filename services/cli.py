@@ -134,7 +134,7 @@ SECRET_MASK = "********"  # noqa: S105 (what a set secret is shown as, not a sec
 
 def _print_config(_: Settings, arguments: argparse.Namespace) -> int:
     """Show every ASYNCGATE_* setting in effect and where it came from: the environment, the
-    .env file in this directory, or the default. Secrets are masked.
+    file ASYNCGATE_ENV_FILE names (".env file"), or the default. Secrets are masked.
     """
     loaded = load_settings()
     values = loaded.settings.model_dump(mode="json")

@@ -142,7 +142,7 @@ async def run_stack(settings: Settings, environ: Mapping[str, str]) -> int:
         loop.add_signal_handler(signum, stop.set)
     stack = contextlib.ExitStack()
     try:
-        # Set in the environment or the .env file (which the services read too): use that one.
+        # Set in the environment or in ASYNCGATE_ENV_FILE (the services read it too): use that.
         if "nats_url" not in settings.model_fields_set:
             lock = stack.enter_context(data_dir_lock(settings.data_dir))
             port = DEFAULT_NATS_PORT if port_is_free(DEFAULT_NATS_PORT) else free_port()

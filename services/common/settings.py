@@ -1,8 +1,9 @@
 """Configuration from ASYNCGATE_* variables (README lists them all), parsed by pydantic-settings.
 
-A variable comes from the environment or, below it, from an ``.env`` file in the working
-directory; anything not set keeps its default. ``Settings(...)`` alone reads neither: it is the
-defaults plus the values given, as tests and composition roots build it.
+A variable comes from the environment or, below it, from the file ASYNCGATE_ENV_FILE names (an
+``.env`` file; none unless named, so that a compose ``.env`` never changes a local stack or a
+test run unasked); anything not set keeps its default. ``Settings(...)`` alone reads neither: it
+is the defaults plus the values given, as tests and composition roots build it.
 """
 
 import os
@@ -25,8 +26,6 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 PREFIX: Final = "ASYNCGATE_"
-# Read from the working directory, as docker compose reads the .env beside compose.yaml.
-ENV_FILE: Final = Path(".env")
 
 Origin = Literal["default", "environment", ".env file"]
 
@@ -128,6 +127,8 @@ class Settings(BaseSettings):
     nats_tls_key_file: OptionalPath = None
     actions_file: OptionalPath = None
     demo_handler_port: int = 8001
+    # Read from the environment only: the file of further variables.
+    env_file: OptionalPath = None
 
     @classmethod
     def settings_customise_sources(
@@ -142,11 +143,9 @@ class Settings(BaseSettings):
         return (init_settings,)
 
     @classmethod
-    def from_env(
-        cls, environ: Mapping[str, str] | None = None, env_file: Path | None = ENV_FILE
-    ) -> "Settings":
-        """Every setting from ``environ`` (default: the process environment), then ``env_file``."""
-        return load_settings(environ, env_file).settings
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+        """Read every setting from ``environ`` (default: the process environment)."""
+        return load_settings(environ).settings
 
     def replace(self, **changes: Any) -> Self:
         """A copy with ``changes`` applied and checked (``dataclasses.replace`` for settings)."""
@@ -211,14 +210,17 @@ class LoadedSettings:
     origins: dict[str, Origin]
 
 
-def load_settings(
-    environ: Mapping[str, str] | None = None, env_file: Path | None = ENV_FILE
-) -> LoadedSettings:
-    """Read the settings from ``environ`` over ``env_file`` over the defaults."""
-    environment = _VariablesSource(Settings, os.environ if environ is None else environ)()
+def load_settings(environ: Mapping[str, str] | None = None) -> LoadedSettings:
+    """The settings from ``environ`` (default: the process environment) over the file
+    ASYNCGATE_ENV_FILE names, over the defaults."""
+    environ = os.environ if environ is None else environ
+    environment = _VariablesSource(Settings, environ)()
     from_file: dict[str, Any] = {}
-    if env_file is not None and env_file.is_file():
+    if env_file := environ.get(variable_name("env_file")):
+        if not Path(env_file).is_file():
+            raise ConfigurationError(f"{variable_name('env_file')}={env_file!r}: no such file")
         from_file = _VariablesSource(Settings, dotenv_values(env_file))()
+        from_file.pop("env_file", None)
     values = from_file | environment
     try:
         settings = Settings(**values)

@@ -1,6 +1,8 @@
 """The asyncgate command as an operator meets it: bad configuration stops start-up, clearly."""
 
+import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +14,7 @@ from nats.js.api import SubjectTransform
 
 from contracts.names import STREAM
 from services.common.nats_server import free_port
-from services.common.settings import Settings
+from services.common.settings import Settings, documented_variables
 from services.edge.auth import Authenticator
 from tests.conftest import NatsServer
 from tests.support.processes import ServiceProcess
@@ -42,6 +44,36 @@ def test_a_bad_actions_file_stops_start_up_naming_the_line(tmp_path: Path, servi
     assert finished.returncode == 2
     assert f"{actions}:4: handler of go must be an http(s) URL" in finished.stderr
     assert "Traceback" not in finished.stderr
+
+
+def test_config_shows_each_value_and_where_it_came_from_with_secrets_masked(
+    tmp_path: Path,
+) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("ASYNCGATE_HTTP_PORT=9100\nASYNCGATE_NATS_PASSWORD=from-the-file\n")
+    env = {
+        "ASYNCGATE_ENV_FILE": str(env_file),
+        "ASYNCGATE_MAX_DEPTH": "25",
+        "ASYNCGATE_JWT_SECRET": "a-secret-that-must-never-be-printed",
+    }
+
+    as_json = run_cli("config", "--json", env=env)
+    as_text = run_cli("config", env=env)
+
+    assert as_json.returncode == as_text.returncode == 0, as_json.stderr + as_text.stderr
+    shown = json.loads(as_json.stdout)
+    assert shown["ASYNCGATE_HTTP_PORT"] == {"value": 9100, "source": ".env file"}
+    assert shown["ASYNCGATE_MAX_DEPTH"] == {"value": 25, "source": "environment"}
+    assert shown["ASYNCGATE_NATS_URL"] == {"value": "nats://127.0.0.1:4222", "source": "default"}
+    assert shown["ASYNCGATE_JWT_SECRET"] == {"value": "********", "source": "environment"}
+    assert shown["ASYNCGATE_NATS_PASSWORD"] == {"value": "********", "source": ".env file"}
+    assert shown["ASYNCGATE_NATS_TOKEN"] == {"value": "", "source": "default"}
+    assert sorted(shown) == sorted(name for name, _ in documented_variables())
+    assert re.search(r"^ASYNCGATE_MAX_DEPTH +25 +environment$", as_text.stdout, re.MULTILINE)
+    assert re.search(r"^ASYNCGATE_JWT_SECRET +\*{8} +environment$", as_text.stdout, re.MULTILINE)
+    for output in (as_json.stdout, as_text.stdout):
+        assert "must-never-be-printed" not in output
+        assert "from-the-file" not in output
 
 
 def test_a_bad_setting_names_the_variable() -> None:
