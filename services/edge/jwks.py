@@ -24,10 +24,11 @@ class KeysUnavailableError(Exception):
 
 
 def keys_with_id(keys: tuple[jwt.PyJWK, ...], kid: str | None) -> tuple[jwt.PyJWK, ...]:
-    """The keys a token with key id ``kid`` may be signed with (all of them when it names none)."""
+    """The keys a token with key id ``kid`` may be signed with: all of them when it names none,
+    else the one with that id (a key published without an id stays a candidate)."""
     if kid is None:
         return keys
-    return tuple(key for key in keys if key.key_id == kid)
+    return tuple(key for key in keys if key.key_id in (kid, None))
 
 
 class RemoteKeySet:

@@ -78,6 +78,17 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
+def serving_k1(
+    idp: IdentityProvider, url: str, *, ttl_s: float, min_refetch_s: float
+) -> Authenticator:
+    """Serve one key, k1, and an authenticator reading the JWKS with these timings."""
+    idp.new_key("k1")
+    idp.serve("k1")
+    return Authenticator(
+        Settings(jwt_jwks_url=url, jwt_jwks_ttl_s=ttl_s, jwt_jwks_min_refetch_s=min_refetch_s)
+    )
+
+
 def code_of(response: httpx.Response) -> Any:
     """The code of the response's first error."""
     return response.json()["errors"][0]["extensions"]["code"]
@@ -135,11 +146,7 @@ async def test_unknown_key_ids_fetch_at_most_once_per_interval_and_the_set_expir
     provider: tuple[IdentityProvider, str],
 ) -> None:
     idp, url = provider
-    idp.new_key("k1")
-    idp.serve("k1")
-    authenticator = Authenticator(
-        Settings(jwt_jwks_url=url, jwt_jwks_ttl_s=1.0, jwt_jwks_min_refetch_s=0.5)
-    )
+    authenticator = serving_k1(idp, url, ttl_s=1.0, min_refetch_s=0.5)
 
     assert (await authenticator.from_headers(bearer(idp.token("k1")))).user_id == "alice"
     for made_up in ("x1", "x2", "x3"):
@@ -157,11 +164,7 @@ async def test_a_failed_fetch_keeps_the_keys_already_held(
     provider: tuple[IdentityProvider, str],
 ) -> None:
     idp, url = provider
-    idp.new_key("k1")
-    idp.serve("k1")
-    authenticator = Authenticator(
-        Settings(jwt_jwks_url=url, jwt_jwks_ttl_s=0, jwt_jwks_min_refetch_s=0)
-    )
+    authenticator = serving_k1(idp, url, ttl_s=0, min_refetch_s=0)
     await authenticator.from_headers(bearer(idp.token("k1")))
 
     idp.status = 500

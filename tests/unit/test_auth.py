@@ -202,3 +202,29 @@ def test_without_authentication_only_loopback_is_allowed() -> None:
     check_exposure(
         Settings(http_host="0.0.0.0", jwt_secret=SECRET), Authenticator(Settings(jwt_secret=SECRET))
     )
+
+
+async def test_a_token_naming_its_key_is_checked_with_that_key_only(tmp_path: Path) -> None:
+    private = {kid: ec.generate_private_key(ec.SECP256R1()) for kid in ("k1", "k2")}
+    jwks = tmp_path / "jwks.json"
+    keys = [
+        {**json.loads(jwt.algorithms.ECAlgorithm.to_jwk(key.public_key())), "kid": kid}
+        for kid, key in private.items()
+    ]
+    jwks.write_text(json.dumps({"keys": keys}))
+    authenticator = Authenticator(Settings(jwt_jwks_file=jwks))
+
+    accepted = await authenticator.from_headers(
+        bearer(signed({"sub": "e"}, private["k2"], "ES256", kid="k2"))
+    )
+    unnamed = await authenticator.from_headers(bearer(signed({"sub": "e"}, private["k2"], "ES256")))
+
+    assert accepted.user_id == unnamed.user_id == "e"
+    with pytest.raises(AuthenticationError, match="not valid"):
+        await authenticator.from_headers(
+            bearer(signed({"sub": "e"}, private["k2"], "ES256", kid="k1"))
+        )
+    with pytest.raises(AuthenticationError, match=r"signing key \(k3\) is not known"):
+        await authenticator.from_headers(
+            bearer(signed({"sub": "e"}, private["k2"], "ES256", kid="k3"))
+        )
