@@ -1,4 +1,4 @@
-"""The ``asyncgate`` command: each service alone, or the whole stack with ``up``."""
+"""The asyncgate command: run each service alone, or the whole stack with `asyncgate up`."""
 
 import argparse
 import inspect
