@@ -7,6 +7,8 @@ set dotenv-load := false
 default:
     @just --list --unsorted
 
+# ./dev runs `up`, `edge`, `executor` and `projector` without just (see ./dev), so that Ctrl-C
+# after a clean stop is not reported as an error.
 [doc("run NATS, the edge, an executor and the projector; Ctrl-C stops them")]
 [group("run")]
 up:
@@ -79,7 +81,7 @@ pin:
 bench *args:
     python -m bench {{args}}
 
-[doc("delete the local stack's data (every stored operation and result)")]
+[doc("delete the local stack's data (every stored operation and result); refused while it runs")]
 [group("run")]
 clean:
-    rm -rf .asyncgate
+    asyncgate clean

@@ -142,7 +142,8 @@ async def run_stack(settings: Settings, environ: Mapping[str, str]) -> int:
         loop.add_signal_handler(signum, stop.set)
     stack = contextlib.ExitStack()
     try:
-        if "ASYNCGATE_NATS_URL" not in environ:
+        # Set in the environment or in ASYNCGATE_ENV_FILE (the services read it too): use that.
+        if "nats_url" not in settings.model_fields_set:
             lock = stack.enter_context(data_dir_lock(settings.data_dir))
             port = DEFAULT_NATS_PORT if port_is_free(DEFAULT_NATS_PORT) else free_port()
             store = Path(settings.data_dir, "nats").resolve()  # noqa: ASYNC240 (once, at start)
@@ -161,7 +162,7 @@ async def run_stack(settings: Settings, environ: Mapping[str, str]) -> int:
                 f"GraphQL on http://{settings.http_host}:{settings.http_port}/graphql",
             )
             say("up", f"embedded NATS with JetStream on port {port}, data in {store}")
-        if "ASYNCGATE_ACTIONS_FILE" not in environ:
+        if "actions_file" not in settings.model_fields_set:
             # The demo action handler runs next to the stack, and the demo actions call it.
             port = settings.demo_handler_port
             port = port if port_is_free(port) else free_port()

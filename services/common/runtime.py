@@ -114,6 +114,9 @@ def create_broker(settings: Settings, service: str, watch: ConnectionWatch) -> N
         closed_cb=watch.closed,
         # One access-log line per message is noise at INFO; failures are still logged.
         log_level=logging.DEBUG,
+        # Through the service's own logging: FastStream's default logger writes colour codes
+        # even into a pipe (`asyncgate up`'s labelled output, a log file).
+        logger=logging.getLogger(f"asyncgate.{service}.broker"),
         # Handlers take the nats-py messages as they came (see batch_subscriber): nothing to
         # resolve, and fast_depends would resolve a NatsMessage argument through a worker
         # thread on every call (measured: a fifth of the projector's CPU).

@@ -26,6 +26,7 @@ from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.types.unset import UnsetType
 
+from contracts.errors import ErrorCode
 from services.actions.config import load_actions
 from services.common.documents import DocumentCache
 from services.common.identity import ANONYMOUS, UNAUTHENTICATED
@@ -173,12 +174,12 @@ class EdgeGraphQL(GraphQL[EdgeContext, None]):
     async def on_ws_connect(self, context: EdgeContext) -> UnsetType | dict[str, object] | None:
         """Identify a WebSocket's caller from its connection_init payload; refuse if unknown."""
         try:
-            context.principal = self._authenticator.from_connection_params(
+            context.principal = await self._authenticator.from_connection_params(
                 context.connection_params
             )
         except AuthenticationError as error:
             raise ConnectionRejectionError(
-                {"message": str(error), "code": "UNAUTHENTICATED"}
+                {"message": str(error), "code": ErrorCode.UNAUTHENTICATED}
             ) from None
         return UnsetType()
 
@@ -230,7 +231,7 @@ class EdgeGraphQL(GraphQL[EdgeContext, None]):
             principal = UNAUTHENTICATED
         else:
             try:
-                principal = self._authenticator.from_headers(request.headers)
+                principal = await self._authenticator.from_headers(request.headers)
             except AuthenticationError as error:
                 raise HTTPException(401, str(error)) from None
         return EdgeContext(

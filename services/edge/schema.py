@@ -13,14 +13,13 @@ from strawberry.extensions import SchemaExtension
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
+from contracts.errors import ErrorCode
 from contracts.events import OperationRequested
 from contracts.lifecycle import evolve
 from contracts.view import OperationView, TaskStatus
-from services.common.errors import INTERNAL_SERVER_ERROR
 from services.common.target import document_caches
 from services.edge.context import EdgeContext
 from services.edge.errors import (
-    BAD_USER_INPUT,
     MaskUnexpectedErrors,
     coded_error,
     ensure_codes,
@@ -41,13 +40,17 @@ TRACE_ID_EXTENSION = "asyncgate-trace-id"
 
 def _parse_dictionary(value: object) -> dict[str, Any]:
     if not isinstance(value, dict):
-        raise coded_error("args must be a JSON object of variable names to values", BAD_USER_INPUT)
+        raise coded_error(
+            "args must be a JSON object of variable names to values", ErrorCode.BAD_USER_INPUT
+        )
     return value
 
 
 def _parse_dictionary_literal(node: ValueNode, variables: dict[str, Any] | None = None) -> Any:
     if not isinstance(node, ObjectValueNode):
-        raise coded_error("args must be an object of variable names to values", BAD_USER_INPUT)
+        raise coded_error(
+            "args must be an object of variable names to values", ErrorCode.BAD_USER_INPUT
+        )
     return value_from_ast_untyped(node, variables)
 
 
@@ -120,7 +123,9 @@ class AsyncQueries:
         # Nullable so that clients passing an unset variable (null) get the default page.
         page_size = DEFAULT_PAGE_SIZE if first is None else first
         if not 1 <= page_size <= MAX_PAGE_SIZE:
-            raise coded_error(f"first must be between 1 and {MAX_PAGE_SIZE}", BAD_USER_INPUT)
+            raise coded_error(
+                f"first must be between 1 and {MAX_PAGE_SIZE}", ErrorCode.BAD_USER_INPUT
+            )
         context = info.context
         with unavailable_without_nats("listing operations", connected=context.nats_connected):
             try:
@@ -137,7 +142,7 @@ class AsyncQueries:
                 )
             except NotInListError:
                 raise coded_error(
-                    f"'{after}' is not an operation in this list", BAD_USER_INPUT
+                    f"'{after}' is not an operation in this list", ErrorCode.BAD_USER_INPUT
                 ) from None
         return [AsyncOperation.from_view(view) for view in views]
 
@@ -210,7 +215,7 @@ class EdgeSchema(strawberry.Schema):
     ) -> None:
         ensure_codes(errors)
         unexpected = [
-            e for e in errors if (e.extensions or {}).get("code") == INTERNAL_SERVER_ERROR
+            e for e in errors if (e.extensions or {}).get("code") == ErrorCode.INTERNAL_SERVER_ERROR
         ]
         super().process_errors(unexpected, execution_context)
 

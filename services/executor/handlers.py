@@ -12,6 +12,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Final
 
+from contracts.errors import ErrorCode
 from contracts.events import (
     OperationRequested,
     OperationStarted,
@@ -22,7 +23,6 @@ from services.common.event_log import AppendConflictError, EventLog, OperationFa
 from services.common.retry import riding_through
 from services.executor.decide import AlreadyEnded, Exhausted, Run, Superseded, decide
 from services.executor.outcome import (
-    ATTEMPTS_EXHAUSTED,
     failed,
     fit_to_message,
     naming_what_ran,
@@ -122,7 +122,7 @@ async def handle_requested(
                 case Exhausted(lost_attempts=lost):
                     exhausted = failed(
                         request,
-                        ATTEMPTS_EXHAUSTED,
+                        ErrorCode.ATTEMPTS_EXHAUSTED,
                         f"no attempt finished: the executors running it were lost {lost} times",
                     )
                     return await record_outcome(

@@ -11,6 +11,7 @@ from typing import Any, Final
 
 import msgspec
 
+from contracts.errors import ErrorCode
 from contracts.events import (
     OperationCompleted,
     OperationFailed,
@@ -22,11 +23,6 @@ from contracts.events import (
 )
 from contracts.lifecycle import evolve
 from contracts.view import encode_view
-
-OPERATION_FAILED: Final = "OPERATION_FAILED"
-TIMEOUT: Final = "TIMEOUT"
-RESULT_TOO_LARGE: Final = "RESULT_TOO_LARGE"
-ATTEMPTS_EXHAUSTED: Final = "ATTEMPTS_EXHAUSTED"
 
 # Room left for NATS headers (message id, expected-sequence guard) next to the event itself, and
 # for the digits of the sequences and attempts a stored view adds.
@@ -49,7 +45,7 @@ def outcome_of(request: OperationRequested, response: dict[str, Any]) -> Termina
         "; ".join(str(e.get("message", "")) for e in errors) or "the operation returned no data"
     )
     codes = {(e.get("extensions") or {}).get("code") for e in errors} - {None}
-    code = str(codes.pop()) if len(codes) == 1 else OPERATION_FAILED
+    code = str(codes.pop()) if len(codes) == 1 else ErrorCode.OPERATION_FAILED
     return OperationFailed(**correlation_of(request), code=code, error=messages, response=response)
 
 
@@ -77,7 +73,7 @@ def fit_to_message(
     too_large = OperationFailed(
         **correlation_of(event),
         **what_ran(request),
-        code=RESULT_TOO_LARGE,
+        code=ErrorCode.RESULT_TOO_LARGE,
         error=f"the result is {size} bytes; results of at most {limit} bytes are stored",
     )
     return too_large, encode_event(too_large)

@@ -2,7 +2,6 @@
 nats-server: the seed's requests, an object output, and every way a handler can fail."""
 
 import asyncio
-import dataclasses
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -135,7 +134,7 @@ async def stack(
     (tmp_path / "actions.yaml").write_text(
         actions_yaml(handler[1], f"http://127.0.0.1:{free_port()}/nobody-listens")
     )
-    settings = dataclasses.replace(settings, actions_file=tmp_path / "actions.yaml")
+    settings = settings.replace(actions_file=tmp_path / "actions.yaml")
     async with (
         running(create_projector(settings)),
         running(create_executor(settings)),
@@ -173,7 +172,7 @@ async def test_seed_mutation_and_subscription_return_the_id_then_push_the_output
 ) -> None:
     demo_port = free_port()
     monkeypatch.setenv("ASYNCGATE_DEMO_HANDLER_URL", f"http://127.0.0.1:{demo_port}")
-    settings = dataclasses.replace(settings, actions_file=ACTIONS_FILE)
+    settings = settings.replace(actions_file=ACTIONS_FILE)
     async with (
         serving(demo_handler, demo_port),
         running(create_projector(settings)),

@@ -3,7 +3,6 @@
 
 import asyncio
 import contextlib
-import dataclasses
 import os
 import sys
 from collections.abc import AsyncIterator
@@ -60,7 +59,7 @@ CONSUMER_MAY_USE = {
 async def asyncgate(settings: Settings, url: str) -> AsyncIterator[httpx.AsyncClient]:
     """The edge, an executor and the projector on ``url``, each logged in as its own user,
     running the test target (tests/targets.py)."""
-    settings = dataclasses.replace(settings, nats_url=url, target_schema="tests.targets:schema")
+    settings = settings.replace(nats_url=url, target_schema="tests.targets:schema")
     async with (
         running(create_projector(as_service(settings, "projector"))),
         running(create_executor(as_service(settings, "executor"))),

@@ -2,7 +2,6 @@
 status, resumed after any listed operation, to the end; and never shows another user's. Through
 a real uvicorn edge, projector and nats-server."""
 
-import dataclasses
 from typing import Any
 
 import httpx
@@ -73,7 +72,7 @@ def error_code(body: dict[str, Any]) -> str:
 async def test_paging_through_more_than_a_page(
     settings: Settings, event_log: EventLog, js: JetStreamContext
 ) -> None:
-    configured = dataclasses.replace(settings, jwt_secret=SECRET)
+    configured = settings.replace(jwt_secret=SECRET)
     alice, bob = as_user(configured, "alice"), as_user(configured, "bob")
     async with running(create_projector(configured)), serving_edge(configured) as edge:
         queued = []

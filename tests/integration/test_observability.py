@@ -148,8 +148,8 @@ async def test_metrics_count_submitted_completed_failed_and_set_aside_operations
     settings: Settings, js: JetStreamContext
 ) -> None:
     executor_port, projector_port = free_port(), free_port()
-    settings = dataclasses.replace(
-        settings, executor_metrics_port=executor_port, projector_metrics_port=projector_port
+    settings = settings.replace(
+        executor_metrics_port=executor_port, projector_metrics_port=projector_port
     )
     executor_url = f"http://127.0.0.1:{executor_port}/metrics"
     projector_url = f"http://127.0.0.1:{projector_port}/metrics"

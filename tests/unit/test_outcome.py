@@ -2,6 +2,7 @@
 
 import msgspec
 
+from contracts.errors import ErrorCode
 from contracts.events import (
     ActionInvocation,
     OperationCompleted,
@@ -11,8 +12,6 @@ from contracts.events import (
     encode_event,
 )
 from services.executor.outcome import (
-    RESULT_TOO_LARGE,
-    TIMEOUT,
     failed,
     fit_to_message,
     naming_what_ran,
@@ -68,7 +67,7 @@ def test_a_result_too_large_for_a_message_becomes_a_clear_failure() -> None:
     event, payload = fit_to_message(REQUEST, big, max_payload=4096)
 
     assert isinstance(event, OperationFailed)
-    assert event.code == RESULT_TOO_LARGE
+    assert event.code == ErrorCode.RESULT_TOO_LARGE
     assert "bytes" in event.error
     assert len(payload) < 4096
 
@@ -96,7 +95,7 @@ def test_a_result_whose_view_would_not_fit_fails_too() -> None:
     event, _ = fit_to_message(named, result, max_payload=4096)
 
     assert isinstance(event, OperationFailed)
-    assert event.code == RESULT_TOO_LARGE
+    assert event.code == ErrorCode.RESULT_TOO_LARGE
     assert fit_to_message(REQUEST, result, max_payload=4096)[0] is result
 
 
@@ -114,7 +113,7 @@ ACTION_REQUEST = OperationRequested(
 def test_terminal_events_name_the_operation_and_the_action_that_ran() -> None:
     for outcome in (
         outcome_of(ACTION_REQUEST, {"data": {"pay": 1}}),
-        failed(ACTION_REQUEST, TIMEOUT, "too slow"),
+        failed(ACTION_REQUEST, ErrorCode.TIMEOUT, "too slow"),
     ):
         named = naming_what_ran(ACTION_REQUEST, outcome)
 
@@ -131,7 +130,7 @@ def test_a_result_too_large_still_names_what_ran() -> None:
     event, _ = fit_to_message(ACTION_REQUEST, big, max_payload=4096)
 
     assert isinstance(event, OperationFailed)
-    assert event.code == RESULT_TOO_LARGE
+    assert event.code == ErrorCode.RESULT_TOO_LARGE
     assert (event.operation_name, event.action) == ("Pay", "pay")
 
 
