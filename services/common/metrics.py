@@ -211,6 +211,10 @@ class ProjectorMetrics:
             self._submit_to_final.observe(_seconds(view.created_at, view.completed_at))
 
 
+class MetricsPortError(RuntimeError):
+    """The metrics port cannot be listened on (taken, or not this host's)."""
+
+
 class MetricsServer:
     """Answers ``GET /metrics`` for a service that serves no HTTP otherwise; 404 to anything
     else. A plain asyncio server on the service's own event loop: no thread, and a scrape can
@@ -261,7 +265,12 @@ class MetricsServer:
             finally:
                 writer.close()
 
-        server = await asyncio.start_server(answer, settings.http_host, port)
+        try:
+            server = await asyncio.start_server(answer, settings.http_host, port)
+        except OSError as error:
+            raise MetricsPortError(
+                f"cannot serve metrics on {settings.http_host}:{port}: {error.strerror or error}"
+            ) from error
         log.info("metrics at http://%s:%d/metrics", settings.http_host, port)
         return cls(server)
 

@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -194,3 +195,20 @@ async def test_the_edge_logs_requests_only_when_asked_to(
 
     assert answer.status_code == 200
     assert ("POST /graphql" in log) == (access_log is not None), log
+
+
+@pytest.mark.nats
+@pytest.mark.parametrize("service", ["executor", "projector"])
+def test_a_taken_metrics_port_stops_start_up_in_one_line(
+    nats_server: NatsServer, js: JetStreamContext, service: str
+) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        variable = f"ASYNCGATE_{service.upper()}_METRICS_PORT"
+        env = {"ASYNCGATE_NATS_URL": nats_server.url, variable: str(port)}
+
+        refused = run_cli(service, env=env)
+
+    assert refused.returncode == 69, refused.stderr
+    assert f"{service} will not start: cannot serve metrics on 127.0.0.1:{port}" in refused.stderr
+    assert "Traceback" not in refused.stderr
