@@ -7,6 +7,8 @@ set dotenv-load := false
 default:
     @just --list --unsorted
 
+# ./dev runs `up`, `edge`, `executor` and `projector` without just (see ./dev), so that Ctrl-C
+# after a clean stop is not reported as an error.
 [doc("run NATS, the edge, an executor and the projector; Ctrl-C stops them")]
 [group("run")]
 up:
@@ -64,6 +66,16 @@ fmt:
 schemas:
     python -m contracts.jsonschema
 
+[doc("regenerate contracts/asyncapi.yaml, the AsyncAPI document of every subject asyncgate publishes")]
+[group("edit")]
+asyncapi:
+    python -m contracts.asyncapi
+
+[doc("fetch the GraphiQL assets strawberry's page names into services/edge/graphiql/assets (needs npm)")]
+[group("edit")]
+graphiql:
+    python -m services.edge.graphiql.vendor
+
 [doc("refresh constraints.txt from what .venv has installed")]
 [group("edit")]
 pin:
@@ -79,7 +91,7 @@ bench *args:
 bench-replay *args:
     python -m bench.replay {{args}}
 
-[doc("delete the local stack's data (every stored operation and result)")]
+[doc("delete the local stack's data (every stored operation and result); refused while it runs")]
 [group("run")]
 clean:
-    rm -rf .asyncgate
+    asyncgate clean

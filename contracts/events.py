@@ -71,17 +71,30 @@ class OperationStarted(Event, frozen=True, kw_only=True, tag="started"):
 
 
 class OperationCompleted(Event, frozen=True, kw_only=True, tag="completed"):
-    """The operation produced data: ``response`` is the synchronous GraphQL response."""
+    """The operation produced data: ``response`` is the synchronous GraphQL response.
+
+    What ran: ``operation_name`` is the GraphQL operation name of the document (null for an
+    anonymous operation), ``action`` the action's name (null unless an action ran). Both are
+    null in events stored before asyncgate recorded them.
+    """
 
     response: dict[str, Any]
+    operation_name: str | None = None
+    action: str | None = None
 
 
 class OperationFailed(Event, frozen=True, kw_only=True, tag="failed"):
-    """The operation produced no data; ``response`` holds the GraphQL response if there was one."""
+    """The operation produced no data; ``response`` holds the GraphQL response if there was one.
+
+    ``code`` is a stable error code and ``error`` a message for people. ``operation_name`` and
+    ``action`` say what ran, as in OperationCompleted.
+    """
 
     code: str
     error: str
     response: dict[str, Any] | None = None
+    operation_name: str | None = None
+    action: str | None = None
 
 
 class Correlation(TypedDict):
@@ -100,6 +113,22 @@ def correlation_of(event: Event) -> Correlation:
         "tenant": event.tenant,
         "principal": event.principal,
         "trace_id": event.trace_id,
+    }
+
+
+class WhatRan(TypedDict):
+    """What a terminal event names: the GraphQL operation name of the document that ran (None
+    for an anonymous operation) and, for an action, the action's name (None otherwise)."""
+
+    operation_name: str | None
+    action: str | None
+
+
+def what_ran(request: OperationRequested) -> WhatRan:
+    """The names a terminal event of ``request`` carries."""
+    return {
+        "operation_name": request.operation_name,
+        "action": None if request.action is None else request.action.name,
     }
 
 

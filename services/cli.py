@@ -1,7 +1,11 @@
-"""The ``asyncgate`` command: each service alone, or the whole stack with ``up``."""
+"""The asyncgate command: run each service alone, or the whole stack with `asyncgate up`."""
 
 import argparse
+import inspect
+import json
 import logging
+import os
+import shutil
 import signal
 import sys
 from collections.abc import Callable
@@ -10,12 +14,23 @@ from types import FrameType
 import uvloop
 
 from services.actions.config import ActionsConfigError
-from services.common.settings import ConfigurationError, Settings, documented_variables
+from services.common.settings import (
+    ConfigurationError,
+    Settings,
+    is_secret,
+    load_settings,
+    variable_name,
+)
 from services.common.target import TargetSchemaError
 from services.edge.actions import ActionSchemaError
 
 
 def _run_edge(settings: Settings, _: argparse.Namespace) -> int:
+    """Serve the GraphQL endpoint (HTTP and WebSocket) against ASYNCGATE_NATS_URL.
+
+    It queues operations, answers reads from the view and pushes subscriptions; it needs the
+    streams and buckets that `asyncgate provision` (or `asyncgate up`) creates.
+    """
     import uvicorn
 
     from services.common.runtime import EXIT_NOT_PROVISIONED
@@ -50,6 +65,10 @@ def _run_edge(settings: Settings, _: argparse.Namespace) -> int:
 
 
 def _run_executor(settings: Settings, _: argparse.Namespace) -> int:
+    """Run queued operations against the target schema (and actions), reporting each outcome.
+
+    Start as many as you like against one NATS: they share the work.
+    """
     from services.common.runtime import run_service
     from services.executor.app import create_app
 
@@ -58,6 +77,7 @@ def _run_executor(settings: Settings, _: argparse.Namespace) -> int:
 
 
 def _run_projector(settings: Settings, _: argparse.Namespace) -> int:
+    """Fold the operations' events into the view that reads, listings and subscriptions use."""
     from services.common.runtime import run_service
     from services.projector.app import create_app
 
@@ -65,6 +85,10 @@ def _run_projector(settings: Settings, _: argparse.Namespace) -> int:
 
 
 def _run_demo_handler(settings: Settings, _: argparse.Namespace) -> int:
+    """Serve the demo action handler (place_order) on ASYNCGATE_DEMO_HANDLER_PORT.
+
+    `asyncgate up` runs it next to the stack when ASYNCGATE_ACTIONS_FILE is not set.
+    """
     import uvicorn
 
     from examples.actions.handler import app
@@ -74,6 +98,11 @@ def _run_demo_handler(settings: Settings, _: argparse.Namespace) -> int:
 
 
 def _provision(settings: Settings, _: argparse.Namespace) -> int:
+    """Create or update the streams, buckets and consumers asyncgate needs in NATS.
+
+    Run it once per NATS (again after changing ASYNCGATE_RESULT_TTL_HOURS,
+    ASYNCGATE_STREAM_EXTRA_HOURS or ASYNCGATE_REPLICAS) with a login allowed to create streams.
+    """
     import nats.errors
 
     from services.common.layout import NotProvisionedError
@@ -90,18 +119,80 @@ def _provision(settings: Settings, _: argparse.Namespace) -> int:
 
 
 def _run_up(settings: Settings, _: argparse.Namespace) -> int:
+    """Run the whole stack on this machine: an embedded NATS (unless ASYNCGATE_NATS_URL names
+    one), the demo action handler, the edge, an executor and the projector.
+
+    Ctrl-C stops them in an order that loses nothing and exits 0.
+    """
     from services.supervisor import up
 
     return up(settings)
 
 
-def _print_config(_: Settings, __: argparse.Namespace) -> int:
-    for name, default in documented_variables():
-        print(f"{name}={default}")  # noqa: T201 (the command's output)
+SECRET_MASK = "********"  # noqa: S105 (what a set secret is shown as, not a secret)
+
+
+def _print_config(_: Settings, arguments: argparse.Namespace) -> int:
+    """Show every ASYNCGATE_* setting in effect and where it came from: the environment, the
+    file ASYNCGATE_ENV_FILE names (".env file"), or the default. Secrets are masked.
+    """
+    loaded = load_settings()
+    values = loaded.settings.model_dump(mode="json")
+    rows = []
+    for name, value in values.items():
+        shown = (SECRET_MASK if value else "") if is_secret(name) else value
+        rows.append((variable_name(name), shown, loaded.origins[name]))
+    if arguments.json:
+        document = {variable: {"value": v, "source": source} for variable, v, source in rows}
+        print(json.dumps(document, indent=2))  # noqa: T201 (the command's output)
+        return 0
+    texts = [(variable, "(none)" if v in (None, "") else str(v), src) for variable, v, src in rows]
+    name_width = max(len(variable) for variable, _, _ in texts)
+    value_width = max(len(text) for _, text, _ in texts)
+    for variable, text, source in texts:
+        print(f"{variable:<{name_width}}  {text:<{value_width}}  {source}")  # noqa: T201
+    return 0
+
+
+def _clean(settings: Settings, _: argparse.Namespace) -> int:
+    """Delete the local stack's data (ASYNCGATE_DATA_DIR): every stored operation and result.
+
+    Refused while an `asyncgate up` runs on that data.
+    """
+    from services.supervisor import LOCK_FILE, DataDirInUseError, data_dir_lock
+
+    data_dir = settings.data_dir
+    if not data_dir.exists():
+        print(f"asyncgate clean: {data_dir} does not exist; nothing to delete")  # noqa: T201
+        return 0
+    if not (data_dir / LOCK_FILE).exists() and not (data_dir / "nats").exists():
+        # Whatever ASYNCGATE_DATA_DIR names, delete only what `asyncgate up` made.
+        print(  # noqa: T201 (a refusal for humans)
+            f"asyncgate clean: {data_dir} does not look like asyncgate's data (no {LOCK_FILE} "
+            "or nats/ in it); delete it yourself if you mean to",
+            file=sys.stderr,
+        )
+        return 1
+    try:
+        with data_dir_lock(data_dir):
+            shutil.rmtree(data_dir)
+    except DataDirInUseError:
+        holder = (data_dir / LOCK_FILE).read_text(encoding="utf-8").strip() or "another process"
+        print(  # noqa: T201 (a refusal for humans)
+            f"asyncgate clean: not deleting anything: a running asyncgate up uses {data_dir} "
+            f"({holder}); stop it (Ctrl-C) first",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"asyncgate clean: deleted {data_dir}")  # noqa: T201 (the command's output)
     return 0
 
 
 def _print_token(settings: Settings, arguments: argparse.Namespace) -> int:
+    """Print a bearer token for a tenant and user, signed with ASYNCGATE_JWT_SECRET (HS256).
+
+    For local use and tests; production tokens come from your identity provider.
+    """
     from services.edge.auth import issue_token
 
     token = issue_token(settings, tenant=arguments.tenant, user=arguments.user, ttl_s=arguments.ttl)
@@ -110,6 +201,9 @@ def _print_token(settings: Settings, arguments: argparse.Namespace) -> int:
 
 
 def _print_api_key(_: Settings, arguments: argparse.Namespace) -> int:
+    """Make a new API key for a tenant and user, and print it with the entry (its SHA-256) to
+    add to ASYNCGATE_API_KEYS_FILE. The key itself is stored nowhere.
+    """
     from services.edge.auth import hash_api_key, new_api_key
 
     key = new_api_key()
@@ -130,7 +224,8 @@ COMMANDS: dict[str, tuple[Command, str]] = {
     "executor": (_run_executor, "run requested operations"),
     "projector": (_run_projector, "fold events into the status view"),
     "demo-handler": (_run_demo_handler, "serve the demo action handler (place_order)"),
-    "config": (_print_config, "list the ASYNCGATE_* variables and their defaults"),
+    "config": (_print_config, "show the settings in effect and where each came from"),
+    "clean": (_clean, "delete the local stack's data (refused while it runs)"),
     "token": (_print_token, "print a token signed with ASYNCGATE_JWT_SECRET (HS256)"),
     "api-key": (_print_api_key, "make a new API key and its entry for the keys file"),
 }
@@ -156,13 +251,20 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     # Listed for --help; `asyncgate ops --help` tells the rest.
     commands.add_parser("ops", help="operate: list, show, tail, replay, dead-letters")
-    for name, (_, help_text) in COMMANDS.items():
-        command = commands.add_parser(name, help=help_text)
+    for name, (function, help_text) in COMMANDS.items():
+        command = commands.add_parser(
+            name,
+            help=help_text,
+            description=inspect.getdoc(function),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         if name in ("token", "api-key"):
             command.add_argument("--tenant", required=True, help="the tenant id")
             command.add_argument("--user", required=True, help="the user id")
         if name == "token":
             command.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds")
+        if name == "config":
+            command.add_argument("--json", action="store_true", help="print JSON, for scripts")
     arguments = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -175,6 +277,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`asyncgate config | head`): not an error worth a traceback.
+        # Python's own advice: point stdout at /dev/null so the exit's flush cannot fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

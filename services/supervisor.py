@@ -175,11 +175,12 @@ async def run_stack(settings: Settings, environ: Mapping[str, str]) -> int:
         loop.add_signal_handler(signum, stop.set)
     stack = contextlib.ExitStack()
     try:
-        embedded = "ASYNCGATE_NATS_URL" not in environ
+        # Set in the environment or in ASYNCGATE_ENV_FILE (the services read it too): use that.
+        embedded = "nats_url" not in settings.model_fields_set
         if embedded and not await _start_embedded_nats(settings, env, stack, processes):
             return 1
-        say("up", f"NATS: {env['ASYNCGATE_NATS_URL']}")
-        if "ASYNCGATE_ACTIONS_FILE" not in environ:
+        say("up", f"NATS: {env['ASYNCGATE_NATS_URL'] if embedded else settings.nats_url}")
+        if "actions_file" not in settings.model_fields_set:
             # The demo action handler runs next to the stack, and the demo actions call it.
             port = settings.demo_handler_port
             port = port if port_is_free(port) else free_port()

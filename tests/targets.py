@@ -17,5 +17,10 @@ class Query:
         """Fails the way a bug does, with details no client should see."""
         raise RuntimeError("connection to db-7.internal:5432 refused for user admin")
 
+    @strawberry.field
+    def refused(self) -> int:
+        """Fails with no data at all: a non-null field that raises."""
+        raise ValueError("refused")
+
 
 schema = strawberry.Schema(query=Query)

@@ -15,16 +15,12 @@ from typing import Any, Final
 import httpx
 from graphql import GraphQLOutputType
 
+from contracts.errors import ErrorCode
 from services.actions.config import ActionDefinition
 from services.actions.output import output_problem
 
 log = logging.getLogger(__name__)
 
-ACTION_HANDLER_FAILED: Final = "ACTION_HANDLER_FAILED"
-ACTION_TIMEOUT: Final = "ACTION_TIMEOUT"
-ACTION_UNREACHABLE: Final = "ACTION_UNREACHABLE"
-ACTION_BAD_RESPONSE: Final = "ACTION_BAD_RESPONSE"
-ACTION_REFUSED: Final = "ACTION_REFUSED"
 
 # A background action can reach its handler more than once (its executor was lost mid-call):
 # every call of one operation carries the same key, as payment APIs take it, and the attempt.
@@ -99,11 +95,12 @@ def _refusal(status: int, body: Any) -> ActionFailed:
         extensions: dict[str, Any] = (
             body["extensions"] if isinstance(body.get("extensions"), dict) else {}
         )
-        code = body.get("code") or extensions.get("code") or ACTION_REFUSED
+        code = body.get("code") or extensions.get("code") or ErrorCode.ACTION_REFUSED
         error = {"message": body["message"], "extensions": {**extensions, "code": str(code)}}
         return ActionFailed(code=str(code), message=body["message"], errors=[error])
     return _failed(
-        ACTION_BAD_RESPONSE, f"the action handler refused the call ({status}) without a message"
+        ErrorCode.ACTION_BAD_RESPONSE,
+        f"the action handler refused the call ({status}) without a message",
     )
 
 
@@ -140,11 +137,12 @@ async def call_handler(
         )
     except httpx.TimeoutException:
         return _failed(
-            ACTION_TIMEOUT, f"the action handler did not answer within {action.timeout_s:g} s"
+            ErrorCode.ACTION_TIMEOUT,
+            f"the action handler did not answer within {action.timeout_s:g} s",
         )
     except httpx.TransportError as error:
         log.warning("action %s: handler unreachable: %s", action.name, type(error).__name__)
-        return _failed(ACTION_UNREACHABLE, "the action handler could not be reached")
+        return _failed(ErrorCode.ACTION_UNREACHABLE, "the action handler could not be reached")
     return _classify(response, output_type)
 
 
@@ -158,12 +156,16 @@ def _classify(
     if 400 <= response.status_code < 500:
         return _refusal(response.status_code, body)
     if not response.is_success:
-        return _failed(ACTION_HANDLER_FAILED, f"the action handler failed ({response.status_code})")
+        return _failed(
+            ErrorCode.ACTION_HANDLER_FAILED, f"the action handler failed ({response.status_code})"
+        )
     if body is _NOT_JSON:
-        return _failed(ACTION_BAD_RESPONSE, "the action handler's answer is not JSON")
+        return _failed(ErrorCode.ACTION_BAD_RESPONSE, "the action handler's answer is not JSON")
     problem = output_problem(body, output_type)
     if problem:
-        return _failed(ACTION_BAD_RESPONSE, f"the action handler's answer does not fit: {problem}")
+        return _failed(
+            ErrorCode.ACTION_BAD_RESPONSE, f"the action handler's answer does not fit: {problem}"
+        )
     return ActionSucceeded(output=body)
 
 

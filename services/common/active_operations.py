@@ -23,13 +23,12 @@ from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
+from contracts.errors import ErrorCode
 from contracts.events import OperationCompleted, OperationEvent, OperationFailed
 from contracts.names import LIMITS_BUCKET, limits_key
 from services.common.layout import Layout, bucket_stream, check_provisioned, limits_bucket_config
 from services.common.settings import Settings
 
-TOO_MANY_OPERATIONS: Final = "TOO_MANY_OPERATIONS"
-RATE_LIMITED: Final = "RATE_LIMITED"
 # Conflicts happen only while another edge or projector writes the same user's key.
 MAX_CAS_ATTEMPTS: Final = 20
 # A reservation this old whose request is not in the stream was never queued (the publish
@@ -114,14 +113,14 @@ def decide(
     if policy.min_interval_s > 0 and since_last < policy.min_interval_s:
         wait = math.ceil(policy.min_interval_s - since_last)
         return Refused(
-            RATE_LIMITED,
+            ErrorCode.RATE_LIMITED,
             f"a new operation can start {policy.min_interval_s:g} s after the previous one; "
             f"try again in {wait} s",
             retry_after=wait,
         )
     if policy.max_active > 0 and len(active) >= policy.max_active:
         return Refused(
-            TOO_MANY_OPERATIONS,
+            ErrorCode.TOO_MANY_OPERATIONS,
             f"at most {policy.max_active} operations can be queued or running at once; "
             "try again when one has finished",
             retry_after=max(1, math.ceil(policy.min_interval_s)),

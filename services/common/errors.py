@@ -9,9 +9,10 @@ from typing import Final
 
 from graphql import GraphQLError
 
+from contracts.errors import ErrorCode
+
 log = logging.getLogger(__name__)
 
-INTERNAL_SERVER_ERROR: Final = "INTERNAL_SERVER_ERROR"
 UNEXPECTED_MESSAGE: Final = "Unexpected error."
 
 
@@ -29,7 +30,7 @@ def masked(error: GraphQLError) -> GraphQLError:
         source=error.source,
         positions=error.positions,
         path=error.path,
-        extensions={"code": INTERNAL_SERVER_ERROR},
+        extensions={"code": ErrorCode.INTERNAL_SERVER_ERROR},
     )
 
 

@@ -22,6 +22,7 @@ from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from nats.js.errors import APIError, NotFoundError
 
+from contracts.cloudevents import cloudevent_headers
 from contracts.events import (
     OperationCompleted,
     OperationEvent,
@@ -37,6 +38,7 @@ from contracts.names import STREAM, event_subject, operation_subjects
 from contracts.view import OperationView
 from services.common.poison import admit
 from services.common.reply_inbox import ReplyInbox
+from services.common.tracing import add_traceparent
 
 # A stored event is acknowledged (and a read answered) within this, or the caller retries.
 REQUEST_TIMEOUT_S: Final = 5.0
@@ -149,8 +151,11 @@ class EventLog:
         With ``after``, only if nothing was stored on the operation's subjects since that
         sequence (0: nothing at all); otherwise AppendConflictError and nothing is stored.
         ``msg_id`` makes an unguarded retry of the same fact a no-op inside the dedup window.
+        Every event carries its CloudEvents attributes as headers (contracts/cloudevents.py).
         """
-        headers = {"Nats-Msg-Id": msg_id}
+        headers = cloudevent_headers(event)
+        headers["Nats-Msg-Id"] = msg_id
+        add_traceparent(headers)
         if after is not None:
             headers["Nats-Expected-Last-Subject-Sequence"] = str(after)
             headers["Nats-Expected-Last-Subject-Sequence-Subject"] = operation_subjects(

@@ -43,7 +43,7 @@ def nats_security(settings: Settings) -> NatsSecurity | None:
         name
         for name, present in (
             ("user/password", bool(settings.nats_user)),
-            ("token", bool(settings.nats_token)),
+            ("token", bool(settings.nats_token.get_secret_value())),
             ("nkey seed", settings.nats_nkey_seed_file is not None),
             ("creds file", settings.nats_creds_file is not None),
         )
@@ -52,9 +52,11 @@ def nats_security(settings: Settings) -> NatsSecurity | None:
     if len(kinds) > 1:
         raise ConfigurationError(f"configure one NATS login, not {' and '.join(kinds)}")
     if settings.nats_user:
-        return NatsUserPassword(settings.nats_user, settings.nats_password, ssl_context=tls)
-    if settings.nats_token:
-        return NatsToken(settings.nats_token, ssl_context=tls)
+        return NatsUserPassword(
+            settings.nats_user, settings.nats_password.get_secret_value(), ssl_context=tls
+        )
+    if token := settings.nats_token.get_secret_value():
+        return NatsToken(token, ssl_context=tls)
     if settings.nats_nkey_seed_file is not None:
         return NatsNKey(settings.nats_nkey_seed_file, ssl_context=tls)
     if settings.nats_creds_file is not None:

@@ -30,6 +30,7 @@ from services.common.layout import (
     check_provisioned,
     layout_for,
 )
+from services.common.metrics import MetricsPortError
 from services.common.nats_auth import nats_security
 from services.common.prompt_pull import PromptPull
 from services.common.retry import riding_through
@@ -41,6 +42,8 @@ log = logging.getLogger(__name__)
 EXIT_NATS_LOST: Final = 75
 # EX_CONFIG: JetStream is not provisioned as the settings say; starting again will not help.
 EXIT_NOT_PROVISIONED: Final = 78
+# sysexits' EX_UNAVAILABLE: the metrics port it was given cannot be listened on.
+EXIT_METRICS_PORT: Final = 69
 
 
 def freeze_startup_objects() -> None:
@@ -114,6 +117,9 @@ def create_broker(settings: Settings, service: str, watch: ConnectionWatch) -> N
         closed_cb=watch.closed,
         # One access-log line per message is noise at INFO; failures are still logged.
         log_level=logging.DEBUG,
+        # Through the service's own logging: FastStream's default logger writes colour codes
+        # even into a pipe (`asyncgate up`'s labelled output, a log file).
+        logger=logging.getLogger(f"asyncgate.{service}.broker"),
         # Handlers take the nats-py messages as they came (see batch_subscriber): nothing to
         # resolve, and fast_depends would resolve a NatsMessage argument through a worker
         # thread on every call (measured: a fifth of the projector's CPU).
@@ -143,6 +149,9 @@ async def run_service(app: FastStream, service: str) -> int:
     except NotProvisionedError as error:
         log.critical("%s will not start: %s", service, error)
         return EXIT_NOT_PROVISIONED
+    except MetricsPortError as error:
+        log.critical("%s will not start: %s", service, error)
+        return EXIT_METRICS_PORT
     return 0
 
 

@@ -1,42 +1,46 @@
-"""Configuration from ASYNCGATE_* environment variables (README lists them all)."""
+"""Configuration from ASYNCGATE_* variables (README lists them all), parsed by pydantic-settings.
+
+A variable comes from the environment or, below it, from the file ASYNCGATE_ENV_FILE names (an
+``.env`` file; none unless named, so that a compose ``.env`` never changes a local stack or a
+test run unasked); anything not set keeps its default. ``Settings(...)`` alone reads neither: it
+is the defaults plus the values given, as tests and composition roots build it.
+"""
 
 import os
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Annotated, Any, Final, Literal, Self
+
+from dotenv import dotenv_values
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveInt,
+    SecretStr,
+    ValidationError,
+)
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+PREFIX: Final = "ASYNCGATE_"
+
+Origin = Literal["default", "environment", ".env file"]
 
 
 class ConfigurationError(ValueError):
     """An ASYNCGATE_* variable has a value that cannot be used."""
 
 
-def _positive_float(value: str) -> float:
-    number = float(value)
-    if number < 0:
-        raise ValueError("must not be negative")
-    return number
-
-
-def _non_negative_int(value: str) -> int:
-    number = int(value)
-    if number < 0:
-        raise ValueError("must not be negative")
-    return number
-
-
-def _positive_int(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise ValueError("must be at least 1")
-    return number
-
-
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
 _FALSE: Final = frozenset({"0", "false", "no", "off", ""})
 
 
-def _flag(value: str) -> bool:
+def _flag(value: object) -> object:
+    if not isinstance(value, str):
+        return value
     word = value.strip().lower()
     if word not in _TRUE | _FALSE:
         raise ValueError("expected 1, true, yes or on; or 0, false, no or off")
@@ -50,88 +54,106 @@ def _server_list(value: str) -> str:
     return ",".join(servers)
 
 
-def _optional_path(value: str) -> Path | None:
-    return Path(value) if value else None
+def _empty_is_none(value: object) -> object:
+    return None if value == "" else value
 
 
-def _setting(env: str, default: Any, parse: Callable[[str], Any] = str) -> Any:
-    return field(default=default, metadata={"env": env, "parse": parse})
+Flag = Annotated[bool, BeforeValidator(_flag)]
+ServerList = Annotated[str, AfterValidator(_server_list)]
+# An empty variable means "not set", as it did before a path was given.
+OptionalPath = Annotated[Path | None, BeforeValidator(_empty_is_none)]
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Every knob of asyncgate. Build it with ``Settings.from_env()``."""
+class Settings(BaseSettings):
+    """Every knob of asyncgate. Build it with ``Settings.from_env()``.
+
+    Each field ``name`` is read from the variable ``ASYNCGATE_<NAME>``.
+    """
+
+    model_config = SettingsConfigDict(frozen=True, extra="forbid", validate_default=True)
 
     # One server, or several separated by commas (the nodes of a cluster).
-    nats_url: str = _setting("ASYNCGATE_NATS_URL", "nats://127.0.0.1:4222", _server_list)
-    http_host: str = _setting("ASYNCGATE_HTTP_HOST", "127.0.0.1")
-    http_port: int = _setting("ASYNCGATE_HTTP_PORT", 8000, int)
+    nats_url: ServerList = "nats://127.0.0.1:4222"
+    http_host: str = "127.0.0.1"
+    http_port: int = 8000
     # A log line per request costs the edge about 5% of a submit's CPU; opt in where wanted.
-    access_log: bool = _setting("ASYNCGATE_ACCESS_LOG", False, _flag)
-    target_schema: str = _setting("ASYNCGATE_TARGET_SCHEMA", "examples.ledger.schema:schema")
-    result_ttl_hours: float = _setting("ASYNCGATE_RESULT_TTL_HOURS", 96.0, _positive_float)
+    access_log: Flag = False
+    target_schema: str = "examples.ledger.schema:schema"
+    result_ttl_hours: NonNegativeFloat = 96.0
     # The stream must outlive the view so the view can always be rebuilt from it.
-    stream_extra_hours: float = _setting("ASYNCGATE_STREAM_EXTRA_HOURS", 24.0, _positive_float)
-    replicas: int = _setting("ASYNCGATE_REPLICAS", 1, _positive_int)
-    executor_concurrency: int = _setting("ASYNCGATE_EXECUTOR_CONCURRENCY", 256, _positive_int)
-    executor_ack_wait_s: float = _setting("ASYNCGATE_EXECUTOR_ACK_WAIT_S", 30.0, _positive_float)
-    executor_max_attempts: int = _setting("ASYNCGATE_EXECUTOR_MAX_ATTEMPTS", 4, _positive_int)
-    operation_timeout_s: float = _setting("ASYNCGATE_OPERATION_TIMEOUT_S", 3600.0, _positive_float)
-    projector_concurrency: int = _setting("ASYNCGATE_PROJECTOR_CONCURRENCY", 16, _positive_int)
-    projector_ack_wait_s: float = _setting("ASYNCGATE_PROJECTOR_ACK_WAIT_S", 10.0, _positive_float)
-    projector_max_deliver: int = _setting("ASYNCGATE_PROJECTOR_MAX_DELIVER", 10, _positive_int)
-    shutdown_grace_s: float = _setting("ASYNCGATE_SHUTDOWN_GRACE_S", 10.0, _positive_float)
-    data_dir: Path = _setting("ASYNCGATE_DATA_DIR", Path(".asyncgate"), Path)
-    max_active_per_user: int = _setting("ASYNCGATE_MAX_ACTIVE_PER_USER", 10, _non_negative_int)
-    min_start_interval_s: float = _setting("ASYNCGATE_MIN_START_INTERVAL_S", 5.0, _positive_float)
-    max_query_bytes: int = _setting("ASYNCGATE_MAX_QUERY_BYTES", 32 * 1024, _positive_int)
-    max_variables_bytes: int = _setting("ASYNCGATE_MAX_VARIABLES_BYTES", 64 * 1024, _positive_int)
-    max_depth: int = _setting("ASYNCGATE_MAX_DEPTH", 15, _positive_int)
-    max_aliases: int = _setting("ASYNCGATE_MAX_ALIASES", 30, _positive_int)
-    max_tokens: int = _setting("ASYNCGATE_MAX_TOKENS", 2000, _positive_int)
-    max_body_bytes: int = _setting("ASYNCGATE_MAX_BODY_BYTES", 256 * 1024, _positive_int)
-    max_header_bytes: int = _setting("ASYNCGATE_MAX_HEADER_BYTES", 32 * 1024, _positive_int)
-    jwt_secret: str = _setting("ASYNCGATE_JWT_SECRET", "")
-    jwt_public_key_file: Path | None = _setting(
-        "ASYNCGATE_JWT_PUBLIC_KEY_FILE", None, _optional_path
-    )
-    jwt_jwks_file: Path | None = _setting("ASYNCGATE_JWT_JWKS_FILE", None, _optional_path)
-    jwt_algorithms: str = _setting("ASYNCGATE_JWT_ALGORITHMS", "")
-    jwt_issuer: str = _setting("ASYNCGATE_JWT_ISSUER", "")
-    jwt_audience: str = _setting("ASYNCGATE_JWT_AUDIENCE", "")
-    jwt_user_claim: str = _setting("ASYNCGATE_JWT_USER_CLAIM", "sub")
-    jwt_tenant_claim: str = _setting("ASYNCGATE_JWT_TENANT_CLAIM", "tenant")
-    jwt_claims_namespace: str = _setting(
-        "ASYNCGATE_JWT_CLAIMS_NAMESPACE", "https://hasura.io/jwt/claims"
-    )
-    api_keys_file: Path | None = _setting("ASYNCGATE_API_KEYS_FILE", None, _optional_path)
-    nats_user: str = _setting("ASYNCGATE_NATS_USER", "")
-    nats_password: str = _setting("ASYNCGATE_NATS_PASSWORD", "")
-    nats_token: str = _setting("ASYNCGATE_NATS_TOKEN", "")
-    nats_nkey_seed_file: Path | None = _setting(
-        "ASYNCGATE_NATS_NKEY_SEED_FILE", None, _optional_path
-    )
-    nats_creds_file: Path | None = _setting("ASYNCGATE_NATS_CREDS_FILE", None, _optional_path)
-    nats_tls_ca_file: Path | None = _setting("ASYNCGATE_NATS_TLS_CA_FILE", None, _optional_path)
-    nats_tls_cert_file: Path | None = _setting("ASYNCGATE_NATS_TLS_CERT_FILE", None, _optional_path)
-    nats_tls_key_file: Path | None = _setting("ASYNCGATE_NATS_TLS_KEY_FILE", None, _optional_path)
-    actions_file: Path | None = _setting("ASYNCGATE_ACTIONS_FILE", None, _optional_path)
-    demo_handler_port: int = _setting("ASYNCGATE_DEMO_HANDLER_PORT", 8001, int)
+    stream_extra_hours: NonNegativeFloat = 24.0
+    replicas: PositiveInt = 1
+    executor_concurrency: PositiveInt = 256
+    executor_ack_wait_s: NonNegativeFloat = 30.0
+    executor_max_attempts: PositiveInt = 4
+    operation_timeout_s: NonNegativeFloat = 3600.0
+    projector_concurrency: PositiveInt = 16
+    projector_ack_wait_s: NonNegativeFloat = 10.0
+    projector_max_deliver: PositiveInt = 10
+    shutdown_grace_s: NonNegativeFloat = 10.0
+    data_dir: Path = Path(".asyncgate")
+    max_active_per_user: NonNegativeInt = 10
+    min_start_interval_s: NonNegativeFloat = 5.0
+    max_query_bytes: PositiveInt = 32 * 1024
+    max_variables_bytes: PositiveInt = 64 * 1024
+    max_depth: PositiveInt = 15
+    max_aliases: PositiveInt = 30
+    max_tokens: PositiveInt = 2000
+    max_body_bytes: PositiveInt = 256 * 1024
+    max_header_bytes: PositiveInt = 32 * 1024
+    jwt_secret: SecretStr = SecretStr("")
+    jwt_public_key_file: OptionalPath = None
+    jwt_jwks_file: OptionalPath = None
+    jwt_jwks_url: str = ""
+    # The JWKS at ASYNCGATE_JWT_JWKS_URL is fetched again this long after the last fetch...
+    jwt_jwks_ttl_s: NonNegativeFloat = 600.0
+    # ...or when a token names an unknown key, but not more often than this (a flood of made-up
+    # key ids must not become a flood of fetches).
+    jwt_jwks_min_refetch_s: NonNegativeFloat = 10.0
+    jwt_algorithms: str = ""
+    jwt_issuer: str = ""
+    jwt_audience: str = ""
+    jwt_user_claim: str = "sub"
+    jwt_tenant_claim: str = "tenant"
+    jwt_claims_namespace: str = "https://hasura.io/jwt/claims"
+    api_keys_file: OptionalPath = None
+    nats_user: str = ""
+    nats_password: SecretStr = SecretStr("")
+    nats_token: SecretStr = SecretStr("")
+    nats_nkey_seed_file: OptionalPath = None
+    nats_creds_file: OptionalPath = None
+    nats_tls_ca_file: OptionalPath = None
+    nats_tls_cert_file: OptionalPath = None
+    nats_tls_key_file: OptionalPath = None
+    actions_file: OptionalPath = None
+    demo_handler_port: int = 8001
+    # Prometheus /metrics of the executor and projector (0: not served); the edge serves its own.
+    executor_metrics_port: NonNegativeInt = 0
+    projector_metrics_port: NonNegativeInt = 0
+    # Read from the environment only: the file of further variables.
+    env_file: OptionalPath = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Only the values given: ``from_env`` reads the variables (tests give their own)."""
+        return (init_settings,)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
         """Read every setting from ``environ`` (default: the process environment)."""
-        environ = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
-        for setting in fields(cls):
-            name = setting.metadata["env"]
-            if name not in environ:
-                continue
-            try:
-                values[setting.name] = setting.metadata["parse"](environ[name])
-            except ValueError as error:
-                raise ConfigurationError(f"{name}={environ[name]!r}: {error}") from None
-        return cls(**values)
+        return load_settings(environ).settings
+
+    def replace(self, **changes: Any) -> Self:
+        """A copy with ``changes`` applied and checked (``dataclasses.replace`` for settings)."""
+        given = {name: getattr(self, name) for name in self.model_fields_set}
+        return type(self)(**(given | changes))
 
     @property
     def nats_servers(self) -> list[str]:
@@ -149,6 +171,92 @@ class Settings:
         return (self.result_ttl_hours + self.stream_extra_hours) * 3600
 
 
+def variable_name(field_name: str) -> str:
+    """The ASYNCGATE_* variable a setting is read from."""
+    return PREFIX + field_name.upper()
+
+
+def is_secret(field_name: str) -> bool:
+    """Whether a setting holds a secret, never to be shown."""
+    return Settings.model_fields[field_name].annotation is SecretStr
+
+
+class _VariablesSource(PydanticBaseSettingsSource):
+    """The ASYNCGATE_* variables of one mapping: the environment, a test's, or an .env file's.
+
+    Names match exactly, and variables that name no setting (compose's per-service passwords
+    share the prefix) are left alone.
+    """
+
+    def __init__(self, settings_cls: type[BaseSettings], variables: Mapping[str, str | None]):
+        super().__init__(settings_cls)
+        self._variables = variables
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        """The raw value of one setting, or None when its variable is not set."""
+        return self._variables.get(variable_name(field_name)), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        values = {}
+        for name, info in self.settings_cls.model_fields.items():
+            value, _, _ = self.get_field_value(info, name)
+            if value is not None:
+                values[name] = value
+        return values
+
+
+@dataclass(frozen=True)
+class LoadedSettings:
+    """The settings in effect and where each came from."""
+
+    settings: Settings
+    origins: dict[str, Origin]
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> LoadedSettings:
+    """The settings from ``environ`` (default: the process environment) over the file
+    ASYNCGATE_ENV_FILE names, over the defaults."""
+    environ = os.environ if environ is None else environ
+    environment = _VariablesSource(Settings, environ)()
+    from_file: dict[str, Any] = {}
+    if env_file := environ.get(variable_name("env_file")):
+        if not Path(env_file).is_file():
+            raise ConfigurationError(f"{variable_name('env_file')}={env_file!r}: no such file")
+        from_file = _VariablesSource(Settings, dotenv_values(env_file))()
+        from_file.pop("env_file", None)
+    values = from_file | environment
+    try:
+        settings = Settings(**values)
+    except ValidationError as error:
+        raise ConfigurationError(_describe(error, values)) from None
+    origins: dict[str, Origin] = {}
+    for name in Settings.model_fields:
+        origins[name] = (
+            "environment"
+            if name in environment
+            else ".env file"
+            if name in from_file
+            else "default"
+        )
+    return LoadedSettings(settings, origins)
+
+
+def _describe(error: ValidationError, values: Mapping[str, Any]) -> str:
+    problems = []
+    for item in error.errors():
+        name = str(item["loc"][0]) if item["loc"] else ""
+        reason = str(item["ctx"]["error"]) if item["type"] == "value_error" else item["msg"]
+        if name not in Settings.model_fields:
+            problems.append(reason)
+        elif is_secret(name):
+            problems.append(f"{variable_name(name)}: {reason}")
+        else:
+            problems.append(f"{variable_name(name)}={values.get(name)!r}: {reason}")
+    return "; ".join(problems)
+
+
 def documented_variables() -> list[tuple[str, str]]:
     """(variable, default) for every setting, for README and ``asyncgate config``."""
-    return [(f.metadata["env"], str(f.default)) for f in fields(Settings)]
+    return [
+        (variable_name(name), str(info.default)) for name, info in Settings.model_fields.items()
+    ]

@@ -1,7 +1,8 @@
 """The edge's composition root: a Starlette app whose lifespan holds the NATS connection.
 
-Routes: /graphql (GraphiQL in a browser, GraphQL over HTTP), /healthz (the process is alive),
-/readyz (NATS is connected and the stream and view bucket exist).
+Routes: /graphql (GraphiQL in a browser, GraphQL over HTTP), /graphiql/static/... (GraphiQL's
+scripts and stylesheets, so it needs no internet), /healthz (the process is alive), /readyz
+(NATS is connected and the stream and view bucket exist), /metrics (Prometheus).
 """
 
 import json
@@ -9,9 +10,10 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from typing import cast
 
 import strawberry
-from cross_web import HTTPException
+from cross_web import AsyncHTTPRequestAdapter, HTTPException, StarletteRequestAdapter
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
@@ -21,23 +23,37 @@ from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.types.unset import UnsetType
 
+from contracts.errors import ErrorCode
 from services.actions.config import load_actions
 from services.common.documents import DocumentCache
 from services.common.identity import ANONYMOUS, UNAUTHENTICATED
 from services.common.jetstream import connected_within
 from services.common.layout import NotProvisionedError, is_ready
+from services.common.metrics import EdgeMetrics, exposition
 from services.common.runtime import exit_process, freeze_startup_objects
 from services.common.settings import Settings
 from services.common.target import load_schema
+from services.common.tracing import TRACEPARENT, Tracing, valid_traceparent
 from services.edge.actions import add_actions
 from services.edge.auth import AuthenticationError, Authenticator, check_exposure
 from services.edge.connection import EdgeConnection
 from services.edge.context import EdgeContext
 from services.edge.errors import error_body, http_error_code
+from services.edge.graphiql import STATIC_PREFIX as GRAPHIQL_STATIC
+from services.edge.graphiql import offline_page
+from services.edge.graphiql import serve_asset as serve_graphiql_asset
 from services.edge.http_limits import RequestLimits
 from services.edge.json_input import UnreadableJSONError, read_json
+from services.edge.media_types import (
+    GRAPHQL_RESPONSE_JSON,
+    JSON,
+    is_json_request,
+    is_request_error,
+    response_media_type,
+)
 from services.edge.schema import build_schema
 from services.edge.shape_limits import ShapeLimits
 from services.edge.websockets import LegacyWSHandler, TransportWSHandler
@@ -49,9 +65,21 @@ log = logging.getLogger("asyncgate.edge")
 RECONNECT_GRACE_S = 2.0
 
 
+class _RequestAdapter(StarletteRequestAdapter):
+    """strawberry's view of a request, with the media type lower-cased: media type names are
+    case-insensitive (RFC 9110), and strawberry compares them as written."""
+
+    @property
+    def content_type(self) -> str | None:
+        """The Content-Type header, lower-cased."""
+        content_type = super().content_type
+        return None if content_type is None else content_type.lower()
+
+
 class EdgeGraphQL(GraphQL[EdgeContext, None]):
     """The GraphQL endpoint, building a typed EdgeContext for every request."""
 
+    request_adapter_class = _RequestAdapter
     graphql_transport_ws_handler_class = TransportWSHandler
     graphql_ws_handler_class = LegacyWSHandler
 
@@ -60,14 +88,60 @@ class EdgeGraphQL(GraphQL[EdgeContext, None]):
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)
             return
+        request = Request(scope=scope, receive=receive)
         try:
-            response = await self.run(Request(scope=scope, receive=receive))
+            response = await self.run(request)
         except HTTPException as refused:
             response = JSONResponse(
                 error_body(refused.reason, http_error_code(refused.status_code, refused.reason)),
                 status_code=refused.status_code,
+                media_type=response_media_type(request.headers.get("accept")),
+                # RFC 9110: a 415 may say which media types the request could have been sent in.
+                headers={"accept": JSON} if refused.status_code == 415 else None,
             )
         await response(scope, receive, send)
+
+    async def parse_http_body(
+        self, request: AsyncHTTPRequestAdapter
+    ) -> GraphQLRequestData | list[GraphQLRequestData]:
+        """The GraphQL request in a GET's query or a POST's JSON body; any other POST body
+        gets 415 (strawberry's own check answered 400, and took ``application/jsonx``)."""
+        if request.method == "POST" and not is_json_request(request.content_type):
+            raise HTTPException(415, f"Unsupported content type: a GraphQL POST is sent as {JSON}")
+        return await super().parse_http_body(request)
+
+    async def get_sub_response(self, request: Request | WebSocket) -> Response:
+        """strawberry's sub-response, carrying the media type the client accepts."""
+        sub_response = await super().get_sub_response(request)
+        sub_response.media_type = response_media_type(request.headers.get("accept"))
+        return sub_response
+
+    def create_response(
+        self,
+        response_data: GraphQLHTTPResponse | list[GraphQLHTTPResponse],
+        sub_response: Response,
+    ) -> Response:
+        """The GraphQL answer in the negotiated media type.
+
+        In ``application/graphql-response+json`` a request that never ran (parse, validation,
+        variable errors) has no ``data`` entry and status 400, as the GraphQL-over-HTTP spec
+        asks; ``application/json`` keeps 200 and ``data: null`` for it.
+        """
+        media_type = sub_response.media_type or JSON
+        status = sub_response.status_code or 200
+        if (
+            media_type == GRAPHQL_RESPONSE_JSON
+            and isinstance(response_data, dict)
+            and is_request_error(response_data)
+        ):
+            response_data = cast(
+                GraphQLHTTPResponse, {k: v for k, v in response_data.items() if k != "data"}
+            )
+            status = sub_response.status_code or 400
+        response = Response(self.encode_json(response_data), status, media_type=media_type)
+        response.headers.raw.extend(sub_response.headers.raw)
+        response.background = sub_response.background
+        return response
 
     def __init__(
         self,
@@ -78,24 +152,34 @@ class EdgeGraphQL(GraphQL[EdgeContext, None]):
         connection: EdgeConnection,
         authenticator: Authenticator,
         shape: ShapeLimits,
+        tracing: Tracing,
+        metrics: EdgeMetrics,
     ) -> None:
         super().__init__(schema)
+        self._tracing = tracing
+        self._metrics = metrics
         self._authenticator = authenticator
         self._shape = shape
         self._target = target
         self._retention = timedelta(seconds=settings.result_ttl_s)
         self._connection = connection
         self._inner_documents = DocumentCache()
+        self._graphiql_page = offline_page(super().graphql_ide_html)
+
+    @property
+    def graphql_ide_html(self) -> str:
+        """strawberry's GraphiQL page, loading its scripts and styles from the edge."""
+        return self._graphiql_page
 
     async def on_ws_connect(self, context: EdgeContext) -> UnsetType | dict[str, object] | None:
         """Identify a WebSocket's caller from its connection_init payload; refuse if unknown."""
         try:
-            context.principal = self._authenticator.from_connection_params(
+            context.principal = await self._authenticator.from_connection_params(
                 context.connection_params
             )
         except AuthenticationError as error:
             raise ConnectionRejectionError(
-                {"message": str(error), "code": "UNAUTHENTICATED"}
+                {"message": str(error), "code": ErrorCode.UNAUTHENTICATED}
             ) from None
         return UnsetType()
 
@@ -147,7 +231,7 @@ class EdgeGraphQL(GraphQL[EdgeContext, None]):
             principal = UNAUTHENTICATED
         else:
             try:
-                principal = self._authenticator.from_headers(request.headers)
+                principal = await self._authenticator.from_headers(request.headers)
             except AuthenticationError as error:
                 raise HTTPException(401, str(error)) from None
         return EdgeContext(
@@ -164,6 +248,9 @@ class EdgeGraphQL(GraphQL[EdgeContext, None]):
             client_headers=request.headers,
             target=self._target,
             retention=self._retention,
+            tracing=self._tracing,
+            metrics=self._metrics,
+            traceparent=valid_traceparent(request.headers.get(TRACEPARENT)),
             nats_connected=await connected_within(nc, RECONNECT_GRACE_S),
         )
 
@@ -190,6 +277,8 @@ def create_app(
     if settings.actions_file is not None:
         add_actions(schema, load_actions(settings.actions_file))
     connection = EdgeConnection()
+    tracing = Tracing.from_env("edge")
+    metrics = EdgeMetrics()
     graphql_app = EdgeGraphQL(
         schema,
         target=target,
@@ -197,6 +286,8 @@ def create_app(
         connection=connection,
         authenticator=authenticator,
         shape=shape,
+        tracing=tracing,
+        metrics=metrics,
     )
 
     @asynccontextmanager
@@ -210,7 +301,10 @@ def create_app(
         try:
             yield
         finally:
-            await connection.close()
+            try:
+                await connection.close()
+            finally:
+                await tracing.shutdown()
 
     async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "alive"})
@@ -222,6 +316,10 @@ def create_app(
         if not await is_ready(js):
             return JSONResponse({"status": "not ready", "reason": "stream or bucket missing"}, 503)
         return JSONResponse({"status": "ready"})
+
+    async def prometheus(_: Request) -> Response:
+        body, content_type = exposition(metrics.registry)
+        return Response(body, headers={"Content-Type": content_type})
 
     async def home(_: Request) -> Response:
         return RedirectResponse("/graphql")
@@ -237,7 +335,9 @@ def create_app(
             Route("/", home),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
+            Route("/metrics", prometheus),
             Route("/graphql", graphql_app, methods=["GET", "POST"]),
+            Route(f"{GRAPHIQL_STATIC}{{path:path}}", serve_graphiql_asset, methods=["GET"]),
             WebSocketRoute("/graphql", graphql_app),
         ],
         lifespan=lifespan,

@@ -1,5 +1,8 @@
 """Who is calling: bearer JWTs (HS256, RS256, ES256) or static API keys, mapped to a principal.
 
+Asymmetric keys come from a PEM file, a JWKS file or a JWKS URL; a token that names its key
+(``kid``) is checked against that key only.
+
 With neither configured, every caller is the anonymous development principal, which the edge
 allows only on a loopback address.
 """
@@ -19,6 +22,7 @@ from contracts.names import UnsafeTokenError
 from services.common.identity import ANONYMOUS, Principal
 from services.common.settings import ConfigurationError, Settings
 from services.edge.json_input import UnreadableJSONError, read_json
+from services.edge.jwks import KeysUnavailableError, RemoteKeySet, keys_with_id
 
 API_KEY_HEADER: Final = "x-api-key"
 HASURA_PREFIX: Final = "x-hasura-"
@@ -36,6 +40,17 @@ class AuthenticationError(Exception):
 class _Verifier:
     keys: tuple[Any, ...]
     algorithms: tuple[str, ...]
+    remote: RemoteKeySet | None = None
+
+    async def keys_for(self, kid: str | None) -> tuple[Any, ...]:
+        """The keys a token naming ``kid`` may be signed with."""
+        if self.remote is not None:
+            try:
+                return await self.remote.keys_for(kid)
+            except KeysUnavailableError as error:
+                raise AuthenticationError(str(error)) from None
+        jwks = tuple(key for key in self.keys if isinstance(key, jwt.PyJWK))
+        return keys_with_id(jwks, kid) if jwks and kid is not None else self.keys
 
 
 def hash_api_key(key: str) -> str:
@@ -77,9 +92,9 @@ def _check_secret(secret: str) -> None:
 
 def _verifier(settings: Settings) -> _Verifier | None:
     algorithms = tuple(a for a in settings.jwt_algorithms.split(",") if a)
-    if settings.jwt_secret:
-        _check_secret(settings.jwt_secret)
-        return _Verifier(keys=(settings.jwt_secret,), algorithms=algorithms or ("HS256",))
+    if secret := settings.jwt_secret.get_secret_value():
+        _check_secret(secret)
+        return _Verifier(keys=(secret,), algorithms=algorithms or ("HS256",))
     asymmetric = algorithms or ("RS256", "ES256")
     if settings.jwt_public_key_file is not None:
         try:
@@ -93,6 +108,13 @@ def _verifier(settings: Settings) -> _Verifier | None:
         except (OSError, jwt.PyJWKSetError, ValueError) as error:
             raise ConfigurationError(f"ASYNCGATE_JWT_JWKS_FILE: {error}") from None
         return _Verifier(keys=tuple(jwks.keys), algorithms=asymmetric)
+    if settings.jwt_jwks_url:
+        remote = RemoteKeySet(
+            settings.jwt_jwks_url,
+            ttl_s=settings.jwt_jwks_ttl_s,
+            min_refetch_s=settings.jwt_jwks_min_refetch_s,
+        )
+        return _Verifier(keys=(), algorithms=asymmetric, remote=remote)
     return None
 
 
@@ -111,7 +133,7 @@ class Authenticator:
         """False when neither JWTs nor API keys are configured (development mode)."""
         return self._verifier is not None or bool(self._api_keys)
 
-    def from_headers(self, headers: Mapping[str, str]) -> Principal:
+    async def from_headers(self, headers: Mapping[str, str]) -> Principal:
         """The principal of an HTTP request (header names in any case)."""
         if not self.enabled:
             return ANONYMOUS
@@ -121,10 +143,10 @@ class Authenticator:
         authorization = lowered.get("authorization", "")
         scheme, _, credential = authorization.partition(" ")
         if scheme.lower() == "bearer" and credential.strip():
-            return self._from_token(credential.strip())
+            return await self._from_token(credential.strip())
         raise AuthenticationError("send a bearer token (Authorization: Bearer ...) or an API key")
 
-    def from_connection_params(self, params: object) -> Principal:
+    async def from_connection_params(self, params: object) -> Principal:
         """The principal of a WebSocket, from its connection_init payload.
 
         Understands ``{"Authorization": "Bearer ..."}``, ``{"headers": {...}}`` (Apollo and
@@ -135,7 +157,7 @@ class Authenticator:
         headers: dict[Any, Any] = (
             params["headers"] if isinstance(params.get("headers"), dict) else params
         )
-        return self.from_headers({str(k): str(v) for k, v in headers.items()})
+        return await self.from_headers({str(k): str(v) for k, v in headers.items()})
 
     def _from_api_key(self, key: str) -> Principal:
         principal = self._api_keys.get(hash_api_key(key.strip()))
@@ -143,10 +165,17 @@ class Authenticator:
             raise AuthenticationError("the API key is not valid")
         return principal
 
-    def _from_token(self, token: str) -> Principal:
+    async def _from_token(self, token: str) -> Principal:
         if self._verifier is None:
             raise AuthenticationError("bearer tokens are not accepted here; use an API key")
-        claims = self._verified_claims(token, self._verifier)
+        try:
+            kid = jwt.get_unverified_header(token).get("kid")
+        except jwt.PyJWTError:
+            raise AuthenticationError("the token is not valid") from None
+        keys = await self._verifier.keys_for(kid if isinstance(kid, str) else None)
+        if not keys:
+            raise AuthenticationError(f"the token's signing key ({kid}) is not known")
+        claims = self._verified_claims(token, keys, self._verifier.algorithms)
         namespace = _hasura_claims(claims.get(self._settings.jwt_claims_namespace))
         user = claims.get(self._settings.jwt_user_claim) or namespace.get(f"{HASURA_PREFIX}user-id")
         tenant = claims.get(self._settings.jwt_tenant_claim) or namespace.get(
@@ -162,15 +191,17 @@ class Authenticator:
         except UnsafeTokenError as error:
             raise AuthenticationError(f"the token's {error}") from None
 
-    def _verified_claims(self, token: str, verifier: _Verifier) -> dict[str, Any]:
+    def _verified_claims(
+        self, token: str, keys: tuple[Any, ...], algorithms: tuple[str, ...]
+    ) -> dict[str, Any]:
         settings = self._settings
         problem = "the token is not valid"
-        for key in verifier.keys:
+        for key in keys:
             try:
                 claims: dict[str, Any] = jwt.decode(
                     token,
                     key=key,
-                    algorithms=list(verifier.algorithms),
+                    algorithms=list(algorithms),
                     audience=settings.jwt_audience or None,
                     issuer=settings.jwt_issuer or None,
                     leeway=LEEWAY_S,
@@ -205,9 +236,10 @@ def _hasura_claims(value: object) -> dict[str, str]:
 
 def issue_token(settings: Settings, *, tenant: str, user: str, ttl_s: int) -> str:
     """An HS256 token for ``tenant`` and ``user`` signed with ASYNCGATE_JWT_SECRET."""
-    if not settings.jwt_secret:
+    secret = settings.jwt_secret.get_secret_value()
+    if not secret:
         raise ConfigurationError("ASYNCGATE_JWT_SECRET is not set: there is nothing to sign with")
-    _check_secret(settings.jwt_secret)
+    _check_secret(secret)
     now = int(time.time())
     claims: dict[str, Any] = {
         settings.jwt_user_claim: user,
@@ -219,7 +251,7 @@ def issue_token(settings: Settings, *, tenant: str, user: str, ttl_s: int) -> st
         claims["iss"] = settings.jwt_issuer
     if settings.jwt_audience:
         claims["aud"] = settings.jwt_audience
-    return jwt.encode(claims, settings.jwt_secret, algorithm="HS256")
+    return jwt.encode(claims, secret, algorithm="HS256")
 
 
 def check_exposure(settings: Settings, authenticator: Authenticator) -> None:
@@ -227,6 +259,6 @@ def check_exposure(settings: Settings, authenticator: Authenticator) -> None:
     if not authenticator.enabled and settings.http_host not in LOOPBACK_HOSTS:
         raise ConfigurationError(
             f"no authentication is configured, so the edge will not listen on "
-            f"{settings.http_host}: set ASYNCGATE_JWT_SECRET (or a public key, JWKS or API "
-            f"keys file), or listen on 127.0.0.1"
+            f"{settings.http_host}: set ASYNCGATE_JWT_SECRET (or a public key, a JWKS file or "
+            f"URL, or an API keys file), or listen on 127.0.0.1"
         )

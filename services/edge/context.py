@@ -15,6 +15,8 @@ from services.common.documents import DocumentCache
 from services.common.event_log import EventLog
 from services.common.identity import OperationContext
 from services.common.listing import Listing
+from services.common.metrics import EdgeMetrics
+from services.common.tracing import Tracing, trace_id_of
 from services.edge.limits import Limiter
 from services.edge.reads import find_operation, follow_operation
 from services.edge.shape_limits import ShapeLimits
@@ -37,7 +39,12 @@ class EdgeContext(OperationContext):
     http: httpx.AsyncClient
     client_headers: Mapping[str, str]
     retention: timedelta
-    # The request's one random id: its trace id, and the id of the first operation it queues.
+    tracing: Tracing
+    metrics: EdgeMetrics
+    # The client's W3C traceparent, if it sent a valid one: its trace is the request's.
+    traceparent: str | None = None
+    # The request's one random id: the id of the first operation it queues, and its trace id
+    # unless the client sent one.
     request_id: uuid.UUID = field(default_factory=uuid.uuid4)
     nats_connected: bool = True
     # strawberry puts a WebSocket's connection_init payload here.
@@ -46,7 +53,10 @@ class EdgeContext(OperationContext):
 
     @property
     def trace_id(self) -> str:
-        """The id a client quotes about this request (in every response's extensions)."""
+        """The request's OpenTelemetry trace id (32 hex digits), which a client quotes about it
+        (in every response's extensions) and every event of its operations carries."""
+        if self.traceparent is not None:
+            return trace_id_of(self.traceparent)
         return self.request_id.hex
 
     def new_operation_id(self) -> str:

@@ -4,23 +4,16 @@ import contextlib
 import logging
 import re
 from collections.abc import Iterator
-from typing import Any, Final
+from typing import Any
 
 import nats.errors
 from graphql import GraphQLError
 from strawberry.extensions import MaskErrors
 
-from services.common.errors import INTERNAL_SERVER_ERROR, is_unexpected, masked
+from contracts.errors import ErrorCode
+from services.common.errors import is_unexpected, masked
 
 log = logging.getLogger(__name__)
-
-GRAPHQL_PARSE_FAILED: Final = "GRAPHQL_PARSE_FAILED"
-GRAPHQL_VALIDATION_FAILED: Final = "GRAPHQL_VALIDATION_FAILED"
-BAD_USER_INPUT: Final = "BAD_USER_INPUT"
-OPERATION_RESOLUTION_FAILURE: Final = "OPERATION_RESOLUTION_FAILURE"
-NESTED_ASYNC_QUERY: Final = "NESTED_ASYNC_QUERY"
-UNSUPPORTED_OPERATION: Final = "UNSUPPORTED_OPERATION"
-SERVICE_UNAVAILABLE: Final = "SERVICE_UNAVAILABLE"
 
 
 def coded_error(message: str, code: str, **extensions: Any) -> GraphQLError:
@@ -41,16 +34,16 @@ def code_of(error: GraphQLError) -> str:
     resolver that raised something other than a GraphQLError is an internal error.
     """
     if is_unexpected(error):
-        return INTERNAL_SERVER_ERROR
+        return ErrorCode.INTERNAL_SERVER_ERROR
     if is_complexity_error(error):
-        return QUERY_TOO_COMPLEX
+        return ErrorCode.QUERY_TOO_COMPLEX
     if error.message.startswith("Syntax Error"):
-        return GRAPHQL_PARSE_FAILED
+        return ErrorCode.GRAPHQL_PARSE_FAILED
     if _VARIABLE_VALUE_ERROR.match(error.message):
-        return BAD_USER_INPUT
+        return ErrorCode.BAD_USER_INPUT
     if error.path is None:
-        return GRAPHQL_VALIDATION_FAILED
-    return INTERNAL_SERVER_ERROR
+        return ErrorCode.GRAPHQL_VALIDATION_FAILED
+    return ErrorCode.INTERNAL_SERVER_ERROR
 
 
 def ensure_codes(errors: list[GraphQLError]) -> None:
@@ -67,7 +60,7 @@ def unavailable_without_nats(action: str, *, connected: bool) -> Iterator[None]:
     While the connection is known to be down it fails at once instead of waiting for a time-out.
     """
     unavailable = coded_error(
-        f"{action} is not possible right now; try again shortly", SERVICE_UNAVAILABLE
+        f"{action} is not possible right now; try again shortly", ErrorCode.SERVICE_UNAVAILABLE
     )
     if not connected:
         log.warning("%s refused: not connected to NATS", action)
@@ -98,38 +91,28 @@ class MaskUnexpectedErrors(MaskErrors):
 
 
 # Codes for the requests strawberry refuses before any GraphQL runs, by its wording.
-BAD_REQUEST: Final = "BAD_REQUEST"
-UNSUPPORTED_MEDIA_TYPE: Final = "UNSUPPORTED_MEDIA_TYPE"
-METHOD_NOT_ALLOWED: Final = "METHOD_NOT_ALLOWED"
-NOT_FOUND: Final = "NOT_FOUND"
-PAYLOAD_TOO_LARGE: Final = "PAYLOAD_TOO_LARGE"
-HEADERS_TOO_LARGE: Final = "HEADERS_TOO_LARGE"
-UNAUTHENTICATED: Final = "UNAUTHENTICATED"
 
 
 def http_error_code(status: int, reason: str) -> str:
     """The stable code of an HTTP-level refusal."""
     if reason.startswith("Unknown operation named"):
-        return OPERATION_RESOLUTION_FAILURE
+        return ErrorCode.OPERATION_RESOLUTION_FAILURE
     by_status = {
-        401: UNAUTHENTICATED,
-        404: NOT_FOUND,
-        405: METHOD_NOT_ALLOWED,
-        413: PAYLOAD_TOO_LARGE,
-        431: HEADERS_TOO_LARGE,
-        415: UNSUPPORTED_MEDIA_TYPE,
+        401: ErrorCode.UNAUTHENTICATED,
+        404: ErrorCode.NOT_FOUND,
+        405: ErrorCode.METHOD_NOT_ALLOWED,
+        413: ErrorCode.PAYLOAD_TOO_LARGE,
+        431: ErrorCode.HEADERS_TOO_LARGE,
+        415: ErrorCode.UNSUPPORTED_MEDIA_TYPE,
     }
     if "content type" in reason.lower():
-        return UNSUPPORTED_MEDIA_TYPE
-    return by_status.get(status, BAD_REQUEST)
+        return ErrorCode.UNSUPPORTED_MEDIA_TYPE
+    return by_status.get(status, ErrorCode.BAD_REQUEST)
 
 
 def error_body(message: str, code: str, **extensions: Any) -> dict[str, Any]:
     """A GraphQL response body carrying one coded error and no data."""
     return {"errors": [{"message": message, "extensions": {"code": code, **extensions}}]}
-
-
-QUERY_TOO_COMPLEX: Final = "QUERY_TOO_COMPLEX"
 
 
 def is_complexity_error(error: GraphQLError) -> bool:

@@ -3,7 +3,8 @@
 import uuid
 from datetime import UTC, datetime
 
-from services.edge.errors import BAD_USER_INPUT, coded_error
+from contracts.errors import ErrorCode
+from services.edge.errors import coded_error
 
 
 def iso_timestamp(moment: datetime | None) -> str | None:
@@ -19,5 +20,5 @@ def operation_id_argument(value: str) -> str:
         parsed = None
     # Only the canonical form asyncgate hands out: a lower-case, hyphenated version-4 UUID.
     if parsed is None or parsed.version != 4 or str(parsed) != value:
-        raise coded_error(f"'{value}' is not an operation id", BAD_USER_INPUT)
+        raise coded_error(f"'{value}' is not an operation id", ErrorCode.BAD_USER_INPUT)
     return value

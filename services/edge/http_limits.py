@@ -5,7 +5,8 @@ import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from services.edge.errors import HEADERS_TOO_LARGE, PAYLOAD_TOO_LARGE, error_body
+from contracts.errors import ErrorCode
+from services.edge.errors import error_body
 
 # Closing a WebSocket handshake before accepting it: the client sees the handshake refused.
 _POLICY_VIOLATION = 1008
@@ -40,7 +41,7 @@ class RequestLimits:
                 await send({"type": "websocket.close", "code": _POLICY_VIOLATION})
                 return
             message = f"the request headers are over the limit of {self.max_header_bytes} bytes"
-            await self._refuse(send, 431, message, HEADERS_TOO_LARGE)
+            await self._refuse(send, 431, message, ErrorCode.HEADERS_TOO_LARGE)
             return
         if scope["type"] == "websocket":
             await self.app(scope, receive, send)
@@ -74,7 +75,7 @@ class RequestLimits:
 
     async def _refuse_body(self, send: Send) -> None:
         message = f"the request body is over the limit of {self.max_bytes} bytes"
-        await self._refuse(send, 413, message, PAYLOAD_TOO_LARGE)
+        await self._refuse(send, 413, message, ErrorCode.PAYLOAD_TOO_LARGE)
 
     async def _refuse(self, send: Send, status: int, message: str, code: str) -> None:
         body = json.dumps(error_body(message, code)).encode()

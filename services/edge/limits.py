@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from nats.js.errors import KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
+from contracts.errors import ErrorCode
 from contracts.names import limits_key
 from services.common.active_operations import (
     MAX_CAS_ATTEMPTS,
-    RATE_LIMITED,
     LimitPolicy,
     Refused,
     decide,
@@ -62,7 +62,9 @@ class Limiter:
                 continue  # another edge or the projector changed it: decide again
             return
         raise coded_error(
-            "too many operations are being started at once; try again", RATE_LIMITED, retryAfter=1
+            "too many operations are being started at once; try again",
+            ErrorCode.RATE_LIMITED,
+            retryAfter=1,
         )
 
     async def release(self, principal: Principal, operation_id: str) -> None:

@@ -4,7 +4,7 @@ asyncRequests, wire-compatible with Business NXT's async queries."""
 import dataclasses
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from typing import Any, NewType
+from typing import Annotated, Any, NewType
 
 import msgspec
 import strawberry
@@ -13,14 +13,13 @@ from strawberry.extensions import SchemaExtension
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
+from contracts.errors import ErrorCode
 from contracts.events import OperationRequested
 from contracts.lifecycle import evolve
 from contracts.view import OperationView, TaskStatus
-from services.common.errors import INTERNAL_SERVER_ERROR
 from services.common.target import document_caches
 from services.edge.context import EdgeContext
 from services.edge.errors import (
-    BAD_USER_INPUT,
     MaskUnexpectedErrors,
     coded_error,
     ensure_codes,
@@ -35,18 +34,23 @@ from services.edge.validation import validate_inner
 Dictionary = NewType("Dictionary", dict[str, Any])
 
 MAX_PAGE_SIZE = 1000
+DEFAULT_PAGE_SIZE = 100
 TRACE_ID_EXTENSION = "asyncgate-trace-id"
 
 
 def _parse_dictionary(value: object) -> dict[str, Any]:
     if not isinstance(value, dict):
-        raise coded_error("args must be a JSON object of variable names to values", BAD_USER_INPUT)
+        raise coded_error(
+            "args must be a JSON object of variable names to values", ErrorCode.BAD_USER_INPUT
+        )
     return value
 
 
 def _parse_dictionary_literal(node: ValueNode, variables: dict[str, Any] | None = None) -> Any:
     if not isinstance(node, ObjectValueNode):
-        raise coded_error("args must be an object of variable names to values", BAD_USER_INPUT)
+        raise coded_error(
+            "args must be an object of variable names to values", ErrorCode.BAD_USER_INPUT
+        )
     return value_from_ast_untyped(node, variables)
 
 
@@ -108,11 +112,20 @@ class AsyncQueries:
         self,
         info: strawberry.Info[EdgeContext, None],
         status: TaskStatus | None = None,
-        first: int = 100,
+        first: Annotated[
+            int | None,
+            strawberry.argument(
+                description=f"Page size, 1 to {MAX_PAGE_SIZE}; null means {DEFAULT_PAGE_SIZE}."
+            ),
+        ] = DEFAULT_PAGE_SIZE,
         after: str | None = None,
     ) -> list[AsyncOperation]:
-        if not 1 <= first <= MAX_PAGE_SIZE:
-            raise coded_error(f"first must be between 1 and {MAX_PAGE_SIZE}", BAD_USER_INPUT)
+        # Nullable so that clients passing an unset variable (null) get the default page.
+        page_size = DEFAULT_PAGE_SIZE if first is None else first
+        if not 1 <= page_size <= MAX_PAGE_SIZE:
+            raise coded_error(
+                f"first must be between 1 and {MAX_PAGE_SIZE}", ErrorCode.BAD_USER_INPUT
+            )
         context = info.context
         with unavailable_without_nats("listing operations", connected=context.nats_connected):
             try:
@@ -122,14 +135,14 @@ class AsyncQueries:
                     context.listing,
                     context.principal,
                     status=status,
-                    first=first,
+                    first=page_size,
                     after=after,
                     now=datetime.now(UTC),
                     retention=context.retention,
                 )
             except NotInListError:
                 raise coded_error(
-                    f"'{after}' is not an operation in this list", BAD_USER_INPUT
+                    f"'{after}' is not an operation in this list", ErrorCode.BAD_USER_INPUT
                 ) from None
         return [AsyncOperation.from_view(view) for view in views]
 
@@ -202,7 +215,7 @@ class EdgeSchema(strawberry.Schema):
     ) -> None:
         ensure_codes(errors)
         unexpected = [
-            e for e in errors if (e.extensions or {}).get("code") == INTERNAL_SERVER_ERROR
+            e for e in errors if (e.extensions or {}).get("code") == ErrorCode.INTERNAL_SERVER_ERROR
         ]
         super().process_errors(unexpected, execution_context)
 

@@ -8,18 +8,15 @@ import functools
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Final
 
 from graphql import ValidationRule
 from strawberry.extensions import SchemaExtension
 from strawberry.extensions.max_aliases import create_validator as aliases_validator
 from strawberry.extensions.query_depth_limiter import create_validator as depth_validator
 
+from contracts.errors import ErrorCode
 from services.common.settings import Settings
 from services.edge.errors import coded_error
-
-QUERY_TOO_LARGE: Final = "QUERY_TOO_LARGE"
-VARIABLES_TOO_LARGE: Final = "VARIABLES_TOO_LARGE"
 
 
 @dataclass(frozen=True)
@@ -49,7 +46,7 @@ class ShapeLimits:
         if size > self.max_query_bytes:
             raise coded_error(
                 f"the {what} is {size} bytes; at most {self.max_query_bytes} are accepted",
-                QUERY_TOO_LARGE,
+                ErrorCode.QUERY_TOO_LARGE,
             )
         if variables:
             size = len(json.dumps(variables, default=str).encode())
@@ -57,7 +54,7 @@ class ShapeLimits:
                 raise coded_error(
                     f"the variables are {size} bytes; at most {self.max_variables_bytes} "
                     "are accepted",
-                    VARIABLES_TOO_LARGE,
+                    ErrorCode.VARIABLES_TOO_LARGE,
                 )
 
     def validation_rules(self) -> tuple[type[ValidationRule], ...]:

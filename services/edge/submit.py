@@ -10,6 +10,7 @@ import contextlib
 from typing import Final
 
 import nats.errors
+from opentelemetry.trace import SpanKind
 
 from contracts.events import OperationRequested
 from services.common.retry import riding_through
@@ -26,7 +27,16 @@ async def submit(context: EdgeContext, requested: OperationRequested) -> int:
     Over a limit: a coded error with a retry-after, and nothing is stored.
     """
     principal, operation_id = context.principal, requested.operation_id
-    with unavailable_without_nats("queueing operations", connected=context.nats_connected):
+    with (
+        context.tracing.span(
+            "submit",
+            kind=SpanKind.PRODUCER,
+            parent=context.traceparent,
+            trace_id=requested.trace_id,
+            operation_id=operation_id,
+        ),
+        unavailable_without_nats("queueing operations", connected=context.nats_connected),
+    ):
         await riding_through(
             lambda: context.limits.reserve(principal, operation_id),
             what=f"reserving {operation_id}",
@@ -40,7 +50,7 @@ async def submit(context: EdgeContext, requested: OperationRequested) -> int:
                 what=f"indexing {operation_id}",
                 budget_s=RIDE_THROUGH_S,
             )
-            return await riding_through(
+            sequence = await riding_through(
                 lambda: context.events.append(requested, msg_id=operation_id),
                 what=f"queueing {operation_id}",
                 budget_s=RIDE_THROUGH_S,
@@ -50,3 +60,5 @@ async def submit(context: EdgeContext, requested: OperationRequested) -> int:
             with contextlib.suppress(nats.errors.Error, TimeoutError):
                 await context.limits.release(principal, operation_id)
             raise
+    context.metrics.count_submitted(requested)
+    return sequence

@@ -20,15 +20,9 @@ from graphql import (
 from graphql.execution.values import get_variable_values
 from graphql.language import Visitor, visit
 
+from contracts.errors import ErrorCode
 from services.common.documents import DocumentCache, ParsedDocument, parsed, validation_errors
 from services.edge.errors import (
-    BAD_USER_INPUT,
-    GRAPHQL_PARSE_FAILED,
-    GRAPHQL_VALIDATION_FAILED,
-    NESTED_ASYNC_QUERY,
-    OPERATION_RESOLUTION_FAILURE,
-    QUERY_TOO_COMPLEX,
-    UNSUPPORTED_OPERATION,
     coded_error,
     is_complexity_error,
 )
@@ -80,10 +74,10 @@ async def _checked(
     except GraphQLError as error:
         if is_complexity_error(error):
             raise coded_error(
-                f"the query has more than {limits.max_tokens} tokens", QUERY_TOO_COMPLEX
+                f"the query has more than {limits.max_tokens} tokens", ErrorCode.QUERY_TOO_COMPLEX
             ) from None
         raise coded_error(
-            f"the query does not parse: {error.message}", GRAPHQL_PARSE_FAILED
+            f"the query does not parse: {error.message}", ErrorCode.GRAPHQL_PARSE_FAILED
         ) from None
     errors = await validation_errors(schema, query, entry, STANDARD_RULES)
     if errors:
@@ -92,7 +86,7 @@ async def _checked(
     if too_complex:
         raise coded_error(
             "the query is too complex: " + "; ".join(e.message for e in too_complex),
-            QUERY_TOO_COMPLEX,
+            ErrorCode.QUERY_TOO_COMPLEX,
         )
     return entry, []
 
@@ -108,7 +102,7 @@ def _operation(entry: ParsedDocument, operation_name: str | None) -> OperationDe
         message = f"the query has no operation named '{operation_name}'"
     else:
         message = "the query has several operations: name the one to run with operationName"
-    raise coded_error(message, OPERATION_RESOLUTION_FAILURE)
+    raise coded_error(message, ErrorCode.OPERATION_RESOLUTION_FAILURE)
 
 
 def _check_variables(
@@ -121,10 +115,12 @@ def _check_variables(
     unexpected = sorted(set(args) - declared)
     if unexpected:
         names = ", ".join(f"${name}" for name in unexpected)
-        raise coded_error(f"args has variables the query does not declare: {names}", BAD_USER_INPUT)
+        raise coded_error(
+            f"args has variables the query does not declare: {names}", ErrorCode.BAD_USER_INPUT
+        )
     coerced = get_variable_values(schema, definitions, args)
     if isinstance(coerced, list):
-        raise coded_error("; ".join(error.message for error in coerced), BAD_USER_INPUT)
+        raise coded_error("; ".join(error.message for error in coerced), ErrorCode.BAD_USER_INPUT)
 
 
 async def validate_inner(
@@ -145,24 +141,27 @@ async def validate_inner(
     nested = _first_async_field(entry)
     if nested is not None:
         raise coded_error(
-            f"an async query cannot contain another async field ('{nested}')", NESTED_ASYNC_QUERY
+            f"an async query cannot contain another async field ('{nested}')",
+            ErrorCode.NESTED_ASYNC_QUERY,
         )
     if errors:
         raise coded_error(
             "the query is not valid against the schema: "
             + "; ".join(error.message for error in errors),
-            GRAPHQL_VALIDATION_FAILED,
+            ErrorCode.GRAPHQL_VALIDATION_FAILED,
         )
     operation = _operation(entry, operation_name)
     if operation.operation == OperationType.SUBSCRIPTION:
         raise coded_error(
-            "only queries and mutations can run asynchronously", UNSUPPORTED_OPERATION
+            "only queries and mutations can run asynchronously", ErrorCode.UNSUPPORTED_OPERATION
         )
     variables = args or {}
     _check_variables(schema, operation, variables)
     return ValidatedOperation(
         query=query,
         variables=variables,
-        operation_name=operation_name,
+        # The name of the operation that will run, also when the document has one named
+        # operation and the client named none: terminal events tell consumers what ran.
+        operation_name=operation.name.value if operation.name else None,
         operation_type=operation.operation,
     )

@@ -19,6 +19,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from contracts.names import EXECUTOR_DURABLE, REQUESTED_EVENTS
 from services.actions.config import load_actions
 from services.actions.handler import handler_client
+from services.common.metrics import ExecutorMetrics, MetricsServer
 from services.common.runtime import (
     ConnectionWatch,
     JetStreamHandles,
@@ -29,6 +30,7 @@ from services.common.runtime import (
 )
 from services.common.settings import Settings
 from services.common.target import load_schema, with_document_caches
+from services.common.tracing import Tracing
 from services.common.work_slots import WorkSlots
 from services.executor.deliveries import SERVICE, Deliveries
 from services.executor.runner import OperationRunner
@@ -71,6 +73,9 @@ def create_app(
         http=http,
     )
     worker = worker or worker_name()
+    tracing = Tracing.from_env(SERVICE)
+    metrics = ExecutorMetrics(EXECUTOR_DURABLE, SERVICE)
+    metrics_server: MetricsServer | None = None
     handles = JetStreamHandles()
     watch = ConnectionWatch(SERVICE, on_lost=on_connection_lost)
     broker = create_broker(settings, SERVICE, watch)
@@ -87,17 +92,22 @@ def create_app(
             slots.start(deliveries.handle(raw))
 
     async def start() -> None:
-        nonlocal deliveries
+        nonlocal deliveries, metrics_server
         await handles.open(broker, settings, watch, consumer_config(settings))
         js, _, events = handles.require()
         deliveries = Deliveries(
             js=js,
             events=events,
-            run=run,
+            run=metrics.timed(run),
             worker=worker,
             max_attempts=settings.executor_max_attempts,
             max_payload=handles.max_payload,
             ack_wait_s=settings.executor_ack_wait_s,
+            tracing=tracing,
+            metrics=metrics,
+        )
+        metrics_server = await MetricsServer.start(
+            settings, settings.executor_metrics_port, metrics.registry, metrics.backlog, js
         )
 
     async def stop() -> None:
@@ -105,4 +115,14 @@ def create_app(
         # Before the broker stops: what still runs needs the connection to store its ending.
         await slots.close(settings.shutdown_grace_s)
 
-    return FastStream(broker, on_startup=[start], on_shutdown=[stop, http.aclose], logger=log)
+    async def stop_telemetry() -> None:
+        if metrics_server is not None:
+            await metrics_server.stop()
+        await tracing.shutdown()
+
+    return FastStream(
+        broker,
+        on_startup=[start],
+        on_shutdown=[stop, http.aclose, stop_telemetry],
+        logger=log,
+    )

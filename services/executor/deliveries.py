@@ -13,12 +13,15 @@ from dataclasses import dataclass
 import nats.errors
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
+from opentelemetry.trace import SpanKind
 
 from contracts.events import OperationRequested, TerminalEvent
 from services.common.dead_letters import set_aside
 from services.common.event_log import EventLog
+from services.common.metrics import ExecutorMetrics
 from services.common.poison import Unusable, admit
 from services.common.runtime import retry_delay
+from services.common.tracing import Tracing, traceparent_of
 from services.executor.handlers import (
     ContestedOperationError,
     SupersededDeliveryError,
@@ -41,6 +44,8 @@ class Deliveries:
     max_attempts: int
     max_payload: int
     ack_wait_s: float
+    tracing: Tracing
+    metrics: ExecutorMetrics
 
     async def handle(self, raw: Msg) -> None:
         """Act on one delivery; acknowledge it once its operation has ended."""
@@ -50,10 +55,20 @@ class Deliveries:
             reason = request.reason if isinstance(request, Unusable) else "not a request"
             await self._set_aside_or_leave(raw, reason)
             return
+        with self.tracing.span(
+            "run",
+            kind=SpanKind.CONSUMER,
+            parent=traceparent_of(raw),
+            trace_id=request.trace_id,
+            operation_id=request.operation_id,
+        ):
+            await self._handle_request(raw, request)
+
+    async def _handle_request(self, raw: Msg, request: OperationRequested) -> None:
         metadata = raw.metadata
         delivery = metadata.num_delivered
         try:
-            await handle_requested(
+            outcome = await handle_requested(
                 request,
                 delivery=delivery,
                 requested_at=metadata.sequence.stream,
@@ -75,6 +90,8 @@ class Deliveries:
         except Exception as error:  # any failure: handed back to be tried again later
             await self._hand_back(raw, request, delivery, error)
             return
+        if outcome is not None:
+            self.metrics.count_outcome(outcome)
         await _answer(raw.ack(), request.operation_id)
 
     async def _hand_back(
@@ -105,6 +122,8 @@ class Deliveries:
             await set_aside(self.js, raw, SERVICE, reason)
         except (nats.errors.Error, TimeoutError) as error:
             log.warning("could not set aside %s (%r); it will be redelivered", raw.subject, error)
+            return
+        self.metrics.dead_letters.inc()
 
 
 async def _answer(answering: Awaitable[None], operation_id: str) -> None:

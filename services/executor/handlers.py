@@ -12,6 +12,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Final
 
+from contracts.errors import ErrorCode
 from contracts.events import (
     OperationRequested,
     OperationStarted,
@@ -22,9 +23,9 @@ from services.common.event_log import AppendConflictError, EventLog, OperationFa
 from services.common.retry import riding_through
 from services.executor.decide import AlreadyEnded, Exhausted, Run, Superseded, decide
 from services.executor.outcome import (
-    ATTEMPTS_EXHAUSTED,
     failed,
     fit_to_message,
+    naming_what_ran,
 )
 
 log = logging.getLogger(__name__)
@@ -121,7 +122,7 @@ async def handle_requested(
                 case Exhausted(lost_attempts=lost):
                     exhausted = failed(
                         request,
-                        ATTEMPTS_EXHAUSTED,
+                        ErrorCode.ATTEMPTS_EXHAUSTED,
                         f"no attempt finished: the executors running it were lost {lost} times",
                     )
                     return await record_outcome(
@@ -231,7 +232,7 @@ async def record_outcome(
     so NATS trouble is ridden out for longer than other steps; a refused write means the stream
     changed, so the facts are read again.
     """
-    outcome, payload = fit_to_message(request, outcome, max_payload)
+    outcome, payload = fit_to_message(request, naming_what_ran(request, outcome), max_payload)
     operation = request.operation_id
     for _ in range(MAX_DECISIONS):
         try:

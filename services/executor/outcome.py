@@ -9,6 +9,9 @@ the executors lost it too often.
 
 from typing import Any, Final
 
+import msgspec
+
+from contracts.errors import ErrorCode
 from contracts.events import (
     OperationCompleted,
     OperationFailed,
@@ -16,14 +19,10 @@ from contracts.events import (
     TerminalEvent,
     correlation_of,
     encode_event,
+    what_ran,
 )
 from contracts.lifecycle import evolve
 from contracts.view import encode_view
-
-OPERATION_FAILED: Final = "OPERATION_FAILED"
-TIMEOUT: Final = "TIMEOUT"
-RESULT_TOO_LARGE: Final = "RESULT_TOO_LARGE"
-ATTEMPTS_EXHAUSTED: Final = "ATTEMPTS_EXHAUSTED"
 
 # Room left for NATS headers (message id, expected-sequence guard) next to the event itself, and
 # for the digits of the sequences and attempts a stored view adds.
@@ -46,8 +45,13 @@ def outcome_of(request: OperationRequested, response: dict[str, Any]) -> Termina
         "; ".join(str(e.get("message", "")) for e in errors) or "the operation returned no data"
     )
     codes = {(e.get("extensions") or {}).get("code") for e in errors} - {None}
-    code = str(codes.pop()) if len(codes) == 1 else OPERATION_FAILED
+    code = str(codes.pop()) if len(codes) == 1 else ErrorCode.OPERATION_FAILED
     return OperationFailed(**correlation_of(request), code=code, error=messages, response=response)
+
+
+def naming_what_ran(request: OperationRequested, event: TerminalEvent) -> TerminalEvent:
+    """``event`` with the operation name and action of ``request``, whoever built it."""
+    return msgspec.structs.replace(event, **what_ran(request))
 
 
 def fit_to_message(
@@ -68,7 +72,8 @@ def fit_to_message(
         return event, payload
     too_large = OperationFailed(
         **correlation_of(event),
-        code=RESULT_TOO_LARGE,
+        **what_ran(request),
+        code=ErrorCode.RESULT_TOO_LARGE,
         error=f"the result is {size} bytes; results of at most {limit} bytes are stored",
     )
     return too_large, encode_event(too_large)

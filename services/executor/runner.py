@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import httpx
 import strawberry
 
+from contracts.errors import ErrorCode
 from contracts.events import (
     ActionInvocation,
     OperationCompleted,
@@ -20,11 +21,9 @@ from services.actions.config import ActionsConfig
 from services.actions.handler import ActionSucceeded, call_handler
 from services.common.identity import OperationContext, Principal
 from services.common.target import execute
-from services.executor.outcome import OPERATION_FAILED, TIMEOUT, failed, outcome_of
+from services.executor.outcome import failed, outcome_of
 
 log = logging.getLogger(__name__)
-
-ACTION_UNKNOWN = "ACTION_UNKNOWN"
 
 
 @dataclass(frozen=True)
@@ -45,13 +44,15 @@ class OperationRunner:
                 return await self._execute(request)
         except TimeoutError:
             return failed(
-                request, TIMEOUT, f"the operation did not finish within {self.timeout_s:g} s"
+                request,
+                ErrorCode.TIMEOUT,
+                f"the operation did not finish within {self.timeout_s:g} s",
             )
         except Exception:
             # A schema that raises past graphql-core's own error handling: record it as the
             # operation's outcome (never a redelivery loop) and keep the details in the log only.
             log.exception("operation %s raised while executing", request.operation_id)
-            return failed(request, OPERATION_FAILED, "the operation failed unexpectedly")
+            return failed(request, ErrorCode.OPERATION_FAILED, "the operation failed unexpectedly")
 
     async def _execute(self, request: OperationRequested) -> TerminalEvent:
         context = OperationContext(
@@ -72,7 +73,9 @@ class OperationRunner:
     ) -> TerminalEvent:
         if self.actions is None or self.http is None or invocation.name not in self.actions.actions:
             return failed(
-                request, ACTION_UNKNOWN, f"no action named {invocation.name} is configured"
+                request,
+                ErrorCode.ACTION_UNKNOWN,
+                f"no action named {invocation.name} is configured",
             )
         result = await call_handler(
             self.http,

@@ -5,8 +5,6 @@ records in its data directory (``ASYNCGATE_DATA_DIR``), else the default; the lo
 same ``ASYNCGATE_NATS_*`` settings the services use.
 """
 
-import os
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -41,11 +39,10 @@ class NatsLocation:
     source: str
 
 
-def locate(settings: Settings, environ: Mapping[str, str] | None = None) -> NatsLocation:
-    """Where the stack's NATS is: ASYNCGATE_NATS_URL, else what ``asyncgate up`` recorded,
-    else the default URL."""
-    environ = os.environ if environ is None else environ
-    if "ASYNCGATE_NATS_URL" in environ:
+def locate(settings: Settings) -> NatsLocation:
+    """Where the stack's NATS is: ASYNCGATE_NATS_URL (in the environment or the env file), else
+    what ``asyncgate up`` recorded, else the default URL."""
+    if "nats_url" in settings.model_fields_set:
         return NatsLocation(settings.nats_servers, "ASYNCGATE_NATS_URL")
     recorded = recorded_nats_url(settings.data_dir)
     if recorded is not None:

@@ -17,6 +17,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from contracts.names import ALL_EVENTS, PROJECTOR_DURABLE
 from services.common.active_operations import EndedOperations
+from services.common.metrics import MetricsServer, ProjectorMetrics
 from services.common.runtime import (
     ConnectionWatch,
     JetStreamHandles,
@@ -25,6 +26,7 @@ from services.common.runtime import (
     exit_process,
 )
 from services.common.settings import Settings
+from services.common.tracing import Tracing
 from services.projector.handlers import SERVICE, Projection
 from services.projector.view_writer import ViewWriter, request_lookup
 
@@ -54,6 +56,9 @@ def create_app(
     ``on_connection_lost`` runs if nats-py gives up on the connection (default: exit).
     """
     handles = JetStreamHandles()
+    tracing = Tracing.from_env(SERVICE)
+    metrics = ProjectorMetrics(PROJECTOR_DURABLE, SERVICE)
+    metrics_server: MetricsServer | None = None
     watch = ConnectionWatch(SERVICE, on_lost=on_connection_lost)
     broker = create_broker(settings, SERVICE, watch)
     # Per-user limits: an operation stops counting once its terminal event is folded.
@@ -74,11 +79,28 @@ def create_app(
         await projection.fold_batch(messages)
 
     async def start() -> None:
-        nonlocal projection
+        nonlocal projection, metrics_server
         await handles.open(broker, settings, watch, consumer_config(settings))
         js, kv, events = handles.require()
         await ended.open(js)
         views = ViewWriter(kv, request_lookup(events))
-        projection = Projection(js, views, ended, max_deliver=settings.projector_max_deliver)
+        projection = Projection(
+            js,
+            views,
+            ended,
+            max_deliver=settings.projector_max_deliver,
+            tracing=tracing,
+            metrics=metrics,
+        )
+        metrics_server = await MetricsServer.start(
+            settings, settings.projector_metrics_port, metrics.registry, metrics.backlog, js
+        )
 
-    return FastStream(broker, on_startup=[start], on_shutdown=[watch.stop], logger=log)
+    async def stop_telemetry() -> None:
+        if metrics_server is not None:
+            await metrics_server.stop()
+        await tracing.shutdown()
+
+    return FastStream(
+        broker, on_startup=[start], on_shutdown=[watch.stop, stop_telemetry], logger=log
+    )

@@ -14,13 +14,16 @@ import nats.errors
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.errors import InvalidKeyError
+from opentelemetry.trace import SpanKind
 
 from contracts.events import OperationEvent
 from contracts.names import view_key
 from services.common.active_operations import EndedOperations
 from services.common.dead_letters import set_aside
+from services.common.metrics import ProjectorMetrics
 from services.common.poison import Unusable, admit
 from services.common.runtime import retry_delay
+from services.common.tracing import Tracing, traceparent_of
 from services.projector.view_writer import ViewWriter
 
 log = logging.getLogger("asyncgate.projector")
@@ -40,6 +43,8 @@ class Projection:
     views: ViewWriter
     ended: EndedOperations
     max_deliver: int
+    tracing: Tracing
+    metrics: ProjectorMetrics
 
     async def fold_batch(self, messages: list[Msg]) -> None:
         """Fold ``messages`` (as they arrived together), one view write per operation."""
@@ -54,8 +59,22 @@ class Projection:
         await asyncio.gather(*(self._fold(key, events) for key, events in by_key.items()))
 
     async def _fold(self, key: str, delivered: list[Delivered]) -> None:
+        first, _, event = delivered[0]
+        with self.tracing.span(
+            "fold",
+            kind=SpanKind.CONSUMER,
+            parent=traceparent_of(first),
+            trace_id=event.trace_id,
+            operation_id=event.operation_id,
+        ):
+            await self._fold_and_answer(key, delivered)
+
+    async def _fold_and_answer(self, key: str, delivered: list[Delivered]) -> None:
+        sequences = [sequence for _, sequence, _ in delivered]
         try:
-            await self.views.apply(key, [(sequence, event) for _, sequence, event in delivered])
+            view = await self.views.apply(
+                key, [(sequence, event) for _, sequence, event in delivered]
+            )
             for _, _, event in delivered:
                 await self.ended.release(event)
         except asyncio.CancelledError:
@@ -71,6 +90,7 @@ class Projection:
             for raw, sequence, _ in delivered:
                 await self._hand_back(raw, sequence, error)
             return
+        self.metrics.observe_folded(view, sequences)
         await asyncio.gather(*(raw.ack() for raw, _, _ in delivered))
 
     async def _hand_back(self, raw: Msg, sequence: int, error: Exception) -> None:
@@ -96,3 +116,5 @@ class Projection:
             await set_aside(self.js, raw, SERVICE, reason)
         except (nats.errors.Error, TimeoutError) as error:
             log.warning("could not set aside %s (%r); it will be redelivered", raw.subject, error)
+            return
+        self.metrics.dead_letters.inc()

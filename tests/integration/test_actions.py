@@ -2,7 +2,6 @@
 nats-server: the seed's requests, an object output, and every way a handler can fail."""
 
 import asyncio
-import dataclasses
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -11,11 +10,13 @@ from typing import Any
 
 import httpx
 import pytest
+from nats.js import JetStreamContext
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from contracts.events import OperationCompleted
 from examples.actions import ACTIONS_FILE
 from examples.actions.handler import app as demo_handler
 from services.common.nats_server import free_port
@@ -23,7 +24,7 @@ from services.common.settings import Settings
 from services.executor.app import create_app as create_executor
 from services.projector.app import create_app as create_projector
 from tests.seed_requests import HASURA_SEED_ID, HASURA_SEED_MUTATION, HASURA_SEED_SUBSCRIPTION
-from tests.stack import eventually, graphql, running, serving, serving_edge
+from tests.stack import eventually, graphql, running, serving, serving_edge, stored_events
 from tests.ws_client import graphql_websocket
 
 pytestmark = [pytest.mark.nats, pytest.mark.e2e]
@@ -133,7 +134,7 @@ async def stack(
     (tmp_path / "actions.yaml").write_text(
         actions_yaml(handler[1], f"http://127.0.0.1:{free_port()}/nobody-listens")
     )
-    settings = dataclasses.replace(settings, actions_file=tmp_path / "actions.yaml")
+    settings = settings.replace(actions_file=tmp_path / "actions.yaml")
     async with (
         running(create_projector(settings)),
         running(create_executor(settings)),
@@ -171,7 +172,7 @@ async def test_seed_mutation_and_subscription_return_the_id_then_push_the_output
 ) -> None:
     demo_port = free_port()
     monkeypatch.setenv("ASYNCGATE_DEMO_HANDLER_URL", f"http://127.0.0.1:{demo_port}")
-    settings = dataclasses.replace(settings, actions_file=ACTIONS_FILE)
+    settings = settings.replace(actions_file=ACTIONS_FILE)
     async with (
         serving(demo_handler, demo_port),
         running(create_projector(settings)),
@@ -206,7 +207,7 @@ async def test_seed_mutation_and_subscription_return_the_id_then_push_the_output
 
 
 async def test_an_object_output_arrives_and_the_handler_gets_hasuras_payload(
-    stack: httpx.AsyncClient, handler: tuple[Handler, str]
+    stack: httpx.AsyncClient, handler: tuple[Handler, str], js: JetStreamContext
 ) -> None:
     action_id = await queue(stack, "order_ok")
 
@@ -227,6 +228,9 @@ async def test_an_object_output_arrives_and_the_handler_gets_hasuras_payload(
     assert headers["asyncgate-attempt"] == "1"
     listed = await graphql(stack, "{ asyncRequests { operationId status } }")
     assert listed["data"]["asyncRequests"] == [{"operationId": action_id, "status": "SUCCESS"}]
+    # The terminal event names the action that ran, for services consuming the events.
+    [completed] = [e for _, e in await stored_events(js) if isinstance(e, OperationCompleted)]
+    assert completed.action == "order_ok"
 
 
 FAILURES = [

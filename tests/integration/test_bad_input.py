@@ -39,7 +39,7 @@ def assert_coded(response: httpx.Response) -> dict[str, Any]:
     ("content", "content_type", "status", "code"),
     [
         (b"{bad", "application/json", 400, "BAD_REQUEST"),
-        (b"query={x}", "text/plain", 400, "UNSUPPORTED_MEDIA_TYPE"),
+        (b"query={x}", "text/plain", 415, "UNSUPPORTED_MEDIA_TYPE"),
         (b"[1, 2]", "application/json", 400, "BAD_REQUEST"),
         (b'{"query": 5}', "application/json", 400, "BAD_REQUEST"),
         (b'{"query": "{ __typename }", "variables": [1]}', "application/json", 400, "BAD_REQUEST"),
@@ -122,10 +122,13 @@ bodies = st.one_of(
 @given(
     body=bodies,
     content_type=st.sampled_from(["application/json", "text/plain", "application/graphql", ""]),
+    accept=st.sampled_from(["*/*", "application/json", "application/graphql-response+json"]),
 )
 def test_generated_garbage_never_breaks_the_edge(
-    client: httpx.Client, body: bytes, content_type: str
+    client: httpx.Client, body: bytes, content_type: str, accept: str
 ) -> None:
-    response = client.post("/graphql", content=body, headers={"content-type": content_type})
+    response = client.post(
+        "/graphql", content=body, headers={"content-type": content_type, "accept": accept}
+    )
 
     assert_coded(response)

@@ -1,6 +1,9 @@
 """The asyncgate command as an operator meets it: bad configuration stops start-up, clearly."""
 
+import json
 import os
+import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +15,7 @@ from nats.js.api import SubjectTransform
 
 from contracts.names import STREAM
 from services.common.nats_server import free_port
-from services.common.settings import Settings
+from services.common.settings import Settings, documented_variables
 from services.edge.auth import Authenticator
 from tests.conftest import NatsServer
 from tests.support.processes import ServiceProcess
@@ -44,6 +47,36 @@ def test_a_bad_actions_file_stops_start_up_naming_the_line(tmp_path: Path, servi
     assert "Traceback" not in finished.stderr
 
 
+def test_config_shows_each_value_and_where_it_came_from_with_secrets_masked(
+    tmp_path: Path,
+) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("ASYNCGATE_HTTP_PORT=9100\nASYNCGATE_NATS_PASSWORD=from-the-file\n")
+    env = {
+        "ASYNCGATE_ENV_FILE": str(env_file),
+        "ASYNCGATE_MAX_DEPTH": "25",
+        "ASYNCGATE_JWT_SECRET": "a-secret-that-must-never-be-printed",
+    }
+
+    as_json = run_cli("config", "--json", env=env)
+    as_text = run_cli("config", env=env)
+
+    assert as_json.returncode == as_text.returncode == 0, as_json.stderr + as_text.stderr
+    shown = json.loads(as_json.stdout)
+    assert shown["ASYNCGATE_HTTP_PORT"] == {"value": 9100, "source": ".env file"}
+    assert shown["ASYNCGATE_MAX_DEPTH"] == {"value": 25, "source": "environment"}
+    assert shown["ASYNCGATE_NATS_URL"] == {"value": "nats://127.0.0.1:4222", "source": "default"}
+    assert shown["ASYNCGATE_JWT_SECRET"] == {"value": "********", "source": "environment"}
+    assert shown["ASYNCGATE_NATS_PASSWORD"] == {"value": "********", "source": ".env file"}
+    assert shown["ASYNCGATE_NATS_TOKEN"] == {"value": "", "source": "default"}
+    assert sorted(shown) == sorted(name for name, _ in documented_variables())
+    assert re.search(r"^ASYNCGATE_MAX_DEPTH +25 +environment$", as_text.stdout, re.MULTILINE)
+    assert re.search(r"^ASYNCGATE_JWT_SECRET +\*{8} +environment$", as_text.stdout, re.MULTILINE)
+    for output in (as_json.stdout, as_text.stdout):
+        assert "must-never-be-printed" not in output
+        assert "from-the-file" not in output
+
+
 def test_a_bad_setting_names_the_variable() -> None:
     finished = run_cli("edge", env={"ASYNCGATE_HTTP_PORT": "eighty"})
 
@@ -58,7 +91,7 @@ def test_an_unknown_target_schema_is_refused() -> None:
     assert "cannot load target schema 'nowhere.module:schema'" in finished.stderr
 
 
-def test_token_prints_a_token_the_edge_accepts() -> None:
+async def test_token_prints_a_token_the_edge_accepts() -> None:
     secret = "cli-test-secret-long-enough-for-hs256!!"
 
     printed = run_cli(
@@ -67,7 +100,7 @@ def test_token_prints_a_token_the_edge_accepts() -> None:
     refused = run_cli("token", "--tenant", "acme", "--user", "alice", env={})
 
     assert printed.returncode == 0
-    principal = Authenticator(Settings(jwt_secret=secret)).from_headers(
+    principal = await Authenticator(Settings(jwt_secret=secret)).from_headers(
         {"Authorization": f"Bearer {printed.stdout.strip()}"}
     )
     assert (principal.tenant_id, principal.user_id) == ("acme", "alice")
@@ -75,13 +108,15 @@ def test_token_prints_a_token_the_edge_accepts() -> None:
     assert "ASYNCGATE_JWT_SECRET is not set" in refused.stderr
 
 
-def test_api_key_prints_a_key_and_an_entry_that_accepts_it(tmp_path: Path) -> None:
+async def test_api_key_prints_a_key_and_an_entry_that_accepts_it(tmp_path: Path) -> None:
     printed = run_cli("api-key", "--tenant", "acme", "--user", "bot", env={})
     key = printed.stdout.splitlines()[0].rsplit(" ", 1)[1]
     keys_file = tmp_path / "keys.yaml"
     keys_file.write_text("keys:\n" + "\n".join(printed.stdout.splitlines()[2:]) + "\n")
 
-    principal = Authenticator(Settings(api_keys_file=keys_file)).from_headers({"x-api-key": key})
+    principal = await Authenticator(Settings(api_keys_file=keys_file)).from_headers(
+        {"x-api-key": key}
+    )
 
     assert (principal.tenant_id, principal.user_id) == ("acme", "bot")
     assert key not in keys_file.read_text()
@@ -160,3 +195,20 @@ async def test_the_edge_logs_requests_only_when_asked_to(
 
     assert answer.status_code == 200
     assert ("POST /graphql" in log) == (access_log is not None), log
+
+
+@pytest.mark.nats
+@pytest.mark.parametrize("service", ["executor", "projector"])
+def test_a_taken_metrics_port_stops_start_up_in_one_line(
+    nats_server: NatsServer, js: JetStreamContext, service: str
+) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        variable = f"ASYNCGATE_{service.upper()}_METRICS_PORT"
+        env = {"ASYNCGATE_NATS_URL": nats_server.url, variable: str(port)}
+
+        refused = run_cli(service, env=env)
+
+    assert refused.returncode == 69, refused.stderr
+    assert f"{service} will not start: cannot serve metrics on 127.0.0.1:{port}" in refused.stderr
+    assert "Traceback" not in refused.stderr

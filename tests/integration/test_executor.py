@@ -1,7 +1,6 @@
 """The executor against a real nats-server: sharing work, ending every operation as an event."""
 
 import asyncio
-import dataclasses
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -9,6 +8,7 @@ from typing import TypeVar
 import pytest
 from nats.js import JetStreamContext
 
+from contracts.errors import ErrorCode
 from contracts.events import (
     OperationCompleted,
     OperationEvent,
@@ -27,7 +27,6 @@ from services.executor.handlers import (
     SupersededDeliveryError,
     handle_requested,
 )
-from services.executor.outcome import ATTEMPTS_EXHAUSTED
 from services.executor.runner import OperationRunner
 from tests.stack import dead_letters, eventually, running, stored_events
 
@@ -68,7 +67,7 @@ def of_type(events: list[OperationEvent], kind: type[E]) -> list[E]:
 async def test_two_executors_share_the_work_and_run_each_operation_once(
     settings: Settings, js: JetStreamContext, event_log: EventLog
 ) -> None:
-    settings = dataclasses.replace(settings, executor_concurrency=4)
+    settings = settings.replace(executor_concurrency=4)
     requests = [request(f"op-{n}", "{ slowReport(seconds: 0.05) }") for n in range(40)]
     async with (
         running(create_executor(settings, worker="executor-a")),
@@ -91,7 +90,7 @@ async def test_two_executors_share_the_work_and_run_each_operation_once(
 async def test_many_slow_operations_run_at_once_in_one_process(
     settings: Settings, js: JetStreamContext, event_log: EventLog
 ) -> None:
-    settings = dataclasses.replace(settings, executor_concurrency=20)
+    settings = settings.replace(executor_concurrency=20)
     requests = [request(f"slow-{n}", "{ slowReport(seconds: 1.5) }") for n in range(20)]
     async with running(create_executor(settings)):
         await submit(event_log, *requests)
@@ -110,7 +109,7 @@ async def test_many_slow_operations_run_at_once_in_one_process(
 async def test_an_operation_over_its_time_limit_fails_with_timeout(
     settings: Settings, js: JetStreamContext, event_log: EventLog
 ) -> None:
-    settings = dataclasses.replace(settings, operation_timeout_s=0.2)
+    settings = settings.replace(operation_timeout_s=0.2)
     async with running(create_executor(settings)):
         await submit(event_log, request("too-slow", "{ slowReport(seconds: 30) }"))
         events = await terminal_events(js, 1)
@@ -141,7 +140,7 @@ async def test_a_failing_operation_is_recorded_once_and_not_redelivered(
 async def test_stopping_mid_operation_hands_it_back_to_another_executor(
     settings: Settings, js: JetStreamContext, event_log: EventLog
 ) -> None:
-    settings = dataclasses.replace(settings, shutdown_grace_s=0.3)
+    settings = settings.replace(shutdown_grace_s=0.3)
     handed_back = request("handed-back", "{ slowReport(seconds: 2) }")
     async with running(create_executor(settings, worker="leaving")):
         await submit(event_log, handed_back)
@@ -190,7 +189,7 @@ async def test_the_delivery_after_the_last_lost_attempt_ends_the_operation(
     outcome = await handle(event_log, lost, delivery=8)
 
     assert isinstance(outcome, OperationFailed)
-    assert outcome.code == ATTEMPTS_EXHAUSTED
+    assert outcome.code == ErrorCode.ATTEMPTS_EXHAUSTED
     assert "lost 4 times" in outcome.error
     events = [event for _, event in await stored_events(js)]
     assert len(of_type(events, OperationStarted)) == 4

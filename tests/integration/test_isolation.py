@@ -75,7 +75,7 @@ async def stack(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> AsyncIte
     """The whole stack with JWT authentication and the demo action."""
     demo_port = free_port()
     monkeypatch.setenv("ASYNCGATE_DEMO_HANDLER_URL", f"http://127.0.0.1:{demo_port}")
-    settings = dataclasses.replace(settings, jwt_secret=SECRET, actions_file=ACTIONS_FILE)
+    settings = settings.replace(jwt_secret=SECRET, actions_file=ACTIONS_FILE)
     async with (
         serving(demo_handler, demo_port),
         running(create_projector(settings)),

@@ -1,7 +1,6 @@
 """The seed's per-user limits, holding across two edge replicas (state in NATS KV with CAS)."""
 
 import asyncio
-import dataclasses
 from typing import Any
 
 import httpx
@@ -55,12 +54,10 @@ def code_of(body: dict[str, Any]) -> str | None:
 async def test_at_most_n_active_operations_across_two_edges(
     settings: Settings, js: JetStreamContext
 ) -> None:
-    limited = dataclasses.replace(
-        settings, jwt_secret=SECRET, max_active_per_user=3, min_start_interval_s=0
-    )
+    limited = settings.replace(jwt_secret=SECRET, max_active_per_user=3, min_start_interval_s=0)
     async with (
         serving_edge(limited) as a,
-        serving_edge(dataclasses.replace(limited, http_port=free_port())) as b,
+        serving_edge(limited.replace(http_port=free_port())) as b,
     ):
         alice = as_user(limited, "alice")
         answers = await asyncio.gather(*(post((a, b)[n % 2], alice, SLOW) for n in range(12)))
@@ -78,12 +75,10 @@ async def test_at_most_n_active_operations_across_two_edges(
 async def test_a_new_start_waits_the_minimum_interval_even_on_another_edge(
     settings: Settings, js: JetStreamContext
 ) -> None:
-    limited = dataclasses.replace(
-        settings, jwt_secret=SECRET, max_active_per_user=0, min_start_interval_s=3
-    )
+    limited = settings.replace(jwt_secret=SECRET, max_active_per_user=0, min_start_interval_s=3)
     async with (
         serving_edge(limited) as a,
-        serving_edge(dataclasses.replace(limited, http_port=free_port())) as b,
+        serving_edge(limited.replace(http_port=free_port())) as b,
     ):
         alice = as_user(limited, "alice")
         first = await post(a, alice, QUICK)
@@ -97,9 +92,7 @@ async def test_a_new_start_waits_the_minimum_interval_even_on_another_edge(
 
 
 async def test_a_finished_operation_frees_its_place(settings: Settings) -> None:
-    limited = dataclasses.replace(
-        settings, jwt_secret=SECRET, max_active_per_user=1, min_start_interval_s=0
-    )
+    limited = settings.replace(jwt_secret=SECRET, max_active_per_user=1, min_start_interval_s=0)
     async with (
         running(create_projector(limited)),
         running(create_executor(limited)),
@@ -133,9 +126,7 @@ async def limits_of(js: JetStreamContext, user: str) -> UserLimits:
 async def test_at_the_limit_a_user_can_submit_again_once_an_operation_ends(
     settings: Settings, js: JetStreamContext, kv: KeyValue
 ) -> None:
-    limited = dataclasses.replace(
-        settings, jwt_secret=SECRET, max_active_per_user=1, min_start_interval_s=0
-    )
+    limited = settings.replace(jwt_secret=SECRET, max_active_per_user=1, min_start_interval_s=0)
     alice = as_user(limited, "alice")
     async with (
         running(create_projector(limited)),
@@ -172,7 +163,7 @@ def envelope(operation_id: str, user: str = "alice") -> Correlation:
 async def test_an_ended_operation_is_released_once_whatever_replays_it(
     settings: Settings, js: JetStreamContext
 ) -> None:
-    limited = dataclasses.replace(settings, max_active_per_user=2)
+    limited = settings.replace(max_active_per_user=2)
     limits = await js.key_value(LIMITS_BUCKET)
     key = limits_key("acme", "alice")
     await limits.create(key, encode_limits(UserLimits(active={"op-1": 1.0, "op-2": 2.0})))

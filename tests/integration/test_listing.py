@@ -2,7 +2,6 @@
 status, resumed after any listed operation, to the end; and never shows another user's. Through
 a real uvicorn edge, projector and nats-server."""
 
-import dataclasses
 from typing import Any
 
 import httpx
@@ -17,6 +16,7 @@ from services.common.event_log import EventLog
 from services.common.listing import Listing
 from services.common.settings import Settings
 from services.edge.auth import issue_token
+from services.edge.schema import DEFAULT_PAGE_SIZE
 from services.projector.app import create_app as create_projector
 from services.projector.replay import rebuild_views
 from tests.stack import eventually, running, serving_edge, stored_views
@@ -72,7 +72,7 @@ def error_code(body: dict[str, Any]) -> str:
 async def test_paging_through_more_than_a_page(
     settings: Settings, event_log: EventLog, js: JetStreamContext
 ) -> None:
-    configured = dataclasses.replace(settings, jwt_secret=SECRET)
+    configured = settings.replace(jwt_secret=SECRET)
     alice, bob = as_user(configured, "alice"), as_user(configured, "bob")
     async with running(create_projector(configured)), serving_edge(configured) as edge:
         queued = []
@@ -153,3 +153,29 @@ async def test_a_lost_index_comes_back_from_the_stream(
     assert emptied == [[]]
     assert rebuilt == again == len(queued)
     assert [item for page in pages for item in page] == queued[::-1]
+
+
+async def test_a_null_page_size_means_the_default_page(
+    settings: Settings, js: JetStreamContext
+) -> None:
+    unset_variable = "query($first: Int) { asyncRequests(first: $first) { operationId } }"
+    async with running(create_projector(settings)), serving_edge(settings) as edge:
+        queued = [
+            (await call(edge, {}, SUBMIT))["data"]["asyncQuery"]["operationId"]
+            for _ in range(DEFAULT_PAGE_SIZE + 1)
+        ]
+
+        async def folded() -> bool | None:
+            return True if len(await stored_views(js)) == len(queued) else None
+
+        await eventually(folded, what="the projector folding every request")
+        literal_null = await call(edge, {}, "{ asyncRequests(first: null) { operationId } }")
+        variable_left_out = await call(edge, {}, unset_variable)
+        variable_null = await call(edge, {}, unset_variable, first=None)
+        zero = await call(edge, {}, "{ asyncRequests(first: 0) { operationId } }")
+
+    newest_page = [{"operationId": item} for item in queued[::-1][:DEFAULT_PAGE_SIZE]]
+    for body in (literal_null, variable_left_out, variable_null):
+        assert "errors" not in body, body
+        assert body["data"] == {"asyncRequests": newest_page}
+    assert error_code(zero) == "BAD_USER_INPUT"

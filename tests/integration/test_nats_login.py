@@ -3,7 +3,6 @@ through the same settings every service uses."""
 
 import asyncio
 import contextlib
-import dataclasses
 import datetime
 import ipaddress
 import subprocess
@@ -112,9 +111,7 @@ async def test_a_token_login_works_for_the_edge_and_the_faststream_services(
 
         # A refused login is retried (NATS may be starting), and said in the log every time.
         with pytest.raises((nats.errors.Error, OSError, TimeoutError)):
-            await asyncio.wait_for(
-                connect(dataclasses.replace(settings, nats_token="wrong"), "test"), 2
-            )
+            await asyncio.wait_for(connect(settings.replace(nats_token="wrong"), "test"), 2)
 
     assert "Authorization Violation" in caplog.text
 

@@ -53,7 +53,8 @@ PASSWORDS = {
     "executor": "executor-pw-2",
     "projector": "projector-pw-3",
     "provisioner": "provisioner-pw-4",
-    "ops": "ops-pw-5",
+    "consumer": "consumer-pw-5",
+    "ops": "ops-pw-6",
 }
 
 
@@ -102,14 +103,14 @@ def secured_nats(tmp_path: Path) -> Iterator[SecuredNats]:
 
 def as_service(settings: Settings, service: str) -> Settings:
     """``settings`` with the service's own NATS login."""
-    return dataclasses.replace(settings, nats_user=service, nats_password=PASSWORDS[service])
+    return settings.replace(nats_user=service, nats_password=PASSWORDS[service])
 
 
 async def test_each_service_does_its_whole_job_as_its_own_user(
     settings: Settings, secured_nats: SecuredNats
 ) -> None:
     # With a cap on active operations, so the projector's part of the limits runs too.
-    settings = dataclasses.replace(settings, nats_url=secured_nats.url, max_active_per_user=5)
+    settings = settings.replace(nats_url=secured_nats.url, max_active_per_user=5)
     async with (
         running(create_projector(as_service(settings, "projector"))),
         running(create_executor(as_service(settings, "executor"))),
@@ -354,7 +355,7 @@ def forged_bodies() -> dict[str, bytes]:
 async def test_forged_facts_on_every_subject_are_refused_or_never_folded(
     secured_nats: SecuredNats, settings: Settings
 ) -> None:
-    settings = dataclasses.replace(settings, nats_url=secured_nats.url)
+    settings = settings.replace(nats_url=secured_nats.url)
     kinds = ("requested", "started", "completed", "failed")
     subjects = {kind: f"ops.events.acme.op-victim.{kind}" for kind in kinds}
     own_kinds = {"edge": {"requested"}, "executor": {"started", "completed", "failed"}}

@@ -3,7 +3,6 @@ commands run in-process through typer's runner (in a thread, beside the services
 and as ``python -m services.cli ops`` where the exit status and the stream separation matter."""
 
 import asyncio
-import dataclasses
 import json
 import os
 import subprocess
@@ -51,7 +50,7 @@ async def ops(settings: Settings, *arguments: str) -> Result:
     env = {"ASYNCGATE_NATS_URL": settings.nats_url}
     if settings.nats_user:
         env |= {"ASYNCGATE_NATS_USER": settings.nats_user}
-        env |= {"ASYNCGATE_NATS_PASSWORD": settings.nats_password}
+        env |= {"ASYNCGATE_NATS_PASSWORD": settings.nats_password.get_secret_value()}
     return await asyncio.to_thread(runner.invoke, app, list(arguments), env=env)
 
 
@@ -165,7 +164,7 @@ async def test_a_dead_letter_is_listed_shown_requeued_then_folded_and_purged(
     settings: Settings, js: JetStreamContext, event_log: EventLog
 ) -> None:
     # One delivery only: the projector sets an event aside as soon as folding it fails.
-    settings = dataclasses.replace(settings, projector_max_deliver=1)
+    settings = settings.replace(projector_max_deliver=1)
     request = OperationRequested(
         operation_id="op-lost", tenant="t1", principal="u1", trace_id="trace", query="{ n }"
     )

@@ -1,7 +1,6 @@
 """The projector against a real nats-server: an order-free fold, safe replicas, replayable views."""
 
 import asyncio
-import dataclasses
 import random
 from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
@@ -121,7 +120,7 @@ async def test_a_late_started_event_never_moves_a_finished_operation_back(
 async def test_two_projector_replicas_build_the_same_views_as_one_fold(
     settings: Settings, js: JetStreamContext, kv: KeyValue, event_log: EventLog
 ) -> None:
-    settings = dataclasses.replace(settings, projector_concurrency=8)
+    settings = settings.replace(projector_concurrency=8)
     events = [e for n in range(40) for e in lifecycle(f"op-{n}", fails=n % 5 == 0)]
     await publish_all(event_log, events)
     expected = keyed(fold(await stored_events(js)))

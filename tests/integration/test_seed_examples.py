@@ -1,7 +1,6 @@
 """The seed's example requests, sent as written to a real edge over HTTP, with a real executor,
 projector and nats-server behind it."""
 
-import dataclasses
 import json
 import re
 import uuid
@@ -324,7 +323,7 @@ async def test_without_nats_the_edge_answers_service_unavailable(
 async def test_unexpected_errors_are_masked_alike_synchronously_and_in_the_background(
     settings: Settings,
 ) -> None:
-    settings = dataclasses.replace(settings, target_schema="tests.targets:schema")
+    settings = settings.replace(target_schema="tests.targets:schema")
     async with (
         running(create_projector(settings)),
         running(create_executor(settings)),

@@ -2,7 +2,6 @@
 legacy graphql-ws), against a real uvicorn edge, executor, projector and nats-server."""
 
 import asyncio
-import dataclasses
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -30,7 +29,7 @@ RANK = {"QUEUED": 0, "RUNNING": 1, "SUCCESS": 2, "ERROR": 2}
 @pytest.fixture
 async def stack(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     """Edge, executor and projector against the test's nats-server."""
-    settings = dataclasses.replace(settings, executor_concurrency=64)
+    settings = settings.replace(executor_concurrency=64)
     async with (
         running(create_projector(settings)),
         running(create_executor(settings)),

@@ -68,12 +68,14 @@ def stack_up(data_dir: Path, http_port: int, log: Path) -> Iterator[subprocess.P
         assert code == 0, log.read_text()
 
 
-def second_up_on_the_same_data(data_dir: Path) -> subprocess.CompletedProcess[str]:
-    """Run another ``asyncgate up`` on ``data_dir`` while one runs; it must refuse at once."""
+def second_up_on_the_same_data(
+    data_dir: Path, command: str = "up"
+) -> subprocess.CompletedProcess[str]:
+    """Run another ``asyncgate up`` (or ``command``) on ``data_dir`` while one runs."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ASYNCGATE_")}
     env |= {"ASYNCGATE_DATA_DIR": str(data_dir), "ASYNCGATE_HTTP_PORT": str(free_port())}
     return subprocess.run(
-        [sys.executable, "-m", "services.cli", "up"],
+        [sys.executable, "-m", "services.cli", command],
         env=env,
         capture_output=True,
         text=True,
@@ -145,6 +147,7 @@ async def test_up_serves_the_seed_and_keeps_results_across_a_restart(tmp_path: P
             await check_hasura_seed(client, http_port)
             second = second_up_on_the_same_data(tmp_path / "data")
             found = ops_on_the_same_data(tmp_path / "data", operation_id)
+            refused_clean = second_up_on_the_same_data(tmp_path / "data", "clean")
 
         output = log.read_text()
         assert f"GraphiQL: http://127.0.0.1:{http_port}/graphql" in output
@@ -158,6 +161,12 @@ async def test_up_serves_the_seed_and_keeps_results_across_a_restart(tmp_path: P
         assert "Using configuration file" in output
         assert second.returncode == 1
         assert f"in use by another asyncgate up (pid {stack.pid}, NATS on port" in second.stdout
+        assert refused_clean.returncode == 1
+        assert f"a running asyncgate up uses {tmp_path / 'data'} (pid {stack.pid}" in (
+            refused_clean.stderr
+        )
+        # Piped output: no terminal colour codes, from the supervisor or any service's logging.
+        assert "\x1b[" not in output
 
         with stack_up(tmp_path / "data", http_port, log):
             await eventually(lambda: ready(client), timeout_s=60, what="the stack restarting")
@@ -171,6 +180,9 @@ async def test_up_serves_the_seed_and_keeps_results_across_a_restart(tmp_path: P
 
             listed_operations = await eventually(both_listed, what="both operations listed")
 
+    cleaned = second_up_on_the_same_data(tmp_path / "data", "clean")
+    assert cleaned.returncode == 0, cleaned.stderr
+    assert not (tmp_path / "data").exists()
     assert after["data"]["asyncResult"] == before
     assert before["data"] == SEED_RESULT_DATA
     # The seed query and the Hasura seed's action, newest first, both kept across the restart.

@@ -118,7 +118,7 @@ async def test_an_edge_receives_the_changes_of_watched_operations_only(
         await stack.enter_async_context(serving_edge(settings))  # the idle edge
         (idle_edge,) = await edge_connections(monitored_nats.monitor)
         busy = await stack.enter_async_context(
-            serving_edge(dataclasses.replace(settings, http_port=free_port()))
+            serving_edge(settings.replace(http_port=free_port()))
         )
         before = (await edge_connections(monitored_nats.monitor))[idle_edge]
 
@@ -162,7 +162,7 @@ async def test_a_final_state_written_while_the_edge_is_cut_off_still_arrives(
         tcp_proxy(nats_server.port) as proxy,
         running(create_projector(settings)),
         running(create_executor(settings)),
-        serving_edge(dataclasses.replace(settings, nats_url=proxy.url)) as edge,
+        serving_edge(settings.replace(nats_url=proxy.url)) as edge,
         graphql_websocket(ws_url(edge)) as ws,
     ):
         operation_id = await submit(edge, "{ slowReport(seconds: 1) }")

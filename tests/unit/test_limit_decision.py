@@ -2,9 +2,8 @@
 
 import pytest
 
+from contracts.errors import ErrorCode
 from services.common.active_operations import (
-    RATE_LIMITED,
-    TOO_MANY_OPERATIONS,
     UNSEEN_GRACE_S,
     Admitted,
     LimitPolicy,
@@ -41,7 +40,10 @@ def state(last_start: float = 0.0, **active: float) -> UserLimits:
             CAP_2,
             state(a=10, b=20),
             Refused(
-                TOO_MANY_OPERATIONS, "", retry_after=1, recheck=(("a", NOW - 10), ("b", NOW - 20))
+                ErrorCode.TOO_MANY_OPERATIONS,
+                "",
+                retry_after=1,
+                recheck=(("a", NOW - 10), ("b", NOW - 20)),
             ),
         ),
         # A reservation past the stale bound no longer counts, with no read at all.
@@ -53,15 +55,18 @@ def state(last_start: float = 0.0, **active: float) -> UserLimits:
         # The same operation again (a retry whose answer was lost): admitted, nothing to write.
         (CAP_2, state(a=10, b=20, new=1), Admitted(None)),
         # The minimum interval, alone: only the last start is kept, no active set.
-        (INTERVAL_5, state(last_start=NOW - 2), Refused(RATE_LIMITED, "", retry_after=3)),
+        (INTERVAL_5, state(last_start=NOW - 2), Refused(ErrorCode.RATE_LIMITED, "", retry_after=3)),
         (INTERVAL_5, state(last_start=NOW - 6), Admitted(UserLimits(active={}, last_start=NOW))),
         # Both: the interval is told first, and the cap's retry-after is the interval.
-        (BOTH, state(NOW - 1, a=1, b=2), Refused(RATE_LIMITED, "", retry_after=4)),
+        (BOTH, state(NOW - 1, a=1, b=2), Refused(ErrorCode.RATE_LIMITED, "", retry_after=4)),
         (
             BOTH,
             state(NOW - 9, a=9, b=20),
             Refused(
-                TOO_MANY_OPERATIONS, "", retry_after=5, recheck=(("a", NOW - 9), ("b", NOW - 20))
+                ErrorCode.TOO_MANY_OPERATIONS,
+                "",
+                retry_after=5,
+                recheck=(("a", NOW - 9), ("b", NOW - 20)),
             ),
         ),
     ],

@@ -3,8 +3,15 @@
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
-from services.common.settings import ConfigurationError, Settings, documented_variables
+from services.common.settings import (
+    ConfigurationError,
+    Settings,
+    documented_variables,
+    is_secret,
+    load_settings,
+)
 
 
 def test_defaults_keep_results_96_hours_and_the_stream_longer() -> None:
@@ -72,3 +79,68 @@ def test_the_readme_documents_every_variable() -> None:
 def test_the_access_log_is_off_unless_asked_for(value: str, expected: bool) -> None:
     assert Settings.from_env({}).access_log is False
     assert Settings.from_env({"ASYNCGATE_ACCESS_LOG": value}).access_log is expected
+
+
+def test_the_environment_wins_over_the_env_file_which_wins_over_defaults(tmp_path: Path) -> None:
+    env_file = tmp_path / "local.env"
+    env_file.write_text(
+        "ASYNCGATE_HTTP_PORT=9100\n"
+        "ASYNCGATE_MAX_DEPTH=20\n"
+        "# compose's per-service passwords share the prefix and name no setting\n"
+        "ASYNCGATE_EDGE_NATS_PASSWORD=compose-only\n"
+    )
+
+    loaded = load_settings({"ASYNCGATE_ENV_FILE": str(env_file), "ASYNCGATE_MAX_DEPTH": "25"})
+
+    assert (loaded.settings.http_port, loaded.origins["http_port"]) == (9100, ".env file")
+    assert (loaded.settings.max_depth, loaded.origins["max_depth"]) == (25, "environment")
+    assert (loaded.settings.max_tokens, loaded.origins["max_tokens"]) == (2000, "default")
+
+
+def test_a_missing_env_file_or_a_bad_value_in_it_names_the_variable(tmp_path: Path) -> None:
+    missing = str(tmp_path / "nowhere.env")
+    bad = tmp_path / "bad.env"
+    bad.write_text("ASYNCGATE_REPLICAS=0\n")
+
+    with pytest.raises(ConfigurationError, match=r"ASYNCGATE_ENV_FILE=.*no such file"):
+        Settings.from_env({"ASYNCGATE_ENV_FILE": missing})
+    with pytest.raises(ConfigurationError, match=r"ASYNCGATE_REPLICAS='0': .*greater than 0"):
+        Settings.from_env({"ASYNCGATE_ENV_FILE": str(bad)})
+
+
+def test_secrets_are_never_shown_even_in_errors() -> None:
+    settings = Settings.from_env(
+        {"ASYNCGATE_JWT_SECRET": "s3cret-jwt", "ASYNCGATE_NATS_PASSWORD": "s3cret-nats"}
+    )
+
+    assert settings.jwt_secret.get_secret_value() == "s3cret-jwt"
+    assert "s3cret" not in repr(settings) + str(settings) + settings.model_dump_json()
+    assert is_secret("nats_token")
+    assert not is_secret("nats_user")
+    # No string is a bad secret; a value of another type stands in for one that is refused.
+    with pytest.raises(ConfigurationError, match="ASYNCGATE_NATS_TOKEN") as refused:
+        Settings.from_env({"ASYNCGATE_NATS_TOKEN": ["s3cret-token"]})  # type: ignore[dict-item]
+    assert "s3cret" not in str(refused.value)
+
+
+def test_settings_built_in_code_read_no_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ASYNCGATE_HTTP_PORT", "1234")
+
+    assert Settings().http_port == 8000
+    assert Settings.from_env().http_port == 1234
+    assert Settings.from_env().replace(max_depth=3).http_port == 1234
+
+
+def test_replace_checks_the_changes() -> None:
+    changed = Settings().replace(jwt_secret="x" * 40, max_depth="7")
+
+    assert changed.jwt_secret.get_secret_value() == "x" * 40
+    assert changed.max_depth == 7
+    with pytest.raises(ValidationError):
+        Settings().replace(max_depth=0)
+    with pytest.raises(ValidationError):
+        Settings().replace(no_such_setting=1)
+
+
+def test_an_empty_path_variable_means_unset() -> None:
+    assert Settings.from_env({"ASYNCGATE_JWT_JWKS_FILE": ""}).jwt_jwks_file is None
