@@ -14,6 +14,11 @@ default:
 up:
     asyncgate up
 
+[doc("the operator's commands: ./dev ops list, show ID, tail, replay [--verify], dead-letters ...")]
+[group("run")]
+ops *args:
+    asyncgate ops {{args}}
+
 [doc("the GraphQL endpoint alone, against ASYNCGATE_NATS_URL")]
 [group("run")]
 edge:
@@ -80,6 +85,11 @@ pin:
 [group("check")]
 bench *args:
     python -m bench {{args}}
+
+[doc("time ops replay and replay --verify on 100,000 events seeded into a fresh nats-server")]
+[group("check")]
+bench-replay *args:
+    python -m bench.replay {{args}}
 
 [doc("delete the local stack's data (every stored operation and result); refused while it runs")]
 [group("run")]

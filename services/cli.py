@@ -231,10 +231,26 @@ COMMANDS: dict[str, tuple[Command, str]] = {
 }
 
 
+def _run_ops(argv: list[str]) -> int:
+    """``asyncgate ops ...``: the operator's commands, a typer app of their own."""
+    from services.ops.app import app
+
+    try:
+        app(argv, prog_name="asyncgate ops")
+    except SystemExit as end:
+        return end.code if isinstance(end.code, int) else 0 if end.code is None else 2
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line and run one command."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["ops"]:
+        return _run_ops(argv[1:])
     parser = argparse.ArgumentParser(prog="asyncgate", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # Listed for --help; `asyncgate ops --help` tells the rest.
+    commands.add_parser("ops", help="operate: list, show, tail, replay, dead-letters")
     for name, (function, help_text) in COMMANDS.items():
         command = commands.add_parser(
             name,

@@ -21,6 +21,7 @@ from services.common.nats_server import (
     free_port,
     nats_server_command,
     port_is_free,
+    record_nats_url,
     write_sync_always_config,
 )
 from services.common.settings import Settings
@@ -132,6 +133,38 @@ async def _stop(label: str, process: asyncio.subprocess.Process, grace_s: float)
         await process.wait()
 
 
+async def _start_embedded_nats(
+    settings: Settings,
+    env: dict[str, str],
+    stack: contextlib.ExitStack,
+    processes: dict[str, asyncio.subprocess.Process],
+) -> bool:
+    """Start nats-server on the data directory (held for this ``up`` alone), set its URL in
+    ``env`` and record it for ``asyncgate ops``; False if it did not start."""
+    lock = stack.enter_context(data_dir_lock(settings.data_dir))
+    port = DEFAULT_NATS_PORT if port_is_free(DEFAULT_NATS_PORT) else free_port()
+    store = Path(settings.data_dir, "nats").resolve()  # noqa: ASYNC240 (once, at start)
+    store.mkdir(parents=True, exist_ok=True)
+    config = write_sync_always_config(store.parent / "nats-server.conf")
+    processes["nats"] = await _spawn(
+        "nats", nats_server_command(store_dir=store, port=port, config_file=config), env
+    )
+    if not await _wait_for_port(port, "127.0.0.1", READY_TIMEOUT_S):
+        say("up", "nats-server did not start")
+        return False
+    env["ASYNCGATE_NATS_URL"] = f"nats://127.0.0.1:{port}"
+    url_file = record_nats_url(settings.data_dir, env["ASYNCGATE_NATS_URL"])
+    stack.callback(url_file.unlink, missing_ok=True)
+    describe_holder(
+        lock,
+        f"pid {os.getpid()}, NATS on port {port}, "
+        f"GraphQL on http://{settings.http_host}:{settings.http_port}/graphql",
+    )
+    say("up", f"embedded NATS with JetStream on port {port}, data in {store}")
+    say("up", f"its URL is in {url_file}, where asyncgate ops looks for it")
+    return True
+
+
 async def run_stack(settings: Settings, environ: Mapping[str, str]) -> int:
     """Run the stack until Ctrl-C/SIGTERM or until a service exits; return an exit code."""
     env = dict(environ)
@@ -143,25 +176,10 @@ async def run_stack(settings: Settings, environ: Mapping[str, str]) -> int:
     stack = contextlib.ExitStack()
     try:
         # Set in the environment or in ASYNCGATE_ENV_FILE (the services read it too): use that.
-        if "nats_url" not in settings.model_fields_set:
-            lock = stack.enter_context(data_dir_lock(settings.data_dir))
-            port = DEFAULT_NATS_PORT if port_is_free(DEFAULT_NATS_PORT) else free_port()
-            store = Path(settings.data_dir, "nats").resolve()  # noqa: ASYNC240 (once, at start)
-            store.mkdir(parents=True, exist_ok=True)
-            config = write_sync_always_config(store.parent / "nats-server.conf")
-            processes["nats"] = await _spawn(
-                "nats", nats_server_command(store_dir=store, port=port, config_file=config), env
-            )
-            if not await _wait_for_port(port, "127.0.0.1", READY_TIMEOUT_S):
-                say("up", "nats-server did not start")
-                return 1
-            env["ASYNCGATE_NATS_URL"] = f"nats://127.0.0.1:{port}"
-            describe_holder(
-                lock,
-                f"pid {os.getpid()}, NATS on port {port}, "
-                f"GraphQL on http://{settings.http_host}:{settings.http_port}/graphql",
-            )
-            say("up", f"embedded NATS with JetStream on port {port}, data in {store}")
+        embedded = "nats_url" not in settings.model_fields_set
+        if embedded and not await _start_embedded_nats(settings, env, stack, processes):
+            return 1
+        say("up", f"NATS: {env['ASYNCGATE_NATS_URL'] if embedded else settings.nats_url}")
         if "actions_file" not in settings.model_fields_set:
             # The demo action handler runs next to the stack, and the demo actions call it.
             port = settings.demo_handler_port

@@ -40,6 +40,16 @@ async def connect(
     )
 
 
+def stored_at(reply: str) -> tuple[int, float]:
+    """(stream sequence, time stored in seconds since the epoch) of a JetStream delivery, from
+    its reply subject, without nats-py's metadata parsing (a dataclass and a datetime per
+    message): ``$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<time ns>
+    .<pending>`` (9 tokens), or with a domain and an account hash before the stream (12)."""
+    tokens = reply.split(".")
+    offset = 0 if len(tokens) == 9 else 2
+    return int(tokens[5 + offset]), int(tokens[7 + offset]) / 1e9
+
+
 RECONNECT_POLL_S = 0.05
 
 

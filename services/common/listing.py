@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -33,7 +34,9 @@ from contracts.names import (
     listing_entry_key,
     listing_position_key,
 )
+from services.common.bulk_publish import Outgoing, publish_all
 from services.common.reply_inbox import ReplyInbox
+from services.common.views import read_bucket
 
 # Each read is answered within this, or the caller retries.
 REQUEST_TIMEOUT_S: Final = 5.0
@@ -139,6 +142,47 @@ class Listing:
         )
         return None if found is None else int(found)
 
+    async def indexed(self) -> set[tuple[str, str, str]]:
+        """(tenant, principal, operation id) of every operation the listing indexes: one read
+        of the bucket's position keys, however many there are."""
+        found = await read_bucket(self.js, "*.*.o.*", bucket=LISTING_BUCKET, within_s=None)
+        operations = set()
+        for key, (value, _) in found.items():
+            if value is not None:
+                tenant, principal, _, operation_id = key.split(".")
+                operations.add((tenant, principal, operation_id))
+        return operations
+
+    async def record_many(
+        self, operations: list[tuple[str, str, str]], progress: Callable[[int], None]
+    ) -> None:
+        """Index many (tenant, principal, operation id), each principal's in the given order;
+        ``progress`` is told of each two keys written.
+
+        One counter increment per principal takes all of its ordinals at once. Not for
+        operations that may be indexed already (``record`` checks; this does not): rebuilding
+        asks ``indexed`` first.
+        """
+        by_principal: dict[tuple[str, str], list[str]] = {}
+        for tenant, principal, operation_id in operations:
+            by_principal.setdefault((tenant, principal), []).append(operation_id)
+        entries: list[Outgoing] = []
+        for (tenant, principal), operation_ids in by_principal.items():
+            subject = listing_counter_subject(tenant, principal)
+            last = await self._increment(subject, msg_id=None, by=len(operation_ids))
+            if last is None:
+                raise APIError(description=f"no ordinals for {tenant}.{principal}")
+            first = last - len(operation_ids) + 1
+            for ordinal, operation_id in enumerate(operation_ids, start=first):
+                entry = listing_entry_key(tenant, principal, ordinal)
+                position = listing_position_key(tenant, principal, operation_id)
+                entries.append((_KEY_PREFIX + entry, operation_id.encode(), None))
+                entries.append((_KEY_PREFIX + position, str(ordinal).encode(), None))
+        outcomes = await publish_all(self.nc, entries, progress=lambda n: progress(n // 2))
+        failed = next((error for error in outcomes if error is not None), None)
+        if failed is not None:
+            raise failed
+
     async def newest(self, tenant: str, principal: str) -> int:
         """The principal's highest ordinal handed out (0: none yet)."""
         [found] = await self.reads.last(
@@ -177,9 +221,9 @@ class Listing:
             raise APIError(code=int(headers["Status"]), description=headers.get("Description"))
         return int(headers["Nats-Subject"].rsplit(".", 1)[-1])
 
-    async def _increment(self, subject: str, *, msg_id: str | None) -> int | None:
-        """Add one to the counter; its new value, or None for a deduplicated repeat."""
-        headers = {"Nats-Incr": "+1"}
+    async def _increment(self, subject: str, *, msg_id: str | None, by: int = 1) -> int | None:
+        """Add ``by`` to the counter; its new value, or None for a deduplicated repeat."""
+        headers = {"Nats-Incr": f"+{by}"}
         if msg_id is not None:
             headers["Nats-Msg-Id"] = msg_id
         # No responders (a leader election) propagates: the caller rides it out.

@@ -86,3 +86,23 @@ def wait_for_port(port: int, *, host: str = "127.0.0.1", timeout_s: float = 15.0
         if time.monotonic() > deadline:
             raise TimeoutError(f"nothing listened on {host}:{port} within {timeout_s:g} s")
         time.sleep(0.02)
+
+
+# Where ``asyncgate up`` says, in its data directory, which NATS URL its embedded server has:
+# ``asyncgate ops`` reads it to find the local stack by itself.
+NATS_URL_FILE = "nats-url"
+
+
+def record_nats_url(data_dir: Path, url: str) -> Path:
+    """Write the embedded server's URL into ``data_dir``; return the file's path."""
+    path = data_dir / NATS_URL_FILE
+    path.write_text(url + "\n", encoding="utf-8")
+    return path
+
+
+def recorded_nats_url(data_dir: Path) -> str | None:
+    """The URL ``asyncgate up`` recorded in ``data_dir``, or None if it recorded none."""
+    try:
+        return (data_dir / NATS_URL_FILE).read_text(encoding="utf-8").strip() or None
+    except FileNotFoundError:
+        return None

@@ -4,16 +4,17 @@ The projector writes views (services/projector/view_writer.py); the edge, its li
 subscription hub read them.
 """
 
-import asyncio
 from typing import Final
 
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import DeliverPolicy
 from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
 from contracts.names import VIEW_BUCKET
 from contracts.view import OperationView, decode_view
+from services.common.jetstream import stored_at
+from services.common.stream_reads import read_stream
 
 
 async def read_view(kv: KeyValue, key: str) -> tuple[OperationView | None, int | None]:
@@ -28,40 +29,38 @@ async def read_view(kv: KeyValue, key: str) -> tuple[OperationView | None, int |
     return decode_view(entry.value), entry.revision
 
 
-_KEY_PREFIX: Final = f"$KV.{VIEW_BUCKET}."
 _REMOVED: Final = frozenset({"DEL", "PURGE"})
-# A listing's consumer is gone as soon as it is read; let the server drop it quickly.
-LISTING_INACTIVE_THRESHOLD_S: Final = 5.0
 LISTING_READ_TIMEOUT_S: Final = 5.0
 
 
 async def list_views(js: JetStreamContext, key_filter: str) -> list[OperationView]:
-    """The current view of every key matching ``key_filter`` (wildcards allowed).
+    """The current view of every key matching ``key_filter`` (wildcards allowed)."""
+    stored = await read_bucket(js, key_filter)
+    return [decode_view(data) for data, _ in stored.values() if data]
 
-    One ordered consumer, last value per key. The end is told by the server's own counts (what
-    it has delivered plus what is pending when asked), not by nats-py's watcher, whose "initial
-    values done" marker can come before values already delivered: under load it ended
-    listings empty.
-    """
-    subscription = await js.subscribe(
-        _KEY_PREFIX + key_filter,
-        stream=f"KV_{VIEW_BUCKET}",
-        ordered_consumer=True,
-        deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
-        inactive_threshold=LISTING_INACTIVE_THRESHOLD_S,
+
+async def read_bucket(
+    js: JetStreamContext,
+    key_filter: str,
+    *,
+    bucket: str = VIEW_BUCKET,
+    within_s: float | None = LISTING_READ_TIMEOUT_S,
+) -> dict[str, tuple[bytes | None, int]]:
+    """(value, revision) of every key of ``bucket`` (the views unless told) matching
+    ``key_filter``; None for a key whose newest revision is a delete or purge marker (it still
+    has a revision to compare-and-set against). ``within_s`` bounds the whole read."""
+    latest: dict[str, tuple[bytes | None, int]] = {}
+    prefix = f"$KV.{bucket}."
+    prefix_length = len(prefix)
+
+    def keep(msg: Msg) -> None:
+        removed = msg.headers is not None and msg.headers.get("KV-Operation") in _REMOVED
+        sequence, _ = stored_at(msg.reply)
+        key = msg.subject[prefix_length:]
+        if key not in latest or latest[key][1] < sequence:
+            latest[key] = (None if removed else msg.data, sequence)
+
+    await read_stream(
+        js, f"KV_{bucket}", prefix + key_filter, keep, last_per_subject=True, within_s=within_s
     )
-    try:
-        info = await subscription.consumer_info()
-        delivered = info.delivered.consumer_seq if info.delivered is not None else 0
-        expected = (info.num_pending or 0) + (delivered or 0)
-        latest: dict[str, tuple[int, bytes | None]] = {}
-        async with asyncio.timeout(LISTING_READ_TIMEOUT_S):
-            for _ in range(expected):
-                msg = await subscription.next_msg(timeout=LISTING_READ_TIMEOUT_S)
-                removed = (msg.headers or {}).get("KV-Operation") in _REMOVED
-                sequence = msg.metadata.sequence.stream
-                if msg.subject not in latest or latest[msg.subject][0] < sequence:
-                    latest[msg.subject] = (sequence, None if removed else msg.data)
-    finally:
-        await subscription.unsubscribe()
-    return [decode_view(data) for _, data in latest.values() if data]
+    return latest

@@ -144,8 +144,8 @@ async def test_a_lost_index_comes_back_from_the_stream(
         emptied = await every_page(edge, {}, first=5)
         listing = Listing.over(nc)
         try:
-            rebuilt = await rebuild_views(js, kv, listing)
-            again = await rebuild_views(js, kv, listing)  # indexes nothing twice
+            rebuilt = await rebuild_views(nc, listing)
+            again = await rebuild_views(nc, listing)  # indexes nothing twice
         finally:
             await listing.reads.close()
         pages = await every_page(edge, {}, first=5)

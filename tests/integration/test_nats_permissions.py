@@ -54,6 +54,7 @@ PASSWORDS = {
     "projector": "projector-pw-3",
     "provisioner": "provisioner-pw-4",
     "consumer": "consumer-pw-5",
+    "ops": "ops-pw-6",
 }
 
 

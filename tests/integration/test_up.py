@@ -2,6 +2,7 @@
 (SIGINT) and started again on the same data folder."""
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -15,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from services.common.nats_server import free_port, port_is_free
+from services.common.nats_server import NATS_URL_FILE, free_port, port_is_free
 from tests.seed_requests import (
     ASYNC_QUERY,
     ASYNC_REQUESTS,
@@ -83,6 +84,19 @@ def second_up_on_the_same_data(
     )
 
 
+def ops_on_the_same_data(data_dir: Path, operation_id: str) -> subprocess.CompletedProcess[str]:
+    """``asyncgate ops show`` told only the data directory: it must find NATS by itself."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ASYNCGATE_")}
+    return subprocess.run(
+        [sys.executable, "-m", "services.cli", "ops", "show", operation_id, "--json"],
+        env=env | {"ASYNCGATE_DATA_DIR": str(data_dir)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
 async def ready(client: httpx.AsyncClient) -> bool | None:
     """True once the edge answers ready."""
     try:
@@ -132,11 +146,16 @@ async def test_up_serves_the_seed_and_keeps_results_across_a_restart(tmp_path: P
             assert "graphiql" in page.text.lower()
             await check_hasura_seed(client, http_port)
             second = second_up_on_the_same_data(tmp_path / "data")
+            found = ops_on_the_same_data(tmp_path / "data", operation_id)
             refused_clean = second_up_on_the_same_data(tmp_path / "data", "clean")
 
         output = log.read_text()
         assert f"GraphiQL: http://127.0.0.1:{http_port}/graphql" in output
         assert "embedded NATS with JetStream on port 4222" not in output
+        assert "up | NATS: nats://127.0.0.1:" in output
+        assert not (tmp_path / "data" / NATS_URL_FILE).exists(), "removed when the stack stops"
+        assert found.returncode == 0, found.stderr
+        assert json.loads(found.stdout)["view"]["status"] == "SUCCESS"
         # The embedded server acknowledges a write only once it is on disk.
         assert "sync_interval: always" in (tmp_path / "data" / "nats-server.conf").read_text()
         assert "Using configuration file" in output
