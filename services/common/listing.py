@@ -26,14 +26,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Final
 
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.errors import APIError
+from nats.js.errors import APIError, NoStreamResponseError
 
 from contracts.names import (
     LISTING_BUCKET,
@@ -44,12 +44,21 @@ from contracts.names import (
 )
 from services.common.bulk_publish import Outgoing, publish_all
 from services.common.reply_inbox import ReplyInbox
+from services.common.retry import TRANSIENT_ERRORS
 from services.common.views import read_bucket
 
 # Each read is answered within this, or the caller retries.
 REQUEST_TIMEOUT_S: Final = 5.0
 _BUCKET_STREAM: Final = f"KV_{LISTING_BUCKET}"
 _KEY_PREFIX: Final = f"$KV.{LISTING_BUCKET}."
+
+
+def _acknowledged(reply: Msg) -> None:
+    """Raise what a publish's answer reports, if it is not a plain acknowledgement."""
+    if reply.headers and reply.headers.get("Status") == "503":
+        raise NoStreamResponseError  # no stream took it: a leader election, most likely
+    if b'"error"' in reply.data:
+        APIError.from_error(json.loads(reply.data)["error"])  # raises the error's own class
 
 
 def _stored(reply: Msg) -> bytes | None:
@@ -134,19 +143,42 @@ class Listing:
         """
         return await self._increment(listing_counter_subject(tenant, principal), by=1)
 
+    @contextlib.asynccontextmanager
+    async def entry_sent(
+        self, tenant: str, principal: str, ordinal: int, operation_id: str
+    ) -> AsyncIterator[Callable[[], Awaitable[None]]]:
+        """Publish the entry indexing ``operation_id`` at ``ordinal`` (safe to repeat: the same
+        key, the same id); yields a wait for it to be stored, for the block to call when it has
+        done what it overlaps with the write. The wait raises what the write met: an APIError
+        when the bucket refused it, TimeoutError when nothing answered.
+
+        Its acknowledgement comes back on the listing's one reply subscription (no inbox
+        future of its own), and an error in it is raised: nats-py's ``publish_async`` leaves
+        its future unresolved when the answer is an error (``APIError.from_error`` raises in
+        the reply callback), so a refused write would only ever time out.
+        """
+        key = _KEY_PREFIX + listing_entry_key(tenant, principal, ordinal)
+        async with self.reads.inbox.route() as (reply_subject, replies):
+            unsent: Exception | None = None
+            try:
+                await self.nc.publish(key, operation_id.encode(), reply=reply_subject)
+            except TRANSIENT_ERRORS as error:
+                unsent = error
+
+            async def stored() -> None:
+                if unsent is not None:
+                    raise unsent
+                async with asyncio.timeout(REQUEST_TIMEOUT_S):
+                    _acknowledged(await replies.get())
+
+            yield stored
+
     async def write_entry(
         self, tenant: str, principal: str, ordinal: int, operation_id: str
     ) -> None:
-        """Index ``operation_id`` at ``ordinal`` (safe to repeat: the same key, the same id).
-
-        Published on the connection's one async reply subscription rather than as a request
-        (and its inbox future) of its own.
-        """
-        ack = await self.js.publish_async(
-            _KEY_PREFIX + listing_entry_key(tenant, principal, ordinal), operation_id.encode()
-        )
-        async with asyncio.timeout(REQUEST_TIMEOUT_S):
-            await ack
+        """Index ``operation_id`` at ``ordinal`` and wait until it is stored."""
+        async with self.entry_sent(tenant, principal, ordinal, operation_id) as stored:
+            await stored()
 
     async def record(self, tenant: str, principal: str, operation_id: str) -> int:
         """Give ``operation_id`` the principal's next ordinal and index it; return the ordinal

@@ -5,22 +5,21 @@ Every step rides through a leader election before the client is told to try agai
 safe to repeat: the reservation is keyed by the operation id, the request deduplicated by it,
 the entry is one key written with one value, and a repeated increment only leaves a gap.
 
-The entry and the request are published together (one round trip rather than two) and both
-awaited before the client is answered, so a listing made after the answer shows the operation.
-What can fail:
+The entry is published just before the request, and its acknowledgement awaited after the
+request's (one round trip for both rather than one each), before the client is answered: a
+listing made after the answer shows the operation. What can fail:
 
 - the increment: nothing is stored; a lost answer leaves an unused ordinal, a gap readers skip.
-- the request (whatever the entry did): the client is told to try again and the reservation is
-  released, as before; an entry written without its request names an operation with no view,
-  which no listing shows.
-- the entry alone: the request is stored and will run, so the entry is tried again (a second
-  ride-through). Should that fail too, the client is still answered (the operation is queued;
-  an error would invite a second submit of it) and the error is logged: ``asyncgate ops
-  replay`` indexes it at the ordinal its request carries. Only then is a stored request missing
-  from a listing, until that replay.
+- the request (whatever became of the entry): the client is told to try again and the
+  reservation is released, as before; an entry stored without its request names an operation
+  with no view, which no listing shows.
+- the entry alone: the request is stored and will run, so the entry is written again, riding
+  through as every step does. Should that fail too, the client is still answered (the operation
+  is queued; an error would invite a second submit of it) and the error is logged: ``asyncgate
+  ops replay`` indexes it at the ordinal its request carries. Only then is a stored request
+  missing from a listing, until that replay.
 """
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
@@ -47,7 +46,7 @@ async def submit(context: EdgeContext, requested: OperationRequested) -> int:
     Over a limit: a coded error with a retry-after, and nothing is stored.
     """
     principal, operation_id = context.principal, requested.operation_id
-    tenant, user = principal.tenant, principal.user
+    tenant, user, listing = principal.tenant, principal.user, context.listing
     with (
         context.tracing.span(
             "submit",
@@ -65,48 +64,48 @@ async def submit(context: EdgeContext, requested: OperationRequested) -> int:
         )
         try:
             ordinal = await riding_through(
-                lambda: context.listing.take_ordinal(tenant, user),
+                lambda: listing.take_ordinal(tenant, user),
                 what=f"numbering {operation_id}",
                 budget_s=RIDE_THROUGH_S,
             )
             numbered = replace(requested, listing_ordinal=ordinal)
-
-            def write_entry() -> Awaitable[None]:
-                return context.listing.write_entry(tenant, user, ordinal, operation_id)
-
-            indexed, queued = await asyncio.gather(
-                riding_through(
-                    write_entry, what=f"indexing {operation_id}", budget_s=RIDE_THROUGH_S
-                ),
-                riding_through(
+            async with listing.entry_sent(tenant, user, ordinal, operation_id) as entry_stored:
+                sequence = await riding_through(
                     lambda: context.events.append(numbered, msg_id=operation_id),
                     what=f"queueing {operation_id}",
                     budget_s=RIDE_THROUGH_S,
-                ),
-                return_exceptions=True,
-            )
-            if isinstance(queued, BaseException):
-                raise queued
+                )
+                indexed = await _succeeded(entry_stored)
         except BaseException:
             # Not queued, so it must not count against the caller.
             with contextlib.suppress(nats.errors.Error, TimeoutError):
                 await context.limits.release(principal, operation_id)
             raise
-        if isinstance(indexed, BaseException):
-            if not isinstance(indexed, Exception):
-                raise indexed  # cancelled, interrupted: not a failed write
-            await _index_stored(write_entry, operation_id, ordinal)
+        if not indexed:
+            await _index_stored(context, numbered, ordinal)
     context.metrics.count_submitted(numbered)
-    return queued
+    return sequence
 
 
-async def _index_stored(
-    write_entry: Callable[[], Awaitable[None]], operation_id: str, ordinal: int
-) -> None:
-    """Write the entry of a request already stored, once more; log (not raise) if it fails."""
+async def _succeeded(step: Callable[[], Awaitable[None]]) -> bool:
+    """Whether ``step()`` succeeded (False: NATS refused it, or did not answer in time)."""
+    try:
+        await step()
+    except (nats.errors.Error, TimeoutError):
+        return False
+    return True
+
+
+async def _index_stored(context: EdgeContext, requested: OperationRequested, ordinal: int) -> None:
+    """Write the entry of a request already stored; log (not raise) if that fails too."""
+    principal, operation_id = context.principal, requested.operation_id
     try:
         await riding_through(
-            write_entry, what=f"indexing stored {operation_id}", budget_s=RIDE_THROUGH_S
+            lambda: context.listing.write_entry(
+                principal.tenant, principal.user, ordinal, operation_id
+            ),
+            what=f"indexing {operation_id}",
+            budget_s=RIDE_THROUGH_S,
         )
     except (nats.errors.Error, TimeoutError) as error:
         log.error(

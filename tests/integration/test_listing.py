@@ -3,6 +3,7 @@ status, resumed after any listed operation, to the end; and never shows another 
 a real uvicorn edge, projector and nats-server."""
 
 import uuid
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -181,6 +182,37 @@ async def test_lost_counters_come_back_above_every_ordinal_the_requests_carry(
         pages = await every_page(edge, {}, first=10)
 
     assert pages == [queued[::-1]]
+
+
+async def test_a_request_stored_without_its_entry_is_answered_and_replay_lists_it(
+    settings: Settings, nc: NatsClient, js: JetStreamContext, caplog: pytest.LogCaptureFixture
+) -> None:
+    bucket = f"KV_{LISTING_BUCKET}"
+    async with running(create_projector(settings)), serving_edge(settings) as edge:
+        first = (await call(edge, {}, SUBMIT))["data"]["asyncQuery"]["operationId"]
+        # The listing bucket refuses every write (an operation id is longer than this).
+        usual = (await js.stream_info(bucket)).config
+        await js.update_stream(replace(usual, max_msg_size=8))
+        body = await call(edge, {}, SUBMIT)
+        await js.update_stream(usual)
+        assert "errors" not in body, body
+        second = body["data"]["asyncQuery"]["operationId"]
+
+        async def folded() -> bool | None:
+            return True if len(await stored_views(js)) == 2 else None
+
+        await eventually(folded, what="the projector folding both requests")
+        unlisted = await every_page(edge, {}, first=10)
+        listing = Listing.over(nc)
+        try:
+            await rebuild_views(nc, listing)
+        finally:
+            await listing.reads.close()
+        listed = await every_page(edge, {}, first=10)
+
+    assert f"{second} is queued but not indexed" in caplog.text
+    assert unlisted == [[first]]
+    assert listed == [[second, first]]
 
 
 async def test_a_null_page_size_means_the_default_page(
