@@ -49,6 +49,8 @@ from services.common.views import read_bucket
 
 # Each read is answered within this, or the caller retries.
 REQUEST_TIMEOUT_S: Final = 5.0
+# Rebuilding reads this many principals' counters at once (each answered within the time-out).
+_COUNTERS_AT_ONCE: Final = 1000
 _BUCKET_STREAM: Final = f"KV_{LISTING_BUCKET}"
 _KEY_PREFIX: Final = f"$KV.{LISTING_BUCKET}."
 
@@ -196,15 +198,15 @@ class Listing:
         )
         return None if found is None else int(found)
 
-    async def indexed(self) -> set[tuple[str, str, str]]:
-        """(tenant, principal, operation id) of every operation the listing indexes: one read
-        of the bucket's entry keys, however many there are."""
+    async def indexed(self) -> dict[tuple[str, str, str], set[int]]:
+        """The ordinals each (tenant, principal, operation id) the listing indexes is indexed
+        at: one read of the bucket's entry keys, however many there are."""
         found = await read_bucket(self.js, "*.*.n.*", bucket=LISTING_BUCKET, within_s=None)
-        operations = set()
+        operations: dict[tuple[str, str, str], set[int]] = {}
         for key, (value, _) in found.items():
             if value is not None:
-                tenant, principal, _, _ = key.split(".")
-                operations.add((tenant, principal, value.decode()))
+                tenant, principal, _, ordinal = key.split(".")
+                operations.setdefault((tenant, principal, value.decode()), set()).add(int(ordinal))
         return operations
 
     async def record_many(
@@ -224,10 +226,11 @@ class Listing:
         for operation in operations:
             by_principal.setdefault((operation.tenant, operation.principal), []).append(operation)
         principals = list(by_principal)
-        counters = await self.reads.last(
-            LISTING_COUNTER_STREAM,
-            [listing_counter_subject(tenant, principal) for tenant, principal in principals],
-        )
+        subjects = [listing_counter_subject(tenant, principal) for tenant, principal in principals]
+        counters: list[bytes | None] = []
+        for start in range(0, len(subjects), _COUNTERS_AT_ONCE):
+            chunk = subjects[start : start + _COUNTERS_AT_ONCE]
+            counters += await self.reads.last(LISTING_COUNTER_STREAM, chunk)
         entries: list[Outgoing] = []
         positions: list[Outgoing] = []
         for (tenant, principal), counter in zip(principals, counters, strict=True):

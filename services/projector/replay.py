@@ -202,10 +202,13 @@ async def rebuild(
         indexed = await listing.indexed()
         for key, view in replay.views.items():
             tenant, principal, operation_id = view.tenant, view.principal, view.operation_id
-            if key not in ignore and (tenant, principal, operation_id) not in indexed:
-                # At the ordinal its request carries (None: a fresh one, for a request stored
-                # before requests carried one).
-                unindexed.append(Unindexed(tenant, principal, operation_id, view.listing_ordinal))
+            at, carried = indexed.get((tenant, principal, operation_id)), view.listing_ordinal
+            # Indexed only at the ordinal its request carries, if it carries one: an entry at
+            # another is not listed.
+            if key not in ignore and (not at or (carried is not None and carried not in at)):
+                # At that ordinal (None: a fresh one, for a request stored before requests
+                # carried one).
+                unindexed.append(Unindexed(tenant, principal, operation_id, carried))
     on_writes(len(differences) + len(unindexed))
     outcomes = await publish_all(nc, _writes(differences, replay), progress=progress)
     written = removed = overtaken = 0

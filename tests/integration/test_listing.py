@@ -13,7 +13,12 @@ from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
 from contracts.events import OperationCompleted, OperationRequested
-from contracts.names import LISTING_BUCKET, LISTING_COUNTER_STREAM, listing_position_key
+from contracts.names import (
+    LISTING_BUCKET,
+    LISTING_COUNTER_STREAM,
+    listing_entry_key,
+    listing_position_key,
+)
 from services.common.event_log import EventLog
 from services.common.listing import Listing
 from services.common.settings import Settings
@@ -283,15 +288,23 @@ async def test_an_operation_indexed_twice_is_listed_once(
         listing = Listing.over(nc)
         try:
             again = await listing.record(view.tenant, view.principal, queued[1])
+            whole = await call(edge, {}, PAGE, first=10)
+            pages = await every_page(edge, {}, first=1)
+            # Its own entry lost, only the stray one left: rebuilding writes its own again.
+            assert view.listing_ordinal is not None
+            own = listing_entry_key(view.tenant, view.principal, view.listing_ordinal)
+            await (await js.key_value(LISTING_BUCKET)).delete(own)
+            stray_only = await every_page(edge, {}, first=10)
+            await rebuild_views(nc, listing)
+            rebuilt = await every_page(edge, {}, first=10)
         finally:
             await listing.reads.close()
-        whole = await call(edge, {}, PAGE, first=10)
-        pages = await every_page(edge, {}, first=1)
 
-    assert view.listing_ordinal is not None
     assert again > view.listing_ordinal
     assert [item["operationId"] for item in whole["data"]["asyncRequests"]] == queued[::-1]
     assert pages == [[queued[2]], [queued[1]], [queued[0]], []]
+    assert stray_only == [[queued[2], queued[0]]]
+    assert rebuilt == [queued[::-1]]
 
 
 async def test_operations_queued_before_requests_carried_their_ordinal_still_page(
