@@ -3,8 +3,10 @@ the view bucket, and ``asyncgate ops replay --verify`` checks it, on a fresh nat
 stream is seeded straight with events (no services run).
 
 Three events an operation (requested, started, completed), spread over 1,000 users of 10
-tenants, each stored with a dedup id as the services store them. Rebuilding the empty bucket
-writes every view and indexes every operation in the listing (the worst case: a lost bucket);
+tenants, each stored with a dedup id as the services store them, each request carrying its
+listing ordinal and each user's counter at its last, as the edge leaves them. Rebuilding the
+empty bucket writes every view and indexes every operation in the listing (one key each, at the
+ordinal its request carries: the worst case, a lost bucket);
 verifying then reads the stream and the bucket and writes nothing; rebuilding again finds
 nothing to write (the common case: a repair).
 """
@@ -31,7 +33,7 @@ from contracts.events import (
     encode_event,
     event_type,
 )
-from contracts.names import PROJECTOR_DURABLE, STREAM, event_subject
+from contracts.names import PROJECTOR_DURABLE, STREAM, event_subject, listing_counter_subject
 from services.common.jetstream import close_connection, connect
 from services.common.listing import Listing
 from services.common.settings import Settings
@@ -45,18 +47,31 @@ USERS_PER_TENANT: Final = 100
 SEED_WINDOW: Final = 2000
 
 
+def _principal_of(n: int) -> tuple[str, str]:
+    """The tenant and user of operation ``n``."""
+    return f"t{n % TENANTS}", f"u{n // TENANTS % USERS_PER_TENANT}"
+
+
 def seed_events(count: int) -> Iterator[OperationEvent]:
     """``count`` events: whole operations of three, the last one cut short if need be."""
+    principals = TENANTS * USERS_PER_TENANT
     for n in range((count + 2) // 3):
+        tenant, principal = _principal_of(n)
         envelope: Correlation = {
             "operation_id": f"op-{n}",
-            "tenant": f"t{n % TENANTS}",
-            "principal": f"u{n // TENANTS % USERS_PER_TENANT}",
+            "tenant": tenant,
+            "principal": principal,
             "trace_id": f"trace-{n}",
         }
         at = datetime.now(UTC)
         lifecycle: list[OperationEvent] = [
-            OperationRequested(**envelope, query="{ balance }", occurred_at=at),
+            OperationRequested(
+                **envelope,
+                query="{ balance }",
+                occurred_at=at,
+                # Its user's operations are every ``principals``-th: this is its user's n-th.
+                listing_ordinal=n // principals + 1,
+            ),
             OperationStarted(**envelope, attempt=1, worker="w1", occurred_at=at),
             OperationCompleted(**envelope, response={"data": {"balance": n}}, occurred_at=at),
         ]
@@ -64,8 +79,15 @@ def seed_events(count: int) -> Iterator[OperationEvent]:
 
 
 async def seed(nc: NatsClient, count: int) -> None:
-    """Store ``count`` events in the stream, ``SEED_WINDOW`` in flight at a time."""
+    """Store ``count`` events in the stream, ``SEED_WINDOW`` in flight at a time, and set each
+    user's listing counter to the last ordinal its requests carry."""
     js = nc.jetstream()
+    operations: dict[tuple[str, str], int] = {}
+    for n in range((count + 2) // 3):
+        operations[_principal_of(n)] = operations.get(_principal_of(n), 0) + 1
+    for (tenant, principal), taken in operations.items():
+        subject = listing_counter_subject(tenant, principal)
+        await nc.request(subject, b"", headers={"Nats-Incr": f"+{taken}"}, timeout=5)
     acks = []
     for event in seed_events(count):
         kind = event_type(event)

@@ -257,7 +257,7 @@ async def raw_publish_ceiling(nats_url: str, sizes: Sizes) -> dict[str, Any]:
     return {"publishes": sizes.raw_publishes, "per_s": sizes.raw_publishes / seconds}
 
 
-def _finished_view(operation_id: str, sequence: int) -> bytes:
+def _finished_view(operation_id: str, sequence: int, ordinal: int) -> bytes:
     """The view the projector writes for a finished ledger query of the anonymous user."""
     common: Correlation = {
         "operation_id": operation_id,
@@ -265,7 +265,7 @@ def _finished_view(operation_id: str, sequence: int) -> bytes:
         "principal": ANONYMOUS.user,
         "trace_id": uuid.uuid4().hex,
     }
-    requested = OperationRequested(**common, query=LEDGER_QUERY)
+    requested = OperationRequested(**common, query=LEDGER_QUERY, listing_ordinal=ordinal)
     started = OperationStarted(**common, attempt=1, worker="bench-seed", delivery=1)
     response = {"data": {"useCompany": {"generalLedgerAccount": {"totalCount": 12}}}}
     completed = OperationCompleted(**common, response=response)
@@ -284,9 +284,9 @@ async def listing(
     """asyncRequests(first: 100) for a user with ``sizes.history`` retained operations.
 
     The missing ones are written straight into the view bucket as the projector would write
-    them (the fold of requested, started, completed) and indexed for listing as the edge
-    indexes a submit: seeding through the services would cost minutes, and a listing reads only
-    the index and the views.
+    them (the fold of requested, started, completed, the request carrying its listing ordinal)
+    and indexed for listing as the edge indexes a submit: seeding through the services would
+    cost minutes, and a listing reads only the index and the views.
     """
     nc = await nats.connect(stack.server.url, name="asyncgate-bench-seed")
     try:
@@ -297,15 +297,15 @@ async def listing(
         seeded = [str(uuid.uuid4()) for _ in range(max(0, sizes.history - existing))]
         for start in range(0, len(seeded), SEED_CHUNK):
             chunk = seeded[start : start + SEED_CHUNK]
-            await asyncio.gather(
+            ordinals = await asyncio.gather(
                 *(index.record(ANONYMOUS.tenant, ANONYMOUS.user, op) for op in chunk)
             )
             futures = [
                 await js.publish_async(
                     f"$KV.{VIEW_BUCKET}.{view_key(ANONYMOUS.tenant, ANONYMOUS.user, op)}",
-                    _finished_view(op, start + n),
+                    _finished_view(op, start + n, ordinal),
                 )
-                for n, op in enumerate(chunk)
+                for n, (op, ordinal) in enumerate(zip(chunk, ordinals, strict=True))
             ]
             await asyncio.gather(*futures)
         retained = len(await list_views(js, keys))

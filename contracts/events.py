@@ -49,12 +49,17 @@ class OperationRequested(Event, frozen=True, kw_only=True, tag="requested"):
 
     For an action, ``action`` says which handler to call with what, and ``query`` is the
     client's request document (sent to the handler as ``request_query``).
+
+    ``listing_ordinal`` is the operation's place in its principal's listing (the ordinal the
+    edge took from the principal's counter, services/common/listing.py); null in requests
+    stored before the request carried it.
     """
 
     query: str
     variables: dict[str, Any] = msgspec.field(default_factory=dict)
     operation_name: str | None = None
     action: ActionInvocation | None = None
+    listing_ordinal: int | None = None
 
 
 class OperationStarted(Event, frozen=True, kw_only=True, tag="started"):

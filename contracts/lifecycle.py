@@ -45,6 +45,7 @@ def evolve(view: OperationView | None, event: OperationEvent, sequence: int) -> 
                 created_at=_earliest(view.created_at, event.occurred_at),
                 operation_name=event.operation_name if first_request else view.operation_name,
                 action=(event.action and event.action.name) if first_request else view.action,
+                listing_ordinal=(event.listing_ordinal if first_request else view.listing_ordinal),
                 last_sequence=last_sequence,
             )
         case OperationStarted():

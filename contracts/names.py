@@ -23,9 +23,10 @@ VIEW_BUCKET: Final = "asyncgate_operations"
 LIMITS_BUCKET: Final = "asyncgate_limits"
 
 # Each principal's operations in the order they were queued, for paging newest first: key
-# <tenant>.<principal>.n.<ordinal> holds the operation id, <tenant>.<principal>.o.<operation> its
-# ordinal. Ordinals come from a per-principal counter (a JetStream counter stream, one subject per
-# principal), so queueing needs no compare-and-set.
+# <tenant>.<principal>.n.<ordinal> holds the operation id (the request carries its ordinal).
+# Operations queued before requests carried it also have <tenant>.<principal>.o.<operation>
+# holding their ordinal. Ordinals come from a per-principal counter (a JetStream counter stream,
+# one subject per principal), so queueing needs no compare-and-set.
 LISTING_BUCKET: Final = "asyncgate_listing"
 LISTING_COUNTER_STREAM: Final = "ASYNCGATE_LISTING_COUNTERS"
 LISTING_COUNTER_ROOT: Final = "listing.count"
@@ -110,7 +111,8 @@ def listing_entry_key(tenant: str, principal: str, ordinal: int) -> str:
 
 
 def listing_position_key(tenant: str, principal: str, operation_id: str) -> str:
-    """The listing key holding the ordinal of one operation."""
+    """The listing key holding the ordinal of one operation queued before its request carried
+    the ordinal (read for such operations, written for them only when rebuilding)."""
     return f"{tenant}.{principal}.o.{operation_id}"
 
 

@@ -26,6 +26,8 @@ class OperationView(msgspec.Struct, frozen=True, kw_only=True):
 
     ``last_sequence`` is the highest stream sequence folded in; ``terminal_sequence`` the sequence
     of the terminal event that decided the outcome (the first one stored wins).
+    ``listing_ordinal`` is the request's place in the principal's listing (None for operations
+    queued before requests carried it); internal, not part of the GraphQL API.
     """
 
     operation_id: str
@@ -43,6 +45,7 @@ class OperationView(msgspec.Struct, frozen=True, kw_only=True):
     response: dict[str, Any] | None = None
     last_sequence: int = 0
     terminal_sequence: int | None = None
+    listing_ordinal: int | None = None
 
 
 _encoder = msgspec.json.Encoder()

@@ -2,15 +2,23 @@
 time: what ``asyncRequests`` lists, at the cost of the page rather than of everything retained.
 
 When an operation is queued the edge takes the principal's next ordinal from a JetStream counter
-(one atomic increment, no compare-and-set, however many clients submit at once) and writes two
-small keys to the listing bucket: ordinal -> operation id and operation id -> ordinal. A page is
-then the keys just below an ordinal (the counter's value for the first page, the ``after``
-operation's ordinal for the next), all fetched at once, literal keys only.
+(one atomic increment, no compare-and-set, however many clients submit at once), writes one small
+key to the listing bucket, ordinal -> operation id, and stores the ordinal in the request itself
+(``OperationRequested.listing_ordinal``, folded into the view). A page is then the keys just below
+an ordinal (the counter's value for the first page, the ``after`` operation's ordinal, read from
+its view, for the next), all fetched at once, literal keys only.
 
 The bucket expires entries as the view bucket does, counted from when the operation was queued,
 so an entry never outlives its view. Ordinals are never reused: a lost increment or a submit that
-failed after it leaves a gap, which readers skip. Rebuilding (``services/projector/replay.py``)
-indexes, in stream order, every operation that has a view and no entry.
+failed after it leaves a gap, which readers skip. An entry whose ordinal is not the one in its
+operation's view (a retried write under a fresh ordinal) is skipped too, so an operation is
+listed once. Rebuilding (``services/projector/replay.py``) indexes every operation that has a
+view and no entry: at the ordinal its request carries, or at a fresh one for requests stored
+before they carried one.
+
+Operations queued before the request carried its ordinal were indexed with a second key as well,
+operation id -> ordinal (``listing_position_key``); ``position`` still reads it, so those stay
+usable as ``after``, and rebuilding still writes it for them.
 """
 
 from __future__ import annotations
@@ -18,14 +26,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Final
 
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.errors import APIError
+from nats.js.errors import APIError, NoStreamResponseError
 
 from contracts.names import (
     LISTING_BUCKET,
@@ -36,12 +44,23 @@ from contracts.names import (
 )
 from services.common.bulk_publish import Outgoing, publish_all
 from services.common.reply_inbox import ReplyInbox
+from services.common.retry import TRANSIENT_ERRORS
 from services.common.views import read_bucket
 
 # Each read is answered within this, or the caller retries.
 REQUEST_TIMEOUT_S: Final = 5.0
+# Rebuilding reads this many principals' counters at once (each answered within the time-out).
+_COUNTERS_AT_ONCE: Final = 1000
 _BUCKET_STREAM: Final = f"KV_{LISTING_BUCKET}"
 _KEY_PREFIX: Final = f"$KV.{LISTING_BUCKET}."
+
+
+def _acknowledged(reply: Msg) -> None:
+    """Raise what a publish's answer reports, if it is not a plain acknowledgement."""
+    if reply.headers and reply.headers.get("Status") == "503":
+        raise NoStreamResponseError  # no stream took it: a leader election, most likely
+    if b'"error"' in reply.data:
+        APIError.from_error(json.loads(reply.data)["error"])  # raises the error's own class
 
 
 def _stored(reply: Msg) -> bytes | None:
@@ -95,6 +114,17 @@ class DirectReads:
 
 
 @dataclass(frozen=True)
+class Unindexed:
+    """An operation to index while rebuilding, with the ordinal its request carries (None for
+    a request stored before requests carried one)."""
+
+    tenant: str
+    principal: str
+    operation_id: str
+    ordinal: int | None
+
+
+@dataclass(frozen=True)
 class Listing:
     """The listing bucket and the ordinal counters, over one NATS connection."""
 
@@ -107,88 +137,136 @@ class Listing:
         """A listing reading and writing over ``nc`` (close it with ``reads.close()``)."""
         return cls(nc, nc.jetstream(), DirectReads(nc))
 
-    async def record(self, tenant: str, principal: str, operation_id: str) -> int:
-        """Give ``operation_id`` the principal's next ordinal and index it; return the ordinal.
+    async def take_ordinal(self, tenant: str, principal: str) -> int:
+        """The principal's next ordinal: one atomic increment of its counter.
 
-        Safe to repeat: a retry whose first try got its ordinal keeps it.
+        Not deduplicated: a retry takes a fresh ordinal, and the one a lost answer may have
+        handed out stays a gap (readers skip it).
         """
-        subject = listing_counter_subject(tenant, principal)
-        ack = await self._increment(subject, msg_id=operation_id)
-        if ack is None:
-            # A repeat inside the duplicate window: the first try may have indexed it already.
-            known = await self.position(tenant, principal, operation_id)
-            if known is not None:
-                return known
-            ack = await self._increment(subject, msg_id=None)
-        if ack is None:
-            raise APIError(description=f"no ordinal for {operation_id}")
-        # Both writes in flight at once, acknowledged together, on the connection's one async
-        # reply subscription rather than a request (and its inbox future) each.
-        acks = [
-            await self.js.publish_async(_KEY_PREFIX + key, value)
-            for key, value in (
-                (listing_entry_key(tenant, principal, ack), operation_id.encode()),
-                (listing_position_key(tenant, principal, operation_id), str(ack).encode()),
-            )
-        ]
-        async with asyncio.timeout(REQUEST_TIMEOUT_S):
-            await asyncio.gather(*acks)
-        return ack
+        return await self._increment(listing_counter_subject(tenant, principal), by=1)
+
+    @contextlib.asynccontextmanager
+    async def entry_sent(
+        self, tenant: str, principal: str, ordinal: int, operation_id: str
+    ) -> AsyncIterator[Callable[[], Awaitable[None]]]:
+        """Publish the entry indexing ``operation_id`` at ``ordinal`` (safe to repeat: the same
+        key, the same id); yields a wait for it to be stored, for the block to call when it has
+        done what it overlaps with the write. The wait raises what the write met: an APIError
+        when the bucket refused it, TimeoutError when nothing answered.
+
+        Its acknowledgement comes back on the listing's one reply subscription (no inbox
+        future of its own), and an error in it is raised: nats-py's ``publish_async`` leaves
+        its future unresolved when the answer is an error (``APIError.from_error`` raises in
+        the reply callback), so a refused write would only ever time out.
+        """
+        key = _KEY_PREFIX + listing_entry_key(tenant, principal, ordinal)
+        async with self.reads.inbox.route() as (reply_subject, replies):
+            unsent: Exception | None = None
+            try:
+                await self.nc.publish(key, operation_id.encode(), reply=reply_subject)
+            except TRANSIENT_ERRORS as error:
+                unsent = error
+
+            async def stored() -> None:
+                if unsent is not None:
+                    raise unsent
+                async with asyncio.timeout(REQUEST_TIMEOUT_S):
+                    _acknowledged(await replies.get())
+
+            yield stored
+
+    async def write_entry(
+        self, tenant: str, principal: str, ordinal: int, operation_id: str
+    ) -> None:
+        """Index ``operation_id`` at ``ordinal`` and wait until it is stored."""
+        async with self.entry_sent(tenant, principal, ordinal, operation_id) as stored:
+            await stored()
+
+    async def record(self, tenant: str, principal: str, operation_id: str) -> int:
+        """Give ``operation_id`` the principal's next ordinal and index it; return the ordinal
+        (which its request must carry, or the entry is not listed once the request has a view
+        with another ordinal)."""
+        ordinal = await self.take_ordinal(tenant, principal)
+        await self.write_entry(tenant, principal, ordinal, operation_id)
+        return ordinal
 
     async def position(self, tenant: str, principal: str, operation_id: str) -> int | None:
-        """The ordinal of one of the principal's operations, or None if it is not indexed."""
+        """The ordinal an operation queued before requests carried one was indexed at (its
+        operation id -> ordinal key), or None if it has no such key."""
         [found] = await self.reads.last(
             _BUCKET_STREAM, [_KEY_PREFIX + listing_position_key(tenant, principal, operation_id)]
         )
         return None if found is None else int(found)
 
-    async def indexed(self) -> set[tuple[str, str, str]]:
-        """(tenant, principal, operation id) of every operation the listing indexes: one read
-        of the bucket's position keys, however many there are."""
-        found = await read_bucket(self.js, "*.*.o.*", bucket=LISTING_BUCKET, within_s=None)
-        operations = set()
+    async def indexed(self) -> dict[tuple[str, str, str], set[int]]:
+        """The ordinals each (tenant, principal, operation id) the listing indexes is indexed
+        at: one read of the bucket's entry keys, however many there are."""
+        found = await read_bucket(self.js, "*.*.n.*", bucket=LISTING_BUCKET, within_s=None)
+        operations: dict[tuple[str, str, str], set[int]] = {}
         for key, (value, _) in found.items():
             if value is not None:
-                tenant, principal, _, operation_id = key.split(".")
-                operations.add((tenant, principal, operation_id))
+                tenant, principal, _, ordinal = key.split(".")
+                operations.setdefault((tenant, principal, value.decode()), set()).add(int(ordinal))
         return operations
 
     async def record_many(
-        self, operations: list[tuple[str, str, str]], progress: Callable[[int], None]
+        self, operations: list[Unindexed], progress: Callable[[int], None]
     ) -> None:
-        """Index many (tenant, principal, operation id), each principal's in the given order;
-        ``progress`` is told of each two keys written.
+        """Index many operations, each principal's in the given order; ``progress`` is told of
+        each one indexed.
 
-        One counter increment per principal takes all of its ordinals at once. Not for
-        operations that may be indexed already (``record`` checks; this does not): rebuilding
-        asks ``indexed`` first.
+        One at the ordinal its request carries; one without (queued before requests carried
+        it) at a fresh ordinal, also with its operation id -> ordinal key, as such operations
+        were indexed before. Each principal's counter is raised to at least the highest ordinal
+        written (it may have been lost with the bucket), so no later submit reuses one; one
+        increment per principal takes all of its fresh ordinals at once. Not for operations
+        that may be indexed already: rebuilding asks ``indexed`` first.
         """
-        by_principal: dict[tuple[str, str], list[str]] = {}
-        for tenant, principal, operation_id in operations:
-            by_principal.setdefault((tenant, principal), []).append(operation_id)
+        by_principal: dict[tuple[str, str], list[Unindexed]] = {}
+        for operation in operations:
+            by_principal.setdefault((operation.tenant, operation.principal), []).append(operation)
+        principals = list(by_principal)
+        subjects = [listing_counter_subject(tenant, principal) for tenant, principal in principals]
+        counters: list[bytes | None] = []
+        for start in range(0, len(subjects), _COUNTERS_AT_ONCE):
+            chunk = subjects[start : start + _COUNTERS_AT_ONCE]
+            counters += await self.reads.last(LISTING_COUNTER_STREAM, chunk)
         entries: list[Outgoing] = []
-        for (tenant, principal), operation_ids in by_principal.items():
-            subject = listing_counter_subject(tenant, principal)
-            last = await self._increment(subject, msg_id=None, by=len(operation_ids))
-            if last is None:
-                raise APIError(description=f"no ordinals for {tenant}.{principal}")
-            first = last - len(operation_ids) + 1
-            for ordinal, operation_id in enumerate(operation_ids, start=first):
+        positions: list[Outgoing] = []
+        for (tenant, principal), counter in zip(principals, counters, strict=True):
+            unindexed = by_principal[tenant, principal]
+            current = 0 if counter is None else _counter_value(counter)
+            carried = [op.ordinal for op in unindexed if op.ordinal is not None]
+            fresh = [op for op in unindexed if op.ordinal is None]
+            raise_by = max(0, max(carried, default=0) - current) + len(fresh)
+            last = current
+            if raise_by:
+                # The increment's answer, not ``current``: an edge may have taken one meanwhile.
+                last = await self._increment(
+                    listing_counter_subject(tenant, principal), by=raise_by
+                )
+            fresh_ordinals = iter(range(last - len(fresh) + 1, last + 1))
+            for op in unindexed:
+                ordinal = op.ordinal
+                if ordinal is None:
+                    ordinal = next(fresh_ordinals)
+                    position = listing_position_key(tenant, principal, op.operation_id)
+                    positions.append((_KEY_PREFIX + position, str(ordinal).encode(), None))
                 entry = listing_entry_key(tenant, principal, ordinal)
-                position = listing_position_key(tenant, principal, operation_id)
-                entries.append((_KEY_PREFIX + entry, operation_id.encode(), None))
-                entries.append((_KEY_PREFIX + position, str(ordinal).encode(), None))
-        outcomes = await publish_all(self.nc, entries, progress=lambda n: progress(n // 2))
-        failed = next((error for error in outcomes if error is not None), None)
-        if failed is not None:
-            raise failed
+                entries.append((_KEY_PREFIX + entry, op.operation_id.encode(), None))
+        # Position keys first: an operation whose entry is written is taken as indexed.
+        for messages, told in ((positions, _no_progress), (entries, progress)):
+            outcomes = await publish_all(self.nc, messages, progress=told)
+            failed = next((error for error in outcomes if error is not None), None)
+            if failed is not None:
+                raise failed
 
     async def newest(self, tenant: str, principal: str) -> int:
         """The principal's highest ordinal handed out (0: none yet)."""
         [found] = await self.reads.last(
             LISTING_COUNTER_STREAM, [listing_counter_subject(tenant, principal)]
         )
-        return 0 if found is None else int(json.loads(found)["val"])
+        return 0 if found is None else _counter_value(found)
 
     async def below(
         self, tenant: str, principal: str, ordinal: int, count: int
@@ -221,17 +299,23 @@ class Listing:
             raise APIError(code=int(headers["Status"]), description=headers.get("Description"))
         return int(headers["Nats-Subject"].rsplit(".", 1)[-1])
 
-    async def _increment(self, subject: str, *, msg_id: str | None, by: int = 1) -> int | None:
-        """Add ``by`` to the counter; its new value, or None for a deduplicated repeat."""
-        headers = {"Nats-Incr": f"+{by}"}
-        if msg_id is not None:
-            headers["Nats-Msg-Id"] = msg_id
+    async def _increment(self, subject: str, *, by: int) -> int:
+        """Add ``by`` to the counter; its new value."""
         # No responders (a leader election) propagates: the caller rides it out.
-        reply = await self.nc.request(subject, b"", timeout=REQUEST_TIMEOUT_S, headers=headers)
+        reply = await self.nc.request(
+            subject, b"", timeout=REQUEST_TIMEOUT_S, headers={"Nats-Incr": f"+{by}"}
+        )
         answer = json.loads(reply.data)
         if "error" in answer:
             error = answer["error"]
             raise APIError(code=error.get("code"), description=error.get("description"))
-        if answer.get("duplicate"):
-            return None
         return int(answer["val"])
+
+
+def _counter_value(stored: bytes) -> int:
+    """The value a counter message holds."""
+    return int(json.loads(stored)["val"])
+
+
+def _no_progress(_: int) -> None:
+    """Nobody is watching."""

@@ -117,9 +117,7 @@ async def list_operations(
             if oldest is None or oldest >= below:
                 break
             continue
-        views = await _views(
-            events, listing, principal, [operation_id for _, operation_id in entries]
-        )
+        views = await _views(events, listing, principal, entries)
         page += [view for view in views if status is None or view.status == status]
     return page[:first]
 
@@ -135,27 +133,43 @@ async def _cursor_position(
     now: datetime,
     retention: timedelta,
 ) -> int:
-    """Where a page after ``after`` starts: its ordinal, if it is in the list as filtered."""
+    """Where a page after ``after`` starts: its ordinal, if it is in the list as filtered.
+
+    The ordinal is the one its request carries, folded into its view (or, while the projector
+    is behind, read from the request in the stream). An operation queued before requests
+    carried it has none: its ordinal is still in the operation id -> ordinal key it was indexed
+    with then, which rebuilding writes for such operations too. Those keys expire with the
+    operations, after which every listed operation carries its ordinal.
+    """
     if not _OPERATION_ID.fullmatch(after):
-        raise NotInListError(after)
-    position = await listing.position(principal.tenant, principal.user, after)
-    if position is None:
         raise NotInListError(after)
     cursor = await find_operation(events, kv, principal, after, now=now, retention=retention)
     if cursor is None or (status is not None and cursor.status != status):
+        raise NotInListError(after)
+    position = cursor.listing_ordinal
+    if position is None:
+        position = await listing.position(principal.tenant, principal.user, after)
+    if position is None:
         raise NotInListError(after)
     return position
 
 
 async def _views(
-    events: EventLog, listing: Listing, principal: Principal, operation_ids: list[str]
+    events: EventLog, listing: Listing, principal: Principal, entries: list[tuple[int, str]]
 ) -> list[OperationView]:
-    """The views of ``operation_ids`` (in that order, missing ones left out), caught up."""
+    """The views of the operations ``entries`` (ordinal, operation id) name, in that order,
+    caught up; missing ones are left out, and so is an entry whose ordinal is not the one its
+    operation's request carries (a second entry of one operation: a retried write)."""
     found = await listing.reads.last(
         _VIEW_STREAM,
-        [_VIEW_PREFIX + view_key(principal.tenant, principal.user, op) for op in operation_ids],
+        [_VIEW_PREFIX + view_key(principal.tenant, principal.user, op) for _, op in entries],
     )
-    views = [decode_view(hit) for hit in found if hit is not None]
+    views = []
+    for (ordinal, _), hit in zip(entries, found, strict=True):
+        if hit is not None:
+            view = decode_view(hit)
+            if view.listing_ordinal in (None, ordinal):
+                views.append(view)
     return await _caught_up(events, principal, views)
 
 

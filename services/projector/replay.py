@@ -25,7 +25,7 @@ from contracts.view import OperationView, encode_view
 from services.common.bulk_publish import Outgoing, publish_all
 from services.common.event_log import WRONG_LAST_SEQUENCE
 from services.common.jetstream import stored_at
-from services.common.listing import Listing
+from services.common.listing import Listing, Unindexed
 from services.common.poison import Unusable, admit
 from services.common.stream_reads import read_stream
 from services.common.views import read_bucket
@@ -185,7 +185,9 @@ async def rebuild(
     on_writes: Callable[[int], None] = _no_progress,
 ) -> Rebuilt:
     """Replay the stream, write every view that differs from the bucket's, remove views the
-    stream does not hold, and with ``listing`` index every operation it lacks, in stream order.
+    stream does not hold, and with ``listing`` index every operation it lacks: at the ordinal its
+    request carries, or (requests stored before they carried one) at a fresh one, in stream
+    order.
 
     ``progress`` is told of the messages read, then of the writes; ``on_writes`` how many
     writes follow, before they start.
@@ -195,13 +197,18 @@ async def rebuild(
     stored = await read_bucket(js, ">", within_s=None)
     ignore = replay.expired(await bucket_ttl_s(js), time.time())
     differences = compare(replay, stored, ignore=ignore)
-    unindexed: list[tuple[str, str, str]] = []
+    unindexed: list[Unindexed] = []
     if listing is not None:
         indexed = await listing.indexed()
         for key, view in replay.views.items():
-            operation = (view.tenant, view.principal, view.operation_id)
-            if key not in ignore and operation not in indexed:
-                unindexed.append(operation)
+            tenant, principal, operation_id = view.tenant, view.principal, view.operation_id
+            at, carried = indexed.get((tenant, principal, operation_id)), view.listing_ordinal
+            # Indexed only at the ordinal its request carries, if it carries one: an entry at
+            # another is not listed.
+            if key not in ignore and (not at or (carried is not None and carried not in at)):
+                # At that ordinal (None: a fresh one, for a request stored before requests
+                # carried one).
+                unindexed.append(Unindexed(tenant, principal, operation_id, carried))
     on_writes(len(differences) + len(unindexed))
     outcomes = await publish_all(nc, _writes(differences, replay), progress=progress)
     written = removed = overtaken = 0
@@ -222,9 +229,10 @@ async def rebuild(
 async def rebuild_views(nc: NatsClient, listing: Listing | None = None) -> int:
     """Rebuild the view bucket (see ``rebuild``); return how many views the stream holds.
 
-    With ``listing``, also index every operation the listing lacks, in stream order (the order
-    they were queued), so ``asyncRequests`` lists what the rebuilt view holds. Operations already
-    indexed keep their place.
+    With ``listing``, also index every operation the listing lacks, at the ordinal its request
+    carries (older requests: a fresh one, in stream order, the order they were queued), so
+    ``asyncRequests`` lists what the rebuilt view holds. Operations already indexed keep their
+    place.
     """
     rebuilt = await rebuild(nc, listing)
     return len(rebuilt.verified.replay.views)

@@ -2,6 +2,8 @@
 status, resumed after any listed operation, to the end; and never shows another user's. Through
 a real uvicorn edge, projector and nats-server."""
 
+import uuid
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -10,8 +12,13 @@ from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
-from contracts.events import OperationCompleted
-from contracts.names import LISTING_BUCKET
+from contracts.events import OperationCompleted, OperationRequested
+from contracts.names import (
+    LISTING_BUCKET,
+    LISTING_COUNTER_STREAM,
+    listing_entry_key,
+    listing_position_key,
+)
 from services.common.event_log import EventLog
 from services.common.listing import Listing
 from services.common.settings import Settings
@@ -155,6 +162,64 @@ async def test_a_lost_index_comes_back_from_the_stream(
     assert [item for page in pages for item in page] == queued[::-1]
 
 
+async def test_lost_counters_come_back_above_every_ordinal_the_requests_carry(
+    settings: Settings, nc: NatsClient, js: JetStreamContext
+) -> None:
+    async with running(create_projector(settings)), serving_edge(settings) as edge:
+        queued = [
+            (await call(edge, {}, SUBMIT))["data"]["asyncQuery"]["operationId"] for _ in range(3)
+        ]
+
+        async def folded() -> bool | None:
+            return True if len(await stored_views(js)) == len(queued) else None
+
+        await eventually(folded, what="the projector folding every request")
+        await js.purge_stream(f"KV_{LISTING_BUCKET}")
+        await js.purge_stream(LISTING_COUNTER_STREAM)
+        listing = Listing.over(nc)
+        try:
+            await rebuild_views(nc, listing)
+        finally:
+            await listing.reads.close()
+        # Numbered after the rebuild: a counter left at zero would give it an old one's place.
+        queued.append((await call(edge, {}, SUBMIT))["data"]["asyncQuery"]["operationId"])
+        await eventually(folded, what="the projector folding the newest request")
+        pages = await every_page(edge, {}, first=10)
+
+    assert pages == [queued[::-1]]
+
+
+async def test_a_request_stored_without_its_entry_is_answered_and_replay_lists_it(
+    settings: Settings, nc: NatsClient, js: JetStreamContext, caplog: pytest.LogCaptureFixture
+) -> None:
+    bucket = f"KV_{LISTING_BUCKET}"
+    async with running(create_projector(settings)), serving_edge(settings) as edge:
+        first = (await call(edge, {}, SUBMIT))["data"]["asyncQuery"]["operationId"]
+        # The listing bucket refuses every write (an operation id is longer than this).
+        usual = (await js.stream_info(bucket)).config
+        await js.update_stream(replace(usual, max_msg_size=8))
+        body = await call(edge, {}, SUBMIT)
+        await js.update_stream(usual)
+        assert "errors" not in body, body
+        second = body["data"]["asyncQuery"]["operationId"]
+
+        async def folded() -> bool | None:
+            return True if len(await stored_views(js)) == 2 else None
+
+        await eventually(folded, what="the projector folding both requests")
+        unlisted = await every_page(edge, {}, first=10)
+        listing = Listing.over(nc)
+        try:
+            await rebuild_views(nc, listing)
+        finally:
+            await listing.reads.close()
+        listed = await every_page(edge, {}, first=10)
+
+    assert f"{second} is queued but not indexed" in caplog.text
+    assert unlisted == [[first]]
+    assert listed == [[second, first]]
+
+
 async def test_a_null_page_size_means_the_default_page(
     settings: Settings, js: JetStreamContext
 ) -> None:
@@ -179,3 +244,110 @@ async def test_a_null_page_size_means_the_default_page(
         assert "errors" not in body, body
         assert body["data"] == {"asyncRequests": newest_page}
     assert error_code(zero) == "BAD_USER_INPUT"
+
+
+async def listing_messages(js: JetStreamContext) -> int:
+    """How many messages the listing bucket has stored (each costs a write, and an fsync)."""
+    return (await js.stream_info(f"KV_{LISTING_BUCKET}")).state.messages
+
+
+async def test_one_submit_stores_one_listing_key(settings: Settings, js: JetStreamContext) -> None:
+    async with running(create_projector(settings)), serving_edge(settings) as edge:
+        first = (await call(edge, {}, SUBMIT))["data"]["asyncQuery"]["operationId"]
+        before = await listing_messages(js)
+        second = (await call(edge, {}, SUBMIT))["data"]["asyncQuery"]["operationId"]
+        after_one = await listing_messages(js)
+
+        async def folded() -> bool | None:
+            return True if len(await stored_views(js)) == 2 else None
+
+        await eventually(folded, what="the projector folding both requests")
+        pages = await every_page(edge, {}, first=1)
+
+    assert after_one - before == 1
+    assert pages == [[second], [first], []]
+
+
+async def test_an_operation_indexed_twice_is_listed_once(
+    settings: Settings, nc: NatsClient, js: JetStreamContext
+) -> None:
+    async with running(create_projector(settings)), serving_edge(settings) as edge:
+        queued = [
+            (await call(edge, {}, SUBMIT))["data"]["asyncQuery"]["operationId"] for _ in range(3)
+        ]
+
+        async def folded() -> bool | None:
+            return True if len(await stored_views(js)) == len(queued) else None
+
+        await eventually(folded, what="the projector folding every request")
+        [view] = [
+            view for view in (await stored_views(js)).values() if view.operation_id == queued[1]
+        ]
+        # A second entry of the middle one, newest of all, as a retried index write under a
+        # fresh ordinal leaves it.
+        listing = Listing.over(nc)
+        try:
+            again = await listing.record(view.tenant, view.principal, queued[1])
+            whole = await call(edge, {}, PAGE, first=10)
+            pages = await every_page(edge, {}, first=1)
+            # Its own entry lost, only the stray one left: rebuilding writes its own again.
+            assert view.listing_ordinal is not None
+            own = listing_entry_key(view.tenant, view.principal, view.listing_ordinal)
+            await (await js.key_value(LISTING_BUCKET)).delete(own)
+            stray_only = await every_page(edge, {}, first=10)
+            await rebuild_views(nc, listing)
+            rebuilt = await every_page(edge, {}, first=10)
+        finally:
+            await listing.reads.close()
+
+    assert again > view.listing_ordinal
+    assert [item["operationId"] for item in whole["data"]["asyncRequests"]] == queued[::-1]
+    assert pages == [[queued[2]], [queued[1]], [queued[0]], []]
+    assert stray_only == [[queued[2], queued[0]]]
+    assert rebuilt == [queued[::-1]]
+
+
+async def test_operations_queued_before_requests_carried_their_ordinal_still_page(
+    settings: Settings, nc: NatsClient, js: JetStreamContext, event_log: EventLog
+) -> None:
+    """Requests stored, and indexed with both keys, as asyncgate did before the request carried
+    its listing ordinal: their views have none, so ``after`` reads the old key."""
+    configured = settings.replace(jwt_secret=SECRET)
+    alice = as_user(configured, "alice")
+    older = [str(uuid.uuid4()) for _ in range(2)]
+    listing = Listing.over(nc)
+    try:
+        for operation_id in older:
+            ordinal = await listing.record("acme", "alice", operation_id)
+            position = listing_position_key("acme", "alice", operation_id)
+            await js.publish(f"$KV.{LISTING_BUCKET}.{position}", str(ordinal).encode())
+            await event_log.append(
+                OperationRequested(
+                    operation_id=operation_id,
+                    tenant="acme",
+                    principal="alice",
+                    trace_id="t",
+                    query="{ __typename }",
+                ),
+                msg_id=operation_id,
+            )
+        async with running(create_projector(configured)), serving_edge(configured) as edge:
+            newer = (await call(edge, alice, SUBMIT))["data"]["asyncQuery"]["operationId"]
+
+            async def folded() -> bool | None:
+                return True if len(await stored_views(js)) == 3 else None
+
+            await eventually(folded, what="the projector folding every request")
+            views = {view.operation_id: view for view in (await stored_views(js)).values()}
+            pages = await every_page(edge, alice, first=1)
+            # Rebuilding a lost listing indexes them again, at fresh ordinals, old keys and all.
+            await js.purge_stream(f"KV_{LISTING_BUCKET}")
+            await rebuild_views(nc, listing)
+            rebuilt = await every_page(edge, alice, first=1)
+    finally:
+        await listing.reads.close()
+
+    assert [views[operation_id].listing_ordinal for operation_id in older] == [None, None]
+    assert pages == [[newer], [older[1]], [older[0]], []]
+    # Fresh ordinals are above the newer one's: only the order among the older ones is kept.
+    assert rebuilt == [[older[1]], [older[0]], [newer], []]

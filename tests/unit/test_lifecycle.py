@@ -29,7 +29,9 @@ def at(seconds: int) -> datetime:
 @st.composite
 def histories(draw: st.DrawFn) -> list[tuple[int, OperationEvent]]:
     """A possible stored history of one operation, with stream sequences, in stream order."""
-    events: list[OperationEvent] = [OperationRequested(**ENVELOPE, query="{a}", occurred_at=at(0))]
+    events: list[OperationEvent] = [
+        OperationRequested(**ENVELOPE, query="{a}", occurred_at=at(0), listing_ordinal=7)
+    ]
     for attempt in range(1, draw(st.integers(0, 3)) + 1):
         events.append(
             OperationStarted(
@@ -69,6 +71,16 @@ def test_the_status_never_goes_backwards(history: list[tuple[int, OperationEvent
             assert rank[view.status] >= rank[before.status]
             if before.status.is_terminal:
                 assert view.status is before.status
+
+
+def test_the_view_keeps_the_requests_listing_ordinal_whatever_came_first() -> None:
+    requested = OperationRequested(**ENVELOPE, query="{a}", occurred_at=T0, listing_ordinal=42)
+    started = OperationStarted(**ENVELOPE, attempt=1, worker="w", occurred_at=at(1))
+    older = OperationRequested(**ENVELOPE, query="{a}", occurred_at=T0)
+
+    assert evolve(evolve(None, started, 2), requested, 1).listing_ordinal == 42
+    assert evolve(evolve(None, requested, 1), started, 2).listing_ordinal == 42
+    assert evolve(None, older, 1).listing_ordinal is None
 
 
 def test_a_queued_operation_has_no_data_yet() -> None:
