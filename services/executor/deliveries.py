@@ -9,6 +9,8 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Final
 
 import nats.errors
 from nats.aio.msg import Msg
@@ -31,6 +33,10 @@ from services.executor.handlers import (
 log = logging.getLogger("asyncgate.executor")
 
 SERVICE = "executor"
+# A request stored less than this long ago is run on its first delivery without reading the
+# stream first (nothing else can have happened to it yet); an older one may have been
+# cancelled while it waited, so its facts are read before it is begun.
+FRESH_REQUEST_S: Final = 1.0
 
 
 @dataclass(frozen=True)
@@ -79,6 +85,7 @@ class Deliveries:
                 max_payload=self.max_payload,
                 keep_alive=raw.in_progress,
                 keep_alive_every_s=self.ack_wait_s / 3,
+                fresh=_age_s(metadata.timestamp) < FRESH_REQUEST_S,
             )
         except SupersededDeliveryError:
             # Neither ack nor nak: the newer delivery owns the request now.
@@ -124,6 +131,11 @@ class Deliveries:
             log.warning("could not set aside %s (%r); it will be redelivered", raw.subject, error)
             return
         self.metrics.dead_letters.inc()
+
+
+def _age_s(stored_at: datetime) -> float:
+    """How long ago the server stored a message, by this machine's clock."""
+    return (datetime.now(UTC) - stored_at).total_seconds()
 
 
 async def _answer(answering: Awaitable[None], operation_id: str) -> None:
