@@ -30,7 +30,7 @@ pytestmark = [pytest.mark.nats, pytest.mark.e2e]
 SECRET = "cancel-test-secret-long-enough-for-hs256"
 OWNER = ("acme", "alice")
 STRANGER = ("acme", "bob")
-SUBMIT = 'mutation($q: String!) { asyncQuery(query: $q) { operationId status } }'
+SUBMIT = "mutation($q: String!) { asyncQuery(query: $q) { operationId status } }"
 CANCEL = """mutation($id: String!) {
   asyncCancel(id: $id) { outcome operation { operationId status errorCode data } }
 }"""
