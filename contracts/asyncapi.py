@@ -32,6 +32,7 @@ from contracts.cloudevents import (
 )
 from contracts.events import (
     SCHEMA_VERSION,
+    OperationCancelRequested,
     OperationCompleted,
     OperationFailed,
     OperationRequested,
@@ -42,13 +43,23 @@ from contracts.names import DEAD_LETTER_ROOT, STREAM, SUBJECT_ROOT
 DOCUMENT_PATH: Final = Path(__file__).parent / "asyncapi.yaml"
 _SCHEMAS: Final = "#/components/schemas/"
 
-EVENT_TYPES: Final = (OperationRequested, OperationStarted, OperationCompleted, OperationFailed)
+EVENT_TYPES: Final = (
+    OperationRequested,
+    OperationStarted,
+    OperationCompleted,
+    OperationFailed,
+    OperationCancelRequested,
+)
 
 _WHAT_EACH_SAYS: Final = {
     "requested": "A client asked for an operation; the edge stored it. Executors work on these.",
     "started": "An executor began an attempt (one event per attempt).",
     "completed": "The operation ended with data. Terminal: no other event follows it.",
     "failed": "The operation ended without data, with a code. Terminal: nothing follows it.",
+    "cancel_requested": (
+        "Its owner asked to cancel it (asyncCancel). Not terminal: a `failed` event with code "
+        "CANCELLED follows unless the operation had ended already."
+    ),
 }
 
 _DESCRIPTION: Final = f"""\
@@ -180,7 +191,7 @@ _DEAD_LETTER_BODY: Final = {
 
 
 def _channel_id(tag: str) -> str:
-    return f"operation{tag.capitalize()}"
+    return "operation" + "".join(part.capitalize() for part in tag.split("_"))
 
 
 def generated_document() -> dict[str, Any]:

@@ -30,6 +30,7 @@ SOURCES: Final = {
     "started": "asyncgate/executor",
     "completed": "asyncgate/executor",
     "failed": "asyncgate/executor",
+    "cancel_requested": "asyncgate/edge",
 }
 TYPES: Final = {tag: TYPE_PREFIX + tag for tag in SOURCES}
 

@@ -2,6 +2,8 @@
 
 An operation's life is OperationRequested, then OperationStarted (once per attempt), then exactly
 one terminal fact: OperationCompleted (status SUCCESS) or OperationFailed (status ERROR).
+OperationCancelRequested may come at any time; it changes no status by itself: the operation
+then ends as OperationFailed with code CANCELLED (unless it had ended already).
 """
 
 import uuid
@@ -9,6 +11,8 @@ from datetime import UTC, datetime
 from typing import Any, Final, TypedDict
 
 import msgspec
+
+from contracts.errors import ErrorCode
 
 SCHEMA_VERSION: Final = 1
 
@@ -102,6 +106,14 @@ class OperationFailed(Event, frozen=True, kw_only=True, tag="failed"):
     action: str | None = None
 
 
+class OperationCancelRequested(Event, frozen=True, kw_only=True, tag="cancel_requested"):
+    """The operation's owner asked for it to be cancelled (asyncCancel).
+
+    No executor starts the operation once this is stored; the one running it (if any) cancels
+    its attempt and ends it as OperationFailed with code CANCELLED.
+    """
+
+
 class Correlation(TypedDict):
     """The envelope fields every event of one operation shares."""
 
@@ -137,7 +149,23 @@ def what_ran(request: OperationRequested) -> WhatRan:
     }
 
 
-OperationEvent = OperationRequested | OperationStarted | OperationCompleted | OperationFailed
+def cancelled(request: OperationRequested) -> OperationFailed:
+    """How an operation its owner cancelled (asyncCancel) ends, whoever stores it."""
+    return OperationFailed(
+        **correlation_of(request),
+        **what_ran(request),
+        code=ErrorCode.CANCELLED,
+        error="the operation was cancelled by its owner",
+    )
+
+
+OperationEvent = (
+    OperationRequested
+    | OperationStarted
+    | OperationCompleted
+    | OperationFailed
+    | OperationCancelRequested
+)
 TerminalEvent = OperationCompleted | OperationFailed
 
 _encoder = msgspec.json.Encoder()

@@ -11,6 +11,7 @@ from datetime import datetime
 from msgspec.structs import replace
 
 from contracts.events import (
+    OperationCancelRequested,
     OperationCompleted,
     OperationEvent,
     OperationFailed,
@@ -58,6 +59,9 @@ def evolve(view: OperationView | None, event: OperationEvent, sequence: int) -> 
                 status=_status(attempts=attempts, terminal=terminal),
                 last_sequence=last_sequence,
             )
+        case OperationCancelRequested():
+            # A request to stop, not an outcome: the terminal event that follows it decides.
+            return replace(view, last_sequence=last_sequence)
         case OperationCompleted() | OperationFailed():
             if view.terminal_sequence is not None and view.terminal_sequence <= sequence:
                 return replace(view, last_sequence=last_sequence)

@@ -138,3 +138,9 @@ def parse_event_subject(subject: str) -> tuple[str, str, str] | None:
         return None
     tenant, operation_id, event_type = tokens[_SUBJECT_ROOT_TOKENS:]
     return tenant, operation_id, event_type
+
+
+def terminal_msg_id(operation_id: str) -> str:
+    """The message id of an operation's terminal event, whoever stores it: a retried or racing
+    write of an ending is deduplicated to the first."""
+    return f"{operation_id}.terminal"

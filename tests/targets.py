@@ -1,6 +1,12 @@
 """A target schema for tests: fields that fail in the ways real resolvers do."""
 
+import asyncio
+
 import strawberry
+
+# The marks of every waitCancellable that saw its task cancelled, in this process (tests run
+# the executor in-process, so they can read it).
+CANCELLED_MARKS: list[str] = []
 
 
 @strawberry.type
@@ -21,6 +27,16 @@ class Query:
     def refused(self) -> int:
         """Fails with no data at all: a non-null field that raises."""
         raise ValueError("refused")
+
+    @strawberry.field
+    async def wait_cancellable(self, seconds: float, mark: str) -> str:
+        """Waits ``seconds``; records ``mark`` if it is cancelled meanwhile."""
+        try:
+            await asyncio.sleep(seconds)
+        except asyncio.CancelledError:
+            CANCELLED_MARKS.append(mark)
+            raise
+        return mark
 
 
 schema = strawberry.Schema(query=Query)

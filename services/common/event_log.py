@@ -24,6 +24,7 @@ from nats.js.errors import APIError, NotFoundError
 
 from contracts.cloudevents import cloudevent_headers
 from contracts.events import (
+    OperationCancelRequested,
     OperationCompleted,
     OperationEvent,
     OperationFailed,
@@ -59,19 +60,27 @@ class OperationFacts:
     """What the stream holds about one operation: the newest event of each type.
 
     ``started`` is the latest attempt, ``first_started`` the first (when asked for and
-    different), ``terminal`` the one terminal event, and ``last_sequence`` the newest message on
-    the operation's subjects, readable or not: the sequence a guarded append must name.
+    different), ``terminal`` the one terminal event, ``cancel_requested`` the owner's latest
+    request to cancel it, and ``last_sequence`` the newest message on the operation's subjects,
+    readable or not: the sequence a guarded append must name.
     """
 
     requested: tuple[int, OperationRequested] | None = None
     started: tuple[int, OperationStarted] | None = None
     first_started: tuple[int, OperationStarted] | None = None
     terminal: tuple[int, TerminalEvent] | None = None
+    cancel_requested: tuple[int, OperationCancelRequested] | None = None
     last_sequence: int = 0
 
     def events(self) -> list[Stored]:
         """The readable events, in stream order."""
-        found = [self.requested, self.first_started, self.started, self.terminal]
+        found = [
+            self.requested,
+            self.first_started,
+            self.started,
+            self.cancel_requested,
+            self.terminal,
+        ]
         by_sequence = {item[0]: item for item in found if item is not None}
         return [by_sequence[sequence] for sequence in sorted(by_sequence)]
 
@@ -92,6 +101,7 @@ def facts_from(messages: list[tuple[int, str, bytes]]) -> OperationFacts:
     requested: tuple[int, OperationRequested] | None = None
     started: list[tuple[int, OperationStarted]] = []
     terminals: list[tuple[int, TerminalEvent]] = []
+    cancel_requested: tuple[int, OperationCancelRequested] | None = None
     last_sequence = 0
     for sequence, subject, payload in messages:
         last_sequence = max(last_sequence, sequence)
@@ -103,12 +113,16 @@ def facts_from(messages: list[tuple[int, str, bytes]]) -> OperationFacts:
                 started.append((sequence, event))
             case OperationCompleted() | OperationFailed() as event:
                 terminals.append((sequence, event))
+            case OperationCancelRequested() as event:
+                if cancel_requested is None or sequence > cancel_requested[0]:
+                    cancel_requested = (sequence, event)
     started.sort(key=lambda item: item[1].attempt)
     return OperationFacts(
         requested=requested,
         started=started[-1] if started else None,
         first_started=started[0] if len(started) > 1 else None,
         terminal=min(terminals, key=lambda item: item[0]) if terminals else None,
+        cancel_requested=cancel_requested,
         last_sequence=last_sequence,
     )
 

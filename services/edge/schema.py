@@ -18,6 +18,7 @@ from contracts.events import OperationRequested
 from contracts.lifecycle import evolve
 from contracts.view import OperationView, TaskStatus
 from services.common.target import document_caches
+from services.edge.cancel import CancelOutcome, cancel_operation
 from services.edge.context import EdgeContext
 from services.edge.errors import (
     MaskUnexpectedErrors,
@@ -199,6 +200,34 @@ class AsyncMutations:
         return AsyncOperation.from_view(evolve(None, requested, sequence))
 
 
+@strawberry.type(description="What asyncCancel came to, and the operation's state after it.")
+class AsyncCancellation:
+    outcome: CancelOutcome
+    operation: AsyncOperation
+
+
+@strawberry.type
+class AsyncCancelMutation:
+    @strawberry.mutation(
+        description=(
+            "Cancel an operation you queued: a queued one ends at once and never runs, a running "
+            "one is stopped and ends shortly; both end as ERROR with errorCode CANCELLED. A final "
+            "one is left as it is. Null if you have no operation by that id."
+        )
+    )
+    async def async_cancel(
+        self, info: strawberry.Info[EdgeContext, None], id: str
+    ) -> AsyncCancellation | None:
+        context = info.context
+        operation_id = operation_id_argument(id)
+        with unavailable_without_nats("cancelling operations", connected=context.nats_connected):
+            cancelled = await cancel_operation(context, operation_id)
+        if cancelled is None:
+            return None
+        outcome, view = cancelled
+        return AsyncCancellation(outcome=outcome, operation=AsyncOperation.from_view(view))
+
+
 class TraceIdExtension(SchemaExtension):
     """Adds the request's trace id to every response, as Business NXT does."""
 
@@ -223,9 +252,8 @@ class EdgeSchema(strawberry.Schema):
 def build_schema(target: strawberry.Schema, shape: ShapeLimits) -> strawberry.Schema:
     """The target schema with the async fields added to its Query and Mutation types."""
     query = merge_types("Query", (target.query, AsyncQueries))
-    mutation_types = (
-        (AsyncMutations,) if target.mutation is None else (target.mutation, AsyncMutations)
-    )
+    own_mutations = (AsyncMutations, AsyncCancelMutation)
+    mutation_types = own_mutations if target.mutation is None else (target.mutation, *own_mutations)
     config = dataclasses.replace(
         target.config, scalar_map={**target.config.scalar_map, Dictionary: DICTIONARY_SCALAR}
     )

@@ -32,6 +32,7 @@ from services.common.settings import Settings
 from services.common.target import load_schema, with_document_caches
 from services.common.tracing import Tracing
 from services.common.work_slots import WorkSlots
+from services.executor.cancellation import CancellableRuns
 from services.executor.deliveries import SERVICE, Deliveries
 from services.executor.runner import OperationRunner
 
@@ -80,6 +81,7 @@ def create_app(
     watch = ConnectionWatch(SERVICE, on_lost=on_connection_lost)
     broker = create_broker(settings, SERVICE, watch)
     slots = WorkSlots(settings.executor_concurrency)
+    runs = CancellableRuns(metrics.timed(run))
     deliveries: Deliveries | None = None
 
     @batch_subscriber(broker, consumer_config(settings), room=slots.wait_for_room)
@@ -95,10 +97,11 @@ def create_app(
         nonlocal deliveries, metrics_server
         await handles.open(broker, settings, watch, consumer_config(settings))
         js, _, events = handles.require()
+        await runs.listen(events.nc)
         deliveries = Deliveries(
             js=js,
             events=events,
-            run=metrics.timed(run),
+            run=runs,
             worker=worker,
             max_attempts=settings.executor_max_attempts,
             max_payload=handles.max_payload,
@@ -114,6 +117,7 @@ def create_app(
         await watch.stop()
         # Before the broker stops: what still runs needs the connection to store its ending.
         await slots.close(settings.shutdown_grace_s)
+        await runs.close()
 
     async def stop_telemetry() -> None:
         if metrics_server is not None:

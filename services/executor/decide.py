@@ -9,6 +9,7 @@ back because NATS was briefly away (a leader election, say) never use one up.
 
 from dataclasses import dataclass
 
+from contracts.events import OperationStarted
 from services.common.event_log import OperationFacts
 
 
@@ -33,6 +34,17 @@ class Exhausted:
 
 
 @dataclass(frozen=True)
+class Cancelled:
+    """Its owner asked to cancel it and it has not ended: end it as CANCELLED, never run it.
+
+    Once the cancel request is stored no start can follow it (every start is guarded on a
+    sequence read after it), so an attempt started before it is the only one that can be
+    running, and it is cancelled in its executor; a delivery after that attempt was lost ends
+    it here.
+    """
+
+
+@dataclass(frozen=True)
 class Run:
     """Run it as ``attempt``; ``record_start`` is False when this delivery already did."""
 
@@ -40,7 +52,7 @@ class Run:
     record_start: bool = True
 
 
-Decision = AlreadyEnded | Superseded | Exhausted | Run
+Decision = AlreadyEnded | Superseded | Cancelled | Exhausted | Run
 
 
 def decide(facts: OperationFacts, *, delivery: int, max_attempts: int) -> Decision:
@@ -53,9 +65,15 @@ def decide(facts: OperationFacts, *, delivery: int, max_attempts: int) -> Decisi
     """
     if facts.terminal is not None:
         return AlreadyEnded()
+    if facts.cancel_requested is not None:
+        return Cancelled()
     if facts.started is None:
         return Run(attempt=1)
-    latest = facts.started[1]
+    return _after_start(facts.started[1], delivery=delivery, max_attempts=max_attempts)
+
+
+def _after_start(latest: OperationStarted, *, delivery: int, max_attempts: int) -> Decision:
+    """What a delivery does about an operation whose latest start is ``latest``."""
     if latest.delivery > delivery:
         return Superseded(newer_attempt=latest.attempt)
     if latest.delivery == delivery:

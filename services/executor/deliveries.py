@@ -6,9 +6,12 @@ when a newer delivery owns the request; and set aside when it is not a readable 
 """
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Final
 
 import nats.errors
 from nats.aio.msg import Msg
@@ -31,6 +34,11 @@ from services.executor.handlers import (
 log = logging.getLogger("asyncgate.executor")
 
 SERVICE = "executor"
+# A request stored less than this long ago, while this executor was taking requests, is run on
+# its first delivery without reading the stream first (nothing else is likely to have happened
+# to it yet). Any other may have been cancelled while it waited, so its facts are read before
+# it is begun. (The server's clock stamps the request; this machine's is compared with it.)
+FRESH_REQUEST_S: Final = 1.0
 
 
 @dataclass(frozen=True)
@@ -46,6 +54,8 @@ class Deliveries:
     ack_wait_s: float
     tracing: Tracing
     metrics: ExecutorMetrics
+    # When this executor started taking requests.
+    online_since: datetime = dataclasses.field(default_factory=lambda: datetime.now(UTC))
 
     async def handle(self, raw: Msg) -> None:
         """Act on one delivery; acknowledge it once its operation has ended."""
@@ -79,6 +89,7 @@ class Deliveries:
                 max_payload=self.max_payload,
                 keep_alive=raw.in_progress,
                 keep_alive_every_s=self.ack_wait_s / 3,
+                fresh=self._fresh(metadata.timestamp),
             )
         except SupersededDeliveryError:
             # Neither ack nor nak: the newer delivery owns the request now.
@@ -93,6 +104,11 @@ class Deliveries:
         if outcome is not None:
             self.metrics.count_outcome(outcome)
         await _answer(raw.ack(), request.operation_id)
+
+    def _fresh(self, stored_at: datetime) -> bool:
+        """Whether a request stored at ``stored_at`` is fresh enough to begin unread."""
+        age_s = (datetime.now(UTC) - stored_at).total_seconds()
+        return stored_at > self.online_since and age_s < FRESH_REQUEST_S
 
     async def _hand_back(
         self, raw: Msg, request: OperationRequested, delivery: int, error: Exception

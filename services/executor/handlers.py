@@ -17,11 +17,13 @@ from contracts.events import (
     OperationRequested,
     OperationStarted,
     TerminalEvent,
+    cancelled,
     correlation_of,
 )
+from contracts.names import terminal_msg_id
 from services.common.event_log import AppendConflictError, EventLog, OperationFacts
 from services.common.retry import riding_through
-from services.executor.decide import AlreadyEnded, Exhausted, Run, Superseded, decide
+from services.executor.decide import AlreadyEnded, Cancelled, Exhausted, Run, Superseded, decide
 from services.executor.outcome import (
     failed,
     fit_to_message,
@@ -30,7 +32,6 @@ from services.executor.outcome import (
 
 log = logging.getLogger(__name__)
 
-TERMINAL_MSG_ID: Final = "terminal"
 # Guarded writes refused this often in one delivery mean the operation is being fought over;
 # hand the delivery back and decide again later.
 MAX_DECISIONS: Final = 10
@@ -92,6 +93,7 @@ async def handle_requested(
     max_payload: int,
     keep_alive: Callable[[], Awaitable[None]],
     keep_alive_every_s: float,
+    fresh: bool = True,
 ) -> TerminalEvent | None:
     """Act on delivery number ``delivery`` of ``request`` (stored at ``requested_at``); return
     the terminal event it stored.
@@ -102,12 +104,14 @@ async def handle_requested(
     Returns only once the operation's terminal event is stored, so the caller may then
     acknowledge. The message is kept alive throughout, not only while the operation runs.
 
-    A first delivery does not read the stream: the request is then the operation's only fact
-    as far as anyone can know, and the guarded write of its start says otherwise if it is not.
+    A first delivery of a ``fresh`` request does not read the stream: the request is then the
+    operation's only fact as far as anyone can know, and the guarded write of its start says
+    otherwise if it is not. A request that waited in the queue is read first instead, so one
+    cancelled meanwhile is never begun.
     """
     operation = request.operation_id
     first_look: OperationFacts | None = None
-    if delivery == 1:
+    if delivery == 1 and fresh:
         first_look = OperationFacts(requested=(requested_at, request), last_sequence=requested_at)
     async with keeping_alive(keep_alive, keep_alive_every_s):
         for _ in range(MAX_DECISIONS):
@@ -119,6 +123,14 @@ async def handle_requested(
                 case Superseded(newer_attempt=newer):
                     log.info("operation %s: attempt %d runs it; standing back", operation, newer)
                     raise SupersededDeliveryError(operation)
+                case Cancelled():
+                    return await record_outcome(
+                        events,
+                        request,
+                        cancelled(request),
+                        after=facts.last_sequence,
+                        max_payload=max_payload,
+                    )
                 case Exhausted(lost_attempts=lost):
                     exhausted = failed(
                         request,
@@ -240,7 +252,7 @@ async def record_outcome(
                 functools.partial(
                     events.append,
                     outcome,
-                    msg_id=f"{operation}.{TERMINAL_MSG_ID}",
+                    msg_id=terminal_msg_id(operation),
                     after=after,
                     payload=payload,
                 ),

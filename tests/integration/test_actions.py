@@ -35,6 +35,7 @@ type Mutation {
   order_refused(input: order_input!): order_output
   order_crash(input: order_input!): order_output
   order_slow(input: order_input!): order_output
+  order_stuck(input: order_input!): order_output
   order_garbage(input: order_input!): order_output
   order_wrong_shape(input: order_input!): order_output
   order_unreachable(input: order_input!): order_output
@@ -56,7 +57,18 @@ type order_output {
 }
 """
 
-ASYNC_ACTIONS = ("ok", "refused", "crash", "slow", "garbage", "wrong_shape", "unreachable")
+ASYNC_ACTIONS = (
+    "ok",
+    "refused",
+    "crash",
+    "slow",
+    "stuck",
+    "garbage",
+    "wrong_shape",
+    "unreachable",
+)
+# Long enough that only a cancel ends the call.
+STUCK_TIMEOUT_S = 30
 
 
 def actions_yaml(handler_url: str, unreachable_url: str) -> str:
@@ -69,7 +81,7 @@ def actions_yaml(handler_url: str, unreachable_url: str) -> str:
             "    definition:",
             "      kind: asynchronous",
             f"      handler: {url}",
-            "      timeout: 0.5",
+            f"      timeout: {STUCK_TIMEOUT_S if name == 'stuck' else 0.5}",
             "      headers:",
             "        - name: x-handler-key",
             "          value_from_env: TEST_HANDLER_KEY",
@@ -103,6 +115,14 @@ class Handler:
             case "slow":
                 await asyncio.sleep(5)
                 return JSONResponse({"order_id": "late", "total": 1})
+            case "stuck":
+                # Answers only once the caller has hung up, and records that it did.
+                for _ in range(STUCK_TIMEOUT_S * 20):
+                    if await request.is_disconnected():
+                        self.calls.append(("stuck-abandoned", {}, {}))
+                        break
+                    await asyncio.sleep(0.05)
+                return JSONResponse({"order_id": "never-read", "total": 1})
             case "garbage":
                 return PlainTextResponse("{not json", 200)
             case _:
@@ -285,3 +305,26 @@ async def test_another_actions_id_or_an_unknown_one_reads_null(stack: httpx.Asyn
 
     assert other["data"] == {"order_refused": None}
     assert unknown["data"] == {"order_ok": None}
+
+
+async def test_cancelling_a_running_action_abandons_its_http_call(
+    stack: httpx.AsyncClient, handler: tuple[Handler, str], js: JetStreamContext
+) -> None:
+    action_id = await queue(stack, "order_stuck")
+
+    async def called() -> bool | None:
+        return True if [name for name, _, _ in handler[0].calls] == ["stuck"] else None
+
+    await eventually(called, what="the handler being called")
+    cancelled = await graphql(stack, f'mutation {{ asyncCancel(id: "{action_id}") {{ outcome }} }}')
+    state = await result(stack, "order_stuck", action_id, "output { order_id } errors")
+
+    assert cancelled["data"]["asyncCancel"]["outcome"] in ("CANCELLING", "CANCELLED")
+    assert state["output"] is None
+    assert [error["extensions"]["code"] for error in state["errors"]] == ["CANCELLED"]
+
+    async def hung_up() -> bool | None:
+        return True if ("stuck-abandoned", {}, {}) in handler[0].calls else None
+
+    await eventually(hung_up, timeout_s=5, what="the handler seeing the caller hang up")
+    assert not [e for _, e in await stored_events(js) if isinstance(e, OperationCompleted)]

@@ -16,6 +16,7 @@ import pytest
 
 from contracts.events import (
     Correlation,
+    OperationCancelRequested,
     OperationCompleted,
     OperationEvent,
     OperationFailed,
@@ -348,6 +349,7 @@ def forged_bodies() -> dict[str, bytes]:
         OperationStarted(**VICTIM, attempt=9, worker="mallory"),
         OperationCompleted(**VICTIM, response={"data": {"forged": True}}),
         OperationFailed(**VICTIM, code="FORGED", error="forged"),
+        OperationCancelRequested(**VICTIM),
     ]
     return {event_type(event): encode_event(event) for event in events}
 
@@ -356,11 +358,16 @@ async def test_forged_facts_on_every_subject_are_refused_or_never_folded(
     secured_nats: SecuredNats, settings: Settings
 ) -> None:
     settings = settings.replace(nats_url=secured_nats.url)
-    kinds = ("requested", "started", "completed", "failed")
+    kinds = ("requested", "started", "completed", "failed", "cancel_requested")
     subjects = {kind: f"ops.events.acme.op-victim.{kind}" for kind in kinds}
-    own_kinds = {"edge": {"requested"}, "executor": {"started", "completed", "failed"}}
+    own_kinds = {
+        # The edge ends an operation nothing started when its owner cancels it (a failure).
+        "edge": {"requested", "cancel_requested", "failed"},
+        "executor": {"started", "completed", "failed"},
+    }
     published = []
-    for user in ("edge", "executor", "projector"):
+    # The executor first: its completed is then the first terminal fact stored.
+    for user in ("executor", "edge", "projector"):
         allowed = await allowed_subjects(secured_nats.url, user, list(subjects.values()))
         assert allowed == {subjects[kind] for kind in own_kinds.get(user, set())}
         published += [(user, kind) for kind in kinds if subjects[kind] in allowed]

@@ -4,6 +4,7 @@ import pytest
 
 from contracts.events import (
     Correlation,
+    OperationCancelRequested,
     OperationCompleted,
     OperationFailed,
     OperationRequested,
@@ -13,6 +14,7 @@ from contracts.events import (
 from services.common.event_log import OperationFacts
 from services.executor.decide import (
     AlreadyEnded,
+    Cancelled,
     Decision,
     Exhausted,
     Run,
@@ -91,3 +93,45 @@ def test_a_single_allowed_attempt_is_run_once_and_never_again() -> None:
     assert decide(OperationFacts(requested=REQUESTED), delivery=1, max_attempts=1) == Run(1)
     lost_once = OperationFacts(requested=REQUESTED, started=started(1, delivery=1))
     assert decide(lost_once, delivery=2, max_attempts=1) == Exhausted(lost_attempts=1)
+
+
+ASKED = (5, OperationCancelRequested(**ENVELOPE))
+
+
+@pytest.mark.parametrize(
+    ("facts", "delivery"),
+    [
+        # Cancelled while queued (the edge stored only the request to cancel): never run.
+        (OperationFacts(requested=REQUESTED, cancel_requested=ASKED), 1),
+        # Its executor was lost mid-run and the owner cancelled it: not run again.
+        (
+            OperationFacts(
+                requested=REQUESTED, started=started(1, delivery=1), cancel_requested=ASKED
+            ),
+            2,
+        ),
+        # Even with attempts left over or used up, and for an older delivery.
+        (
+            OperationFacts(
+                requested=REQUESTED, started=started(4, delivery=6), cancel_requested=ASKED
+            ),
+            7,
+        ),
+        (
+            OperationFacts(
+                requested=REQUESTED, started=started(1, delivery=3), cancel_requested=ASKED
+            ),
+            2,
+        ),
+    ],
+)
+def test_a_cancelled_operation_that_has_not_ended_is_ended_as_cancelled(
+    facts: OperationFacts, delivery: int
+) -> None:
+    assert decide(facts, delivery=delivery, max_attempts=4) == Cancelled()
+
+
+def test_a_cancel_request_after_the_ending_changes_nothing() -> None:
+    facts = OperationFacts(requested=REQUESTED, terminal=ended(COMPLETED), cancel_requested=ASKED)
+
+    assert decide(facts, delivery=3, max_attempts=4) == AlreadyEnded()

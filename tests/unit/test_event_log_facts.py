@@ -4,6 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 from contracts.events import (
     Correlation,
+    OperationCancelRequested,
     OperationCompleted,
     OperationEvent,
     OperationFailed,
@@ -82,3 +83,17 @@ def test_no_messages_no_facts() -> None:
 
     assert facts.view() is None
     assert facts.last_sequence == 0
+
+
+def test_facts_carry_the_cancel_request_and_fold_it_as_the_projector_does() -> None:
+    requested = OperationRequested(**ENVELOPE, query="{ a }", occurred_at=T0)
+    started = OperationStarted(**ENVELOPE, attempt=1, worker="a", occurred_at=T0 + timedelta(1))
+    asked = OperationCancelRequested(**ENVELOPE, occurred_at=T0 + timedelta(2))
+    every_event: list[tuple[int, OperationEvent]] = [(1, requested), (2, started), (5, asked)]
+
+    facts = facts_from([stored(sequence, event) for sequence, event in every_event])
+
+    assert facts.cancel_requested == (5, asked)
+    assert facts.terminal is None
+    assert facts.last_sequence == 5
+    assert facts.view() == fold(every_event)["op"]

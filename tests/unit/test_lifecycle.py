@@ -5,14 +5,17 @@ from datetime import UTC, datetime, timedelta
 
 from hypothesis import given
 from hypothesis import strategies as st
+from msgspec.structs import replace
 
 from contracts.events import (
     Correlation,
+    OperationCancelRequested,
     OperationCompleted,
     OperationEvent,
     OperationFailed,
     OperationRequested,
     OperationStarted,
+    cancelled,
 )
 from contracts.lifecycle import evolve, fold
 from contracts.view import OperationView, TaskStatus
@@ -37,6 +40,12 @@ def histories(draw: st.DrawFn) -> list[tuple[int, OperationEvent]]:
             OperationStarted(
                 **ENVELOPE, attempt=attempt, worker=f"w{attempt}", occurred_at=at(attempt)
             )
+        )
+    if draw(st.booleans()):
+        # The owner asked to cancel it (before or after it ended: both can be stored).
+        events.insert(
+            draw(st.integers(1, len(events))),
+            OperationCancelRequested(**ENVELOPE, occurred_at=at(5)),
         )
     for index in range(draw(st.integers(0, 2))):
         if draw(st.booleans()):
@@ -117,3 +126,28 @@ def test_started_after_finished_keeps_the_outcome_and_records_the_attempt() -> N
     assert view.status is TaskStatus.ERROR
     assert view.attempts == 1
     assert view.started_at == at(1)
+
+
+def test_a_cancel_request_changes_no_status_until_the_cancelled_ending() -> None:
+    requested = OperationRequested(**ENVELOPE, query="{a}", occurred_at=at(0))
+    started = OperationStarted(**ENVELOPE, attempt=1, worker="w", occurred_at=at(1))
+    asked = OperationCancelRequested(**ENVELOPE, occurred_at=at(2))
+
+    queued = fold([(1, requested), (2, asked)])["op"]
+    running = fold([(1, requested), (2, started), (3, asked)])["op"]
+    ended = fold([(1, requested), (2, started), (3, asked), (4, cancelled(requested))])["op"]
+
+    assert (queued.status, queued.last_sequence, queued.attempts) == (TaskStatus.QUEUED, 2, 0)
+    assert (running.status, running.last_sequence) == (TaskStatus.RUNNING, 3)
+    assert (ended.status, ended.code, ended.response) == (TaskStatus.ERROR, "CANCELLED", None)
+    assert ended.terminal_sequence == 4
+
+
+def test_a_cancel_request_after_the_ending_leaves_the_outcome() -> None:
+    requested = OperationRequested(**ENVELOPE, query="{a}", occurred_at=at(0))
+    completed = OperationCompleted(**ENVELOPE, response={"data": {"a": 1}}, occurred_at=at(3))
+    done = fold([(1, requested), (2, completed)])["op"]
+
+    after = evolve(done, OperationCancelRequested(**ENVELOPE, occurred_at=at(4)), 3)
+
+    assert after == replace(done, last_sequence=3)
