@@ -24,7 +24,9 @@ SUBJECT_HEADER: Final = "ce-subject"
 CONTENT_TYPE_HEADER: Final = "content-type"
 
 TYPE_PREFIX: Final = "io.asyncgate.operation."
-# Which service states each fact: the edge queues requests, the executors run them.
+EDGE_SOURCE: Final = "asyncgate/edge"
+# Which service usually states each fact: the edge queues requests, the executors run them (the
+# edge also ends an operation cancelled before it started: its EventLog names itself instead).
 SOURCES: Final = {
     "requested": "asyncgate/edge",
     "started": "asyncgate/executor",
@@ -37,8 +39,10 @@ TYPES: Final = {tag: TYPE_PREFIX + tag for tag in SOURCES}
 _time_encoder = msgspec.json.Encoder()
 
 
-def cloudevent_headers(event: OperationEvent) -> dict[str, str]:
+def cloudevent_headers(event: OperationEvent, source: str | None = None) -> dict[str, str]:
     """The CloudEvents attributes of ``event`` as NATS headers, plus its content type.
+
+    ``source`` is the service storing it (default: the one that usually states that fact).
 
     ``ce-id`` is the event id (what a consumer deduplicates on), ``ce-subject`` the operation
     id, ``ce-time`` when the event happened (RFC 3339, the same text as the body's
@@ -51,7 +55,7 @@ def cloudevent_headers(event: OperationEvent) -> dict[str, str]:
     return {
         SPEC_VERSION_HEADER: SPEC_VERSION,
         ID_HEADER: event.event_id,
-        SOURCE_HEADER: SOURCES[tag],
+        SOURCE_HEADER: source or SOURCES[tag],
         TYPE_HEADER: TYPES[tag],
         # msgspec writes RFC 3339 (UTC as "Z"), exactly as in the event's JSON.
         TIME_HEADER: _time_encoder.encode(occurred_at)[1:-1].decode(),

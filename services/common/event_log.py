@@ -134,6 +134,8 @@ class EventLog:
     nc: NatsClient
     js: JetStreamContext
     stream: str = STREAM
+    # The ce-source of what it stores (None: the service that usually states each fact).
+    source: str | None = None
     inbox: ReplyInbox = field(init=False)
 
     def __post_init__(self) -> None:
@@ -167,7 +169,7 @@ class EventLog:
         ``msg_id`` makes an unguarded retry of the same fact a no-op inside the dedup window.
         Every event carries its CloudEvents attributes as headers (contracts/cloudevents.py).
         """
-        headers = cloudevent_headers(event)
+        headers = cloudevent_headers(event, self.source)
         headers["Nats-Msg-Id"] = msg_id
         add_traceparent(headers)
         if after is not None:

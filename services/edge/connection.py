@@ -9,6 +9,7 @@ from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
+from contracts.cloudevents import EDGE_SOURCE
 from contracts.names import LIMITS_BUCKET, VIEW_BUCKET
 from services.actions.handler import handler_client
 from services.common.active_operations import LimitPolicy
@@ -62,7 +63,7 @@ class EdgeConnection:
         )
         self.watch.watch(nc)
         js = self.js = nc.jetstream()
-        self.events = EventLog(nc, js)
+        self.events = EventLog(nc, js, source=EDGE_SOURCE)
         try:
             await check_provisioned(js, layout_for(settings, limits=True, listing=True))
         except NotProvisionedError as error:

@@ -16,7 +16,7 @@ from contracts.events import (
     OperationFailed,
     OperationStarted,
 )
-from contracts.names import EXECUTOR_DURABLE, STREAM
+from contracts.names import EXECUTOR_DURABLE, STREAM, event_subject
 from services.common.event_log import EventLog
 from services.common.settings import Settings
 from services.edge.auth import issue_token
@@ -144,6 +144,10 @@ async def test_a_queued_operation_ends_cancelled_at_once_and_never_runs(
     assert [e.code for e in events if isinstance(e, OperationFailed)] == ["CANCELLED"]
     assert "queued" not in CANCELLED_MARKS
     assert (await edge.result(operation_id))["errorCode"] == "CANCELLED"
+    # The edge stored that ending, and its CloudEvents source says so.
+    tenant = events[0].tenant
+    ending = await js.get_last_msg(STREAM, event_subject(tenant, operation_id, "failed"))
+    assert (ending.headers or {}).get("ce-source") == "asyncgate/edge"
 
 
 async def test_a_cancel_request_alone_ends_the_operation_when_an_executor_takes_it(
