@@ -212,6 +212,7 @@ class EdgeGraphQL(GraphQL[EdgeContext, None]):
         connection = self._connection
         nc, events, kv, http = connection.nc, connection.events, connection.kv, connection.http
         limits, listing = connection.limits, connection.listing
+        idempotency = connection.idempotency
         if (
             nc is None
             or events is None
@@ -219,6 +220,7 @@ class EdgeGraphQL(GraphQL[EdgeContext, None]):
             or http is None
             or limits is None
             or listing is None
+            or idempotency is None
         ):
             raise RuntimeError("the edge received a request before its lifespan started")
         if isinstance(request, WebSocket):
@@ -241,6 +243,7 @@ class EdgeGraphQL(GraphQL[EdgeContext, None]):
             views=connection.views,
             limits=limits,
             listing=listing,
+            idempotency=idempotency,
             shape=self._shape,
             inner_documents=self._inner_documents,
             http=http,

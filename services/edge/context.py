@@ -33,6 +33,8 @@ class EdgeContext(OperationContext):
     views: ViewWatchHub
     limits: Limiter
     listing: Listing
+    # Idempotency keys and the operations they queued (services/edge/idempotency.py).
+    idempotency: KeyValue
     shape: ShapeLimits
     # asyncQuery's inner documents, parsed and validated against the target schema.
     inner_documents: DocumentCache

@@ -15,7 +15,6 @@ from strawberry.types import ExecutionContext
 
 from contracts.errors import ErrorCode
 from contracts.events import OperationRequested
-from contracts.lifecycle import evolve
 from contracts.view import OperationView, TaskStatus
 from services.common.target import document_caches
 from services.edge.context import EdgeContext
@@ -26,9 +25,9 @@ from services.edge.errors import (
     unavailable_without_nats,
 )
 from services.edge.formats import iso_timestamp, operation_id_argument
+from services.edge.idempotency import document_digest, key_of, submit_once
 from services.edge.reads import NotInListError, list_operations
 from services.edge.shape_limits import ShapeLimits
-from services.edge.submit import submit
 from services.edge.validation import validate_inner
 
 Dictionary = NewType("Dictionary", dict[str, Any])
@@ -172,8 +171,16 @@ class AsyncMutations:
         query: str,
         args: Dictionary | None = None,
         operation_name: str | None = None,
+        idempotency_key: Annotated[
+            str | None,
+            strawberry.argument(
+                description="Submitting again with this key (within the retention) returns the "
+                "same operation and queues nothing; also taken from the Idempotency-Key header."
+            ),
+        ] = None,
     ) -> AsyncOperation:
         context = info.context
+        key = key_of(context, idempotency_key)
         operation = await validate_inner(
             context.target_graphql_schema,
             query=query,
@@ -195,8 +202,11 @@ class AsyncMutations:
             variables=operation.variables,
             operation_name=operation.operation_name,
         )
-        sequence = await submit(context, requested)
-        return AsyncOperation.from_view(evolve(None, requested, sequence))
+        digest = document_digest(
+            {"query": query, "variables": args or {}, "operation_name": operation_name}
+        )
+        submitted = await submit_once(context, requested, key=key, digest=digest)
+        return AsyncOperation.from_view(submitted.view)
 
 
 class TraceIdExtension(SchemaExtension):
