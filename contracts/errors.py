@@ -42,6 +42,7 @@ class ErrorCode(StrEnum):
     TIMEOUT = "TIMEOUT"
     RESULT_TOO_LARGE = "RESULT_TOO_LARGE"
     ATTEMPTS_EXHAUSTED = "ATTEMPTS_EXHAUSTED"
+    EXPIRED = "EXPIRED"
     # Actions: what the call to the action handler came to.
     ACTION_HANDLER_FAILED = "ACTION_HANDLER_FAILED"
     ACTION_TIMEOUT = "ACTION_TIMEOUT"

@@ -10,6 +10,7 @@ strawberry's included, is reused as it is.
 """
 
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import strawberry
@@ -34,6 +35,7 @@ from services.actions.config import HASURA_SCALARS, ActionDefinition, ActionsCon
 from services.actions.handler import ActionSucceeded, call_handler, forwardable
 from services.common.identity import Principal
 from services.edge.context import EdgeContext
+from services.edge.deadlines import start_deadline
 from services.edge.errors import unavailable_without_nats
 from services.edge.formats import iso_timestamp, operation_id_argument
 from services.edge.idempotency import document_digest, key_of, submit_once
@@ -107,6 +109,7 @@ def _queue(action: ActionDefinition) -> Callable[..., Any]:
                 session_variables=session_variables(context.principal),
                 client_headers=headers,
             ),
+            start_by=start_deadline(None, context.start_within_s, datetime.now(UTC)),
         )
         digest = document_digest({"action": action.name, "input": arguments})
         submitted = await submit_once(context, requested, key=key, digest=digest)

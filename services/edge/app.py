@@ -162,6 +162,7 @@ class EdgeGraphQL(GraphQL[EdgeContext, None]):
         self._shape = shape
         self._target = target
         self._retention = timedelta(seconds=settings.result_ttl_s)
+        self._start_within_s = settings.start_within_s
         self._connection = connection
         self._inner_documents = DocumentCache()
         self._graphiql_page = offline_page(super().graphql_ide_html)
@@ -251,6 +252,7 @@ class EdgeGraphQL(GraphQL[EdgeContext, None]):
             client_headers=request.headers,
             target=self._target,
             retention=self._retention,
+            start_within_s=self._start_within_s,
             tracing=self._tracing,
             metrics=self._metrics,
             traceparent=valid_traceparent(request.headers.get(TRACEPARENT)),

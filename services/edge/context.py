@@ -41,6 +41,8 @@ class EdgeContext(OperationContext):
     http: httpx.AsyncClient
     client_headers: Mapping[str, str]
     retention: timedelta
+    # ASYNCGATE_START_WITHIN_S: the start deadline of a request that sets none (0: none).
+    start_within_s: float = 0.0
     tracing: Tracing
     metrics: EdgeMetrics
     # The client's W3C traceparent, if it sent a valid one: its trace is the request's.

@@ -18,6 +18,7 @@ from contracts.events import OperationRequested
 from contracts.view import OperationView, TaskStatus
 from services.common.target import document_caches
 from services.edge.context import EdgeContext
+from services.edge.deadlines import positive_seconds, start_deadline
 from services.edge.errors import (
     MaskUnexpectedErrors,
     coded_error,
@@ -168,6 +169,7 @@ class AsyncMutations:
     async def async_query(
         self,
         info: strawberry.Info[EdgeContext, None],
+        *,
         query: str,
         args: Dictionary | None = None,
         operation_name: str | None = None,
@@ -178,9 +180,26 @@ class AsyncMutations:
                 "same operation and queues nothing; also taken from the Idempotency-Key header."
             ),
         ] = None,
+        start_within: Annotated[
+            int | None,
+            strawberry.argument(
+                description="Seconds: not started by then, the operation never runs and ends "
+                "ERROR with errorCode EXPIRED. Null: the server's default (none unless set)."
+            ),
+        ] = None,
+        timeout_s: Annotated[
+            int | None,
+            strawberry.argument(
+                name="timeout",
+                description="Seconds a run may take before it ends with errorCode TIMEOUT; "
+                "the server's own limit applies if smaller.",
+            ),
+        ] = None,
     ) -> AsyncOperation:
         context = info.context
         key = key_of(context, idempotency_key)
+        positive_seconds(start_within, "startWithin")
+        positive_seconds(timeout_s, "timeout")
         operation = await validate_inner(
             context.target_graphql_schema,
             query=query,
@@ -201,6 +220,8 @@ class AsyncMutations:
             query=operation.query,
             variables=operation.variables,
             operation_name=operation.operation_name,
+            start_by=start_deadline(start_within, context.start_within_s, datetime.now(UTC)),
+            timeout_s=timeout_s,
         )
         digest = document_digest(
             {"query": query, "variables": args or {}, "operation_name": operation_name}

@@ -1,5 +1,7 @@
 """What one delivery of a request does, decided from the stream's facts alone."""
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
 from contracts.events import (
@@ -15,6 +17,7 @@ from services.executor.decide import (
     AlreadyEnded,
     Decision,
     Exhausted,
+    Expired,
     Run,
     Superseded,
     decide,
@@ -91,3 +94,29 @@ def test_a_single_allowed_attempt_is_run_once_and_never_again() -> None:
     assert decide(OperationFacts(requested=REQUESTED), delivery=1, max_attempts=1) == Run(1)
     lost_once = OperationFacts(requested=REQUESTED, started=started(1, delivery=1))
     assert decide(lost_once, delivery=2, max_attempts=1) == Exhausted(lost_attempts=1)
+
+
+DEADLINE = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+WITH_DEADLINE = (1, OperationRequested(**ENVELOPE, query="{ a }", start_by=DEADLINE))
+LATE = DEADLINE + timedelta(seconds=1)
+
+
+@pytest.mark.parametrize(
+    ("facts", "now", "expected"),
+    [
+        # Never started and past its deadline: it expires, on any delivery.
+        (OperationFacts(requested=WITH_DEADLINE), LATE, Expired(start_by=DEADLINE)),
+        # In time: it runs.
+        (OperationFacts(requested=WITH_DEADLINE), DEADLINE - timedelta(seconds=1), Run(1)),
+        # Started in time, its executor lost: the next attempt runs, deadline or not.
+        (OperationFacts(requested=WITH_DEADLINE, started=started(1, delivery=1)), LATE, Run(2)),
+        # Ended already: nothing to do.
+        (OperationFacts(requested=WITH_DEADLINE, terminal=ended(FAILED)), LATE, AlreadyEnded()),
+        # No deadline: as before.
+        (OperationFacts(requested=REQUESTED), LATE, Run(1)),
+    ],
+)
+def test_a_start_deadline_expires_only_an_operation_never_started(
+    facts: OperationFacts, now: datetime, expected: Decision
+) -> None:
+    assert decide(facts, delivery=2, max_attempts=4, now=now) == expected
