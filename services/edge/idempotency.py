@@ -7,9 +7,10 @@ another document is refused (IDEMPOTENCY_KEY_REUSED); the same one gets the winn
 once its request is stored.
 
 The winner may fail to queue after claiming (over a limit, NATS away): it releases the claim
-(deleting it at the revision it wrote), so the client may retry with the same key. Should the
-release fail too, the record names an operation that was never stored; it is taken over (by
-compare-and-set) once it is older than any submit can take, and until then a submit with that
+(deleting it at the revision it wrote) once it has seen that its request is not stored, so the
+client may retry with the same key. Should that fail too, the record names an operation that
+may never have been stored; it is taken over (by compare-and-set) once it is older than any
+submit can take and its request is still not in the stream, and until then a submit with that
 key is told to try again.
 """
 
@@ -106,9 +107,12 @@ async def submit_once(
     try:
         sequence = await submit(context, requested)
     except BaseException:
-        # Not queued: free the key so the client can try again with it.
+        # Free the key for the client's retry only if the request is surely not stored (a lost
+        # acknowledgement may hide a stored one): a claim kept by mistake costs a wait, a claim
+        # freed by mistake a second operation.
         with contextlib.suppress(nats.errors.Error, TimeoutError):
-            await claims.delete(kv_key, last=revision)
+            if await _stored(context.events, principal.tenant, requested.operation_id) is None:
+                await claims.delete(kv_key, last=revision)
         raise
     return Submitted(requested.operation_id, evolve(None, requested, sequence))
 
