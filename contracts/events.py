@@ -57,6 +57,10 @@ class OperationRequested(Event, frozen=True, kw_only=True, tag="requested"):
     ``listing_ordinal`` is the operation's place in its principal's listing (the ordinal the
     edge took from the principal's counter, services/common/listing.py); null in requests
     stored before the request carried it.
+
+    ``start_by``: an operation not started by then never runs and ends EXPIRED (null: no
+    deadline). ``timeout_s``: the client's own time limit for a run, in seconds; the executor
+    applies the smaller of it and its own (null: the executor's alone).
     """
 
     query: str
@@ -64,6 +68,8 @@ class OperationRequested(Event, frozen=True, kw_only=True, tag="requested"):
     operation_name: str | None = None
     action: ActionInvocation | None = None
     listing_ordinal: int | None = None
+    start_by: datetime | None = None
+    timeout_s: float | None = None
 
 
 class OperationStarted(Event, frozen=True, kw_only=True, tag="started"):

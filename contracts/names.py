@@ -31,6 +31,10 @@ LISTING_BUCKET: Final = "asyncgate_listing"
 LISTING_COUNTER_STREAM: Final = "ASYNCGATE_LISTING_COUNTERS"
 LISTING_COUNTER_ROOT: Final = "listing.count"
 
+# Idempotency keys a principal has used, keyed <tenant>.<principal>.<sha256 of the key>: each
+# holds the operation the key queued and a digest of what was asked (services/edge/idempotency.py).
+IDEMPOTENCY_BUCKET: Final = "asyncgate_idempotency"
+
 EXECUTOR_DURABLE: Final = "asyncgate-executor"
 PROJECTOR_DURABLE: Final = "asyncgate-projector"
 
@@ -93,6 +97,11 @@ def dead_letter_subject(service: str) -> str:
 def view_key(tenant: str, principal: str, operation_id: str) -> str:
     """The KV key of one operation's view."""
     return f"{tenant}.{principal}.{operation_id}"
+
+
+def idempotency_key(tenant: str, principal: str, key_digest: str) -> str:
+    """The idempotency bucket's key of one principal's key (given as its hex SHA-256)."""
+    return f"{tenant}.{principal}.{key_digest}"
 
 
 def limits_key(tenant: str, principal: str) -> str:

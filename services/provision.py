@@ -18,6 +18,7 @@ from services.common.layout import (
     check_provisioned,
     config_problems,
     dead_letter_stream_config,
+    idempotency_bucket_config,
     layout_for,
     limits_bucket_config,
     listing_bucket_config,
@@ -57,6 +58,7 @@ async def provision(js: JetStreamContext, settings: Settings) -> list[str]:
             await _bucket(js, limits_bucket_config(settings)),
             await _bucket(js, listing_bucket_config(settings)),
             await _stream(js, listing_counter_stream_config(settings)),
+            await _bucket(js, idempotency_bucket_config(settings)),
         ]
         for consumer in service_consumers(settings):
             await js.add_consumer(STREAM, consumer)
@@ -64,7 +66,7 @@ async def provision(js: JetStreamContext, settings: Settings) -> list[str]:
         return report
 
     report = await riding_through(everything, what="provisioning", budget_s=CHECK_RIDE_THROUGH_S)
-    await check_provisioned(js, layout_for(settings, limits=True, listing=True))
+    await check_provisioned(js, layout_for(settings, limits=True, listing=True, idempotency=True))
     return report
 
 

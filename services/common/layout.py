@@ -18,6 +18,7 @@ from contracts.names import (
     ALL_EVENTS,
     DEAD_LETTER_ROOT,
     DEAD_LETTER_STREAM,
+    IDEMPOTENCY_BUCKET,
     LIMITS_BUCKET,
     LISTING_BUCKET,
     LISTING_COUNTER_ROOT,
@@ -92,6 +93,19 @@ def limits_bucket_config(settings: Settings) -> KeyValueConfig:
     )
 
 
+def idempotency_bucket_config(settings: Settings) -> KeyValueConfig:
+    """Idempotency keys and the operations they queued, kept as long as the views."""
+    return KeyValueConfig(
+        bucket=IDEMPOTENCY_BUCKET,
+        description="asyncgate idempotency keys per principal (the operation each queued)",
+        history=1,
+        ttl=settings.result_ttl_s,
+        storage=StorageType.FILE,
+        replicas=settings.replicas,
+        direct=True,
+    )
+
+
 def listing_bucket_config(settings: Settings) -> KeyValueConfig:
     """Each principal's operations by ordinal and back; expiring as the views do, counted from
     when the operation was queued (never after its view)."""
@@ -142,9 +156,12 @@ class Layout:
     streams: tuple[StreamConfig, ...]
 
 
-def layout_for(settings: Settings, *, limits: bool = False, listing: bool = False) -> Layout:
+def layout_for(
+    settings: Settings, *, limits: bool = False, listing: bool = False, idempotency: bool = False
+) -> Layout:
     """Everything a service relies on: the event stream, the dead letters, the view bucket, and
-    for the edge the limits bucket and the listing (its bucket and counters)."""
+    for the edge the limits bucket, the listing (its bucket and counters) and the idempotency
+    keys."""
     streams = [
         stream_config(settings),
         dead_letter_stream_config(settings),
@@ -155,6 +172,8 @@ def layout_for(settings: Settings, *, limits: bool = False, listing: bool = Fals
     if listing:
         streams.append(bucket_stream(listing_bucket_config(settings)))
         streams.append(listing_counter_stream_config(settings))
+    if idempotency:
+        streams.append(bucket_stream(idempotency_bucket_config(settings)))
     return Layout(streams=tuple(streams))
 
 

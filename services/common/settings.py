@@ -87,6 +87,8 @@ class Settings(BaseSettings):
     executor_ack_wait_s: NonNegativeFloat = 30.0
     executor_max_attempts: PositiveInt = 4
     operation_timeout_s: NonNegativeFloat = 3600.0
+    # An operation not started this long after it was queued ends EXPIRED (0: never).
+    start_within_s: NonNegativeFloat = 0.0
     projector_concurrency: PositiveInt = 16
     projector_ack_wait_s: NonNegativeFloat = 10.0
     projector_max_deliver: PositiveInt = 10

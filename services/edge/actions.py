@@ -10,6 +10,7 @@ strawberry's included, is reused as it is.
 """
 
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import strawberry
@@ -34,9 +35,13 @@ from services.actions.config import HASURA_SCALARS, ActionDefinition, ActionsCon
 from services.actions.handler import ActionSucceeded, call_handler, forwardable
 from services.common.identity import Principal
 from services.edge.context import EdgeContext
+from services.edge.deadlines import start_deadline
 from services.edge.errors import unavailable_without_nats
 from services.edge.formats import iso_timestamp, operation_id_argument
-from services.edge.submit import submit
+from services.edge.idempotency import document_digest, key_of, submit_once
+
+# The queueing mutation's own argument, beside the action's: see services/edge/idempotency.py.
+IDEMPOTENCY_ARGUMENT = "idempotencyKey"
 
 
 class ActionSchemaError(ValueError):
@@ -86,6 +91,7 @@ def _variables(info: GraphQLResolveInfo[EdgeContext]) -> dict[str, Any]:
 def _queue(action: ActionDefinition) -> Callable[..., Any]:
     async def resolve(_: object, info: GraphQLResolveInfo[EdgeContext], **arguments: Any) -> str:
         context: EdgeContext = info.context
+        key = key_of(context, arguments.pop(IDEMPOTENCY_ARGUMENT, None))
         headers = forwardable(context.client_headers) if action.forward_client_headers else {}
         operation_id = context.new_operation_id()
         requested = OperationRequested(
@@ -103,9 +109,11 @@ def _queue(action: ActionDefinition) -> Callable[..., Any]:
                 session_variables=session_variables(context.principal),
                 client_headers=headers,
             ),
+            start_by=start_deadline(None, context.start_within_s, datetime.now(UTC)),
         )
-        await submit(context, requested)
-        return requested.operation_id
+        digest = document_digest({"action": action.name, "input": arguments})
+        submitted = await submit_once(context, requested, key=key, digest=digest)
+        return submitted.operation_id
 
     return resolve
 
@@ -227,8 +235,20 @@ def add_actions(schema: strawberry.Schema, config: ActionsConfig) -> None:
             description=f"The state of an asynchronous {action.name} action.",
         )
         by_id = {"id": GraphQLArgument(GraphQLNonNull(scalar("uuid")))}
+        if IDEMPOTENCY_ARGUMENT in field.args:
+            raise ActionSchemaError(
+                f"{action.name} may not take an argument {IDEMPOTENCY_ARGUMENT}"
+            )
+        queue_args = {
+            **field.args,
+            IDEMPOTENCY_ARGUMENT: GraphQLArgument(
+                scalar("String"),
+                description="Queueing again with this key (within the retention) returns the "
+                "same action id; also taken from the Idempotency-Key header.",
+            ),
+        }
         roots["Mutation"][action.name] = GraphQLField(
-            GraphQLNonNull(scalar("uuid")), args=field.args, resolve=_queue(action)
+            GraphQLNonNull(scalar("uuid")), args=queue_args, resolve=_queue(action)
         )
         roots["Query"][action.name] = GraphQLField(result_type, args=by_id, resolve=_read(action))
         roots["Subscription"][action.name] = GraphQLField(

@@ -162,6 +162,7 @@ class EdgeGraphQL(GraphQL[EdgeContext, None]):
         self._shape = shape
         self._target = target
         self._retention = timedelta(seconds=settings.result_ttl_s)
+        self._start_within_s = settings.start_within_s
         self._connection = connection
         self._inner_documents = DocumentCache()
         self._graphiql_page = offline_page(super().graphql_ide_html)
@@ -212,6 +213,7 @@ class EdgeGraphQL(GraphQL[EdgeContext, None]):
         connection = self._connection
         nc, events, kv, http = connection.nc, connection.events, connection.kv, connection.http
         limits, listing = connection.limits, connection.listing
+        idempotency = connection.idempotency
         if (
             nc is None
             or events is None
@@ -219,6 +221,7 @@ class EdgeGraphQL(GraphQL[EdgeContext, None]):
             or http is None
             or limits is None
             or listing is None
+            or idempotency is None
         ):
             raise RuntimeError("the edge received a request before its lifespan started")
         if isinstance(request, WebSocket):
@@ -241,6 +244,7 @@ class EdgeGraphQL(GraphQL[EdgeContext, None]):
             views=connection.views,
             limits=limits,
             listing=listing,
+            idempotency=idempotency,
             shape=self._shape,
             inner_documents=self._inner_documents,
             http=http,
@@ -248,6 +252,7 @@ class EdgeGraphQL(GraphQL[EdgeContext, None]):
             client_headers=request.headers,
             target=self._target,
             retention=self._retention,
+            start_within_s=self._start_within_s,
             tracing=self._tracing,
             metrics=self._metrics,
             traceparent=valid_traceparent(request.headers.get(TRACEPARENT)),

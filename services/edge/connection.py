@@ -10,7 +10,7 @@ from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
 from contracts.cloudevents import EDGE_SOURCE
-from contracts.names import LIMITS_BUCKET, VIEW_BUCKET
+from contracts.names import IDEMPOTENCY_BUCKET, LIMITS_BUCKET, VIEW_BUCKET
 from services.actions.handler import handler_client
 from services.common.active_operations import LimitPolicy
 from services.common.event_log import EventLog
@@ -42,6 +42,7 @@ class EdgeConnection:
     http: httpx.AsyncClient | None = None
     limits: Limiter | None = None
     listing: Listing | None = None
+    idempotency: KeyValue | None = None
     watch: ConnectionWatch | None = None
 
     async def open(self, settings: Settings, *, on_connection_lost: Callable[[], None]) -> None:
@@ -65,7 +66,9 @@ class EdgeConnection:
         js = self.js = nc.jetstream()
         self.events = EventLog(nc, js, source=EDGE_SOURCE)
         try:
-            await check_provisioned(js, layout_for(settings, limits=True, listing=True))
+            await check_provisioned(
+                js, layout_for(settings, limits=True, listing=True, idempotency=True)
+            )
         except NotProvisionedError as error:
             log.critical("edge will not start: %s", error)
             await self.close()
@@ -77,6 +80,7 @@ class EdgeConnection:
             policy=LimitPolicy.from_settings(settings),
         )
         self.listing = Listing.over(nc)
+        self.idempotency = await js.key_value(IDEMPOTENCY_BUCKET)
         # Core subscriptions per watched key: nothing to create on the server until a client
         # subscribes.
         self.views.start(nc, self.kv)
@@ -97,3 +101,4 @@ class EdgeConnection:
         if self.nc is not None:
             await close_connection(self.nc)
         self.nc = self.js = self.kv = self.events = self.http = self.limits = self.listing = None
+        self.idempotency = None

@@ -33,12 +33,16 @@ class EdgeContext(OperationContext):
     views: ViewWatchHub
     limits: Limiter
     listing: Listing
+    # Idempotency keys and the operations they queued (services/edge/idempotency.py).
+    idempotency: KeyValue
     shape: ShapeLimits
     # asyncQuery's inner documents, parsed and validated against the target schema.
     inner_documents: DocumentCache
     http: httpx.AsyncClient
     client_headers: Mapping[str, str]
     retention: timedelta
+    # ASYNCGATE_START_WITHIN_S: the start deadline of a request that sets none (0: none).
+    start_within_s: float = 0.0
     tracing: Tracing
     metrics: EdgeMetrics
     # The client's W3C traceparent, if it sent a valid one: its trace is the request's.

@@ -15,11 +15,11 @@ from strawberry.types import ExecutionContext
 
 from contracts.errors import ErrorCode
 from contracts.events import OperationRequested
-from contracts.lifecycle import evolve
 from contracts.view import OperationView, TaskStatus
 from services.common.target import document_caches
 from services.edge.cancel import CancelOutcome, cancel_operation
 from services.edge.context import EdgeContext
+from services.edge.deadlines import positive_seconds, start_deadline
 from services.edge.errors import (
     MaskUnexpectedErrors,
     coded_error,
@@ -27,9 +27,9 @@ from services.edge.errors import (
     unavailable_without_nats,
 )
 from services.edge.formats import iso_timestamp, operation_id_argument
+from services.edge.idempotency import document_digest, key_of, submit_once
 from services.edge.reads import NotInListError, list_operations
 from services.edge.shape_limits import ShapeLimits
-from services.edge.submit import submit
 from services.edge.validation import validate_inner
 
 Dictionary = NewType("Dictionary", dict[str, Any])
@@ -170,11 +170,37 @@ class AsyncMutations:
     async def async_query(
         self,
         info: strawberry.Info[EdgeContext, None],
+        *,
         query: str,
         args: Dictionary | None = None,
         operation_name: str | None = None,
+        idempotency_key: Annotated[
+            str | None,
+            strawberry.argument(
+                description="Submitting again with this key (within the retention) returns the "
+                "same operation and queues nothing; also taken from the Idempotency-Key header."
+            ),
+        ] = None,
+        start_within: Annotated[
+            int | None,
+            strawberry.argument(
+                description="Seconds: not started by then, the operation never runs and ends "
+                "ERROR with errorCode EXPIRED. Null: the server's default (none unless set)."
+            ),
+        ] = None,
+        timeout_s: Annotated[
+            int | None,
+            strawberry.argument(
+                name="timeout",
+                description="Seconds a run may take before it ends with errorCode TIMEOUT; "
+                "the server's own limit applies if smaller.",
+            ),
+        ] = None,
     ) -> AsyncOperation:
         context = info.context
+        key = key_of(context, idempotency_key)
+        positive_seconds(start_within, "startWithin")
+        positive_seconds(timeout_s, "timeout")
         operation = await validate_inner(
             context.target_graphql_schema,
             query=query,
@@ -195,9 +221,14 @@ class AsyncMutations:
             query=operation.query,
             variables=operation.variables,
             operation_name=operation.operation_name,
+            start_by=start_deadline(start_within, context.start_within_s, datetime.now(UTC)),
+            timeout_s=timeout_s,
         )
-        sequence = await submit(context, requested)
-        return AsyncOperation.from_view(evolve(None, requested, sequence))
+        digest = document_digest(
+            {"query": query, "variables": args or {}, "operation_name": operation_name}
+        )
+        submitted = await submit_once(context, requested, key=key, digest=digest)
+        return AsyncOperation.from_view(submitted.view)
 
 
 @strawberry.type(description="What asyncCancel came to, and the operation's state after it.")

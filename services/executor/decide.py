@@ -8,6 +8,7 @@ back because NATS was briefly away (a leader election, say) never use one up.
 """
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from contracts.events import OperationStarted
 from services.common.event_log import OperationFacts
@@ -45,6 +46,13 @@ class Cancelled:
 
 
 @dataclass(frozen=True)
+class Expired:
+    """It was not started by the deadline its request set: end it as EXPIRED without running."""
+
+    start_by: datetime
+
+
+@dataclass(frozen=True)
 class Run:
     """Run it as ``attempt``; ``record_start`` is False when this delivery already did."""
 
@@ -52,23 +60,28 @@ class Run:
     record_start: bool = True
 
 
-Decision = AlreadyEnded | Superseded | Cancelled | Exhausted | Run
+Decision = AlreadyEnded | Superseded | Cancelled | Exhausted | Expired | Run
 
 
-def decide(facts: OperationFacts, *, delivery: int, max_attempts: int) -> Decision:
+def decide(
+    facts: OperationFacts, *, delivery: int, max_attempts: int, now: datetime | None = None
+) -> Decision:
     """The one thing delivery number ``delivery`` (1 is the first) of a request does.
 
     An operation is started at most ``max_attempts`` times; a delivery that finds that many
     starts and no ending ends it, so a request that keeps losing its executor still ends. The
     consumer itself never gives up on a request: a delivery that fails to record the ending is
     redelivered (with a back-off) until one succeeds.
+
+    An operation never started whose request's ``start_by`` is before ``now`` expires; one
+    started in time is not expired later, whatever becomes of that attempt.
     """
     if facts.terminal is not None:
         return AlreadyEnded()
     if facts.cancel_requested is not None:
         return Cancelled()
     if facts.started is None:
-        return Run(attempt=1)
+        return _expired(facts, now) or Run(attempt=1)
     return _after_start(facts.started[1], delivery=delivery, max_attempts=max_attempts)
 
 
@@ -83,3 +96,11 @@ def _after_start(latest: OperationStarted, *, delivery: int, max_attempts: int) 
     if latest.attempt >= max_attempts:
         return Exhausted(lost_attempts=latest.attempt)
     return Run(attempt=latest.attempt + 1)
+
+
+def _expired(facts: OperationFacts, now: datetime | None) -> Expired | None:
+    """Expired if the request set a start deadline that ``now`` is past."""
+    start_by = None if facts.requested is None else facts.requested[1].start_by
+    if start_by is not None and now is not None and now > start_by:
+        return Expired(start_by=start_by)
+    return None

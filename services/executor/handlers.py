@@ -10,6 +10,7 @@ import contextlib
 import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Final
 
 from contracts.errors import ErrorCode
@@ -23,7 +24,15 @@ from contracts.events import (
 from contracts.names import terminal_msg_id
 from services.common.event_log import AppendConflictError, EventLog, OperationFacts
 from services.common.retry import riding_through
-from services.executor.decide import AlreadyEnded, Cancelled, Exhausted, Run, Superseded, decide
+from services.executor.decide import (
+    AlreadyEnded,
+    Cancelled,
+    Exhausted,
+    Expired,
+    Run,
+    Superseded,
+    decide,
+)
 from services.executor.outcome import (
     failed,
     fit_to_message,
@@ -117,7 +126,8 @@ async def handle_requested(
         for _ in range(MAX_DECISIONS):
             facts = first_look or await _read_facts(events, request, budget_s=STEP_RIDE_THROUGH_S)
             speculative, first_look = first_look is not None, None
-            match decide(facts, delivery=delivery, max_attempts=max_attempts):
+            now = datetime.now(UTC)
+            match decide(facts, delivery=delivery, max_attempts=max_attempts, now=now):
                 case AlreadyEnded():
                     return None
                 case Superseded(newer_attempt=newer):
@@ -141,6 +151,20 @@ async def handle_requested(
                         events,
                         request,
                         exhausted,
+                        after=facts.last_sequence,
+                        max_payload=max_payload,
+                    )
+                case Expired(start_by=start_by):
+                    late_s = (now - start_by).total_seconds()
+                    expired = failed(
+                        request,
+                        ErrorCode.EXPIRED,
+                        f"not started by its deadline ({late_s:.1f} s ago); it never ran",
+                    )
+                    return await record_outcome(
+                        events,
+                        request,
+                        expired,
                         after=facts.last_sequence,
                         max_payload=max_payload,
                     )

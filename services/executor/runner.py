@@ -37,8 +37,11 @@ class OperationRunner:
 
     async def __call__(self, request: OperationRequested, attempt: int) -> TerminalEvent:
         """The terminal event attempt ``attempt`` ends in; the operation's own failures included."""
+        timeout_s = self.timeout_s
+        if request.timeout_s is not None:
+            timeout_s = min(timeout_s, request.timeout_s)
         try:
-            async with asyncio.timeout(self.timeout_s):
+            async with asyncio.timeout(timeout_s):
                 if request.action is not None:
                     return await self._call_action(request, request.action, attempt)
                 return await self._execute(request)
@@ -46,7 +49,7 @@ class OperationRunner:
             return failed(
                 request,
                 ErrorCode.TIMEOUT,
-                f"the operation did not finish within {self.timeout_s:g} s",
+                f"the operation did not finish within {timeout_s:g} s",
             )
         except Exception:
             # A schema that raises past graphql-core's own error handling: record it as the

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from contracts.events import OperationCompleted
+from contracts.events import OperationCompleted, OperationRequested
 from examples.actions import ACTIONS_FILE
 from examples.actions.handler import app as demo_handler
 from services.common.nats_server import free_port
@@ -328,3 +328,30 @@ async def test_cancelling_a_running_action_abandons_its_http_call(
 
     await eventually(hung_up, timeout_s=5, what="the handler seeing the caller hang up")
     assert not [e for _, e in await stored_events(js) if isinstance(e, OperationCompleted)]
+
+
+async def test_an_idempotency_key_queues_an_action_once(
+    stack: httpx.AsyncClient, js: JetStreamContext
+) -> None:
+    mutation = "mutation($i: order_input!, $k: String) { order_ok(input: $i, idempotencyKey: $k) }"
+    one = {"product_id": "p-1", "quantity": 2}
+
+    async def send(inputs: dict[str, Any], key: str | None, header: str | None) -> dict[str, Any]:
+        response = await stack.post(
+            "/graphql",
+            json={"query": mutation, "variables": {"i": inputs, "k": key}},
+            headers={"Idempotency-Key": header} if header else {},
+        )
+        body: dict[str, Any] = response.json()
+        return body
+
+    first = await send(one, "order-1", None)
+    by_header = await send(one, None, "order-1")
+    other_input = await send({**one, "quantity": 3}, "order-1", None)
+
+    assert by_header["data"]["order_ok"] == first["data"]["order_ok"]
+    assert other_input["errors"][0]["extensions"]["code"] == "IDEMPOTENCY_KEY_REUSED"
+    requests = [
+        e for _, e in await stored_events(js) if e.operation_id == first["data"]["order_ok"]
+    ]
+    assert sum(isinstance(e, OperationRequested) for e in requests) == 1

@@ -119,6 +119,15 @@ async def test_each_service_does_its_whole_job_as_its_own_user(
     ):
         submitted = await graphql(client, ASYNC_QUERY)
         operation_id = submitted["data"]["asyncQuery"]["operationId"]
+        # An idempotency key claimed, then read back (the second submit queues nothing).
+        keyed = [
+            (
+                await client.post(
+                    "/graphql", json={"query": ASYNC_QUERY}, headers={"Idempotency-Key": "k"}
+                )
+            ).json()["data"]["asyncQuery"]["operationId"]
+            for _ in range(2)
+        ]
         early = await graphql(client, FETCH_RESULTS, {"oid": operation_id})
         url = str(client.base_url).replace("http://", "ws://") + "/graphql"
         async with graphql_websocket(url) as ws:
@@ -131,9 +140,9 @@ async def test_each_service_does_its_whole_job_as_its_own_user(
         async def listed() -> list[dict[str, Any]] | None:
             response = await graphql(client, "{ asyncRequests { status } }")
             found: list[dict[str, Any]] = response["data"]["asyncRequests"]
-            return found if found == [{"status": "SUCCESS"}] else None
+            return found if found == [{"status": "SUCCESS"}] * 2 else None
 
-        await eventually(listed, what="the operation listed as SUCCESS")
+        await eventually(listed, what="both operations listed as SUCCESS")
         limits = await nats.connect(secured_nats.url, user="edge", password=PASSWORDS["edge"])
         try:
             bucket = await limits.jetstream().key_value(LIMITS_BUCKET)
@@ -147,6 +156,7 @@ async def test_each_service_does_its_whole_job_as_its_own_user(
             await limits.close()
 
     assert early["data"]["asyncResult"]["operationId"] == operation_id
+    assert keyed[0] == keyed[1] != operation_id
     assert pushed[-1]["payload"]["data"]["asyncResult"]["status"] == "SUCCESS"
     assert "Violation" not in secured_nats.log.read_text()
 
@@ -198,6 +208,7 @@ STREAMS_AND_LIMITS = (
     "KV_asyncgate_limits",
     "KV_asyncgate_listing",
     "ASYNCGATE_LISTING_COUNTERS",
+    "KV_asyncgate_idempotency",
 )
 DURABLES = ("asyncgate-executor", "asyncgate-projector", "intruder")
 STREAM_VERBS = (
@@ -287,6 +298,9 @@ MAY_USE = {
         "$JS.API.DIRECT.GET.ASYNCGATE_LISTING_COUNTERS",
         # A page's views in one burst, asked without headers.
         "$JS.API.DIRECT.GET.KV_asyncgate_operations",
+        # Idempotency keys: the loser of a race reads the winner's claim.
+        "$JS.API.STREAM.INFO.KV_asyncgate_idempotency",
+        "$JS.API.DIRECT.GET.KV_asyncgate_idempotency.some.subject",
     },
     "executor": CHECKING
     | own_consumer("asyncgate-executor")

@@ -1,5 +1,7 @@
 """What one delivery of a request does, decided from the stream's facts alone."""
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
 from contracts.events import (
@@ -17,6 +19,7 @@ from services.executor.decide import (
     Cancelled,
     Decision,
     Exhausted,
+    Expired,
     Run,
     Superseded,
     decide,
@@ -135,3 +138,29 @@ def test_a_cancel_request_after_the_ending_changes_nothing() -> None:
     facts = OperationFacts(requested=REQUESTED, terminal=ended(COMPLETED), cancel_requested=ASKED)
 
     assert decide(facts, delivery=3, max_attempts=4) == AlreadyEnded()
+
+
+DEADLINE = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+WITH_DEADLINE = (1, OperationRequested(**ENVELOPE, query="{ a }", start_by=DEADLINE))
+LATE = DEADLINE + timedelta(seconds=1)
+
+
+@pytest.mark.parametrize(
+    ("facts", "now", "expected"),
+    [
+        # Never started and past its deadline: it expires, on any delivery.
+        (OperationFacts(requested=WITH_DEADLINE), LATE, Expired(start_by=DEADLINE)),
+        # In time: it runs.
+        (OperationFacts(requested=WITH_DEADLINE), DEADLINE - timedelta(seconds=1), Run(1)),
+        # Started in time, its executor lost: the next attempt runs, deadline or not.
+        (OperationFacts(requested=WITH_DEADLINE, started=started(1, delivery=1)), LATE, Run(2)),
+        # Ended already: nothing to do.
+        (OperationFacts(requested=WITH_DEADLINE, terminal=ended(FAILED)), LATE, AlreadyEnded()),
+        # No deadline: as before.
+        (OperationFacts(requested=REQUESTED), LATE, Run(1)),
+    ],
+)
+def test_a_start_deadline_expires_only_an_operation_never_started(
+    facts: OperationFacts, now: datetime, expected: Decision
+) -> None:
+    assert decide(facts, delivery=2, max_attempts=4, now=now) == expected
