@@ -279,8 +279,9 @@ VIEW_WATCHERS = {"$JS.API.CONSUMER.CREATE.KV_asyncgate_operations"} | {
     for verb, suffix in (("CREATE", ""), ("CREATE", ".some.filter"), ("DELETE", ""), ("INFO", ""))
 }
 # What each service may do with JetStream's API: read what it needs, check the streams, work its
-# own consumer (the edge: its own watchers of the view). No user may create, change, purge or
-# delete a stream or a message, or touch another service's consumer.
+# own consumer (the edge: its own watchers of the view). No user may create, change or delete a
+# stream or a message, or touch another service's consumer; only the edge may purge, for
+# asyncDelete.
 MAY_USE = {
     "edge": CHECKING
     | VIEW_WATCHERS
@@ -301,6 +302,10 @@ MAY_USE = {
         # Idempotency keys: the loser of a race reads the winner's claim.
         "$JS.API.STREAM.INFO.KV_asyncgate_idempotency",
         "$JS.API.DIRECT.GET.KV_asyncgate_idempotency.some.subject",
+        # asyncDelete: a deleted operation's events, view and listing keys, purged by subject.
+        "$JS.API.STREAM.PURGE.ASYNCGATE_OPERATIONS",
+        "$JS.API.STREAM.PURGE.KV_asyncgate_operations",
+        "$JS.API.STREAM.PURGE.KV_asyncgate_listing",
     },
     "executor": CHECKING
     | own_consumer("asyncgate-executor")
