@@ -154,9 +154,18 @@ async def test_each_service_does_its_whole_job_as_its_own_user(
             await eventually(released, what="the projector releasing the ended operation")
         finally:
             await limits.close()
+        # asyncDelete: the operation's events, view and listing entry purged.
+        deleted = await graphql(
+            client,
+            "mutation($id: String!) { asyncDelete(id: $id) { operationId } }",
+            {"id": operation_id},
+        )
+        left = (await graphql(client, "{ asyncRequests { operationId } }"))["data"]
 
     assert early["data"]["asyncResult"]["operationId"] == operation_id
     assert keyed[0] == keyed[1] != operation_id
+    assert deleted["data"]["asyncDelete"] == {"operationId": operation_id}
+    assert left["asyncRequests"] == [{"operationId": keyed[0]}]
     assert pushed[-1]["payload"]["data"]["asyncResult"]["status"] == "SUCCESS"
     assert "Violation" not in secured_nats.log.read_text()
 
