@@ -261,6 +261,19 @@ class Listing:
             if failed is not None:
                 raise failed
 
+    async def remove(
+        self, tenant: str, principal: str, operation_id: str, ordinal: int | None
+    ) -> None:
+        """Unlist a deleted operation: purge its entry (at ``ordinal``, or at the position its
+        older index key names) and that position key, leaving no marker for readers to skip."""
+        if ordinal is None:
+            ordinal = await self.position(tenant, principal, operation_id)
+        keys = [listing_position_key(tenant, principal, operation_id)]
+        if ordinal is not None:
+            keys.append(listing_entry_key(tenant, principal, ordinal))
+        for key in keys:
+            await self.js.purge_stream(_BUCKET_STREAM, subject=_KEY_PREFIX + key)
+
     async def newest(self, tenant: str, principal: str) -> int:
         """The principal's highest ordinal handed out (0: none yet)."""
         [found] = await self.reads.last(

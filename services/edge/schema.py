@@ -20,6 +20,7 @@ from services.common.target import document_caches
 from services.edge.cancel import CancelOutcome, cancel_operation
 from services.edge.context import EdgeContext
 from services.edge.deadlines import positive_seconds, start_deadline
+from services.edge.delete import delete_operation
 from services.edge.errors import (
     MaskUnexpectedErrors,
     coded_error,
@@ -259,6 +260,35 @@ class AsyncCancelMutation:
         return AsyncCancellation(outcome=outcome, operation=AsyncOperation.from_view(view))
 
 
+@strawberry.type(description="What asyncDelete came to.")
+class AsyncDeletion:
+    operation_id: str = strawberry.field(description="The operation deleted: it is gone.")
+    cancelled: bool = strawberry.field(
+        description="It had not ended, and was cancelled before it was deleted."
+    )
+
+
+@strawberry.type
+class AsyncDeleteMutation:
+    @strawberry.mutation(
+        description=(
+            "Delete an operation you queued and its result, for every reader and every replay; "
+            "one that has not ended is cancelled first. Null if you have no operation by that "
+            "id (one deleted already included)."
+        )
+    )
+    async def async_delete(
+        self, info: strawberry.Info[EdgeContext, None], id: str
+    ) -> AsyncDeletion | None:
+        context = info.context
+        operation_id = operation_id_argument(id)
+        with unavailable_without_nats("deleting operations", connected=context.nats_connected):
+            cancelled = await delete_operation(context, operation_id)
+        if cancelled is None:
+            return None
+        return AsyncDeletion(operation_id=operation_id, cancelled=cancelled)
+
+
 class TraceIdExtension(SchemaExtension):
     """Adds the request's trace id to every response, as Business NXT does."""
 
@@ -283,7 +313,7 @@ class EdgeSchema(strawberry.Schema):
 def build_schema(target: strawberry.Schema, shape: ShapeLimits) -> strawberry.Schema:
     """The target schema with the async fields added to its Query and Mutation types."""
     query = merge_types("Query", (target.query, AsyncQueries))
-    own_mutations = (AsyncMutations, AsyncCancelMutation)
+    own_mutations = (AsyncMutations, AsyncCancelMutation, AsyncDeleteMutation)
     mutation_types = own_mutations if target.mutation is None else (target.mutation, *own_mutations)
     config = dataclasses.replace(
         target.config, scalar_map={**target.config.scalar_map, Dictionary: DICTIONARY_SCALAR}

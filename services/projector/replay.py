@@ -84,6 +84,11 @@ async def replay_stream(js: JetStreamContext, progress: Progress = _no_progress)
     if info.state.messages > 0:
         await read_stream(js, STREAM, ALL_EVENTS, _Folding(replay, progress))
         progress(replay.events % _PROGRESS_EVERY)
+    # Events without their request (a deleted operation's late ending) make no view, as in the
+    # projector (services/projector/view_writer.py).
+    for key in [key for key, view in replay.views.items() if view.created_at is None]:
+        del replay.views[key]
+        replay.newest.pop(key, None)
     return replay
 
 

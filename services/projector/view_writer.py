@@ -77,6 +77,11 @@ class ViewWriter:
             updated = fold(current, events)
             if updated is not None and updated.created_at is None:
                 updated = await self._with_request(updated, events[0][1])
+                looked = self._find_request is not None
+                if looked and updated.created_at is None and current is None:
+                    # Its request is gone from the stream: the operation was deleted
+                    # (asyncDelete) and this event came late. No view is made for it.
+                    return None
             if updated is None or updated == current:
                 return updated
             try:

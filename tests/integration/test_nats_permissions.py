@@ -154,9 +154,18 @@ async def test_each_service_does_its_whole_job_as_its_own_user(
             await eventually(released, what="the projector releasing the ended operation")
         finally:
             await limits.close()
+        # asyncDelete: the operation's events, view and listing entry purged.
+        deleted = await graphql(
+            client,
+            "mutation($id: String!) { asyncDelete(id: $id) { operationId } }",
+            {"id": operation_id},
+        )
+        left = (await graphql(client, "{ asyncRequests { operationId } }"))["data"]
 
     assert early["data"]["asyncResult"]["operationId"] == operation_id
     assert keyed[0] == keyed[1] != operation_id
+    assert deleted["data"]["asyncDelete"] == {"operationId": operation_id}
+    assert left["asyncRequests"] == [{"operationId": keyed[0]}]
     assert pushed[-1]["payload"]["data"]["asyncResult"]["status"] == "SUCCESS"
     assert "Violation" not in secured_nats.log.read_text()
 
@@ -279,8 +288,9 @@ VIEW_WATCHERS = {"$JS.API.CONSUMER.CREATE.KV_asyncgate_operations"} | {
     for verb, suffix in (("CREATE", ""), ("CREATE", ".some.filter"), ("DELETE", ""), ("INFO", ""))
 }
 # What each service may do with JetStream's API: read what it needs, check the streams, work its
-# own consumer (the edge: its own watchers of the view). No user may create, change, purge or
-# delete a stream or a message, or touch another service's consumer.
+# own consumer (the edge: its own watchers of the view). No user may create, change or delete a
+# stream or a message, or touch another service's consumer; only the edge may purge, for
+# asyncDelete.
 MAY_USE = {
     "edge": CHECKING
     | VIEW_WATCHERS
@@ -301,6 +311,10 @@ MAY_USE = {
         # Idempotency keys: the loser of a race reads the winner's claim.
         "$JS.API.STREAM.INFO.KV_asyncgate_idempotency",
         "$JS.API.DIRECT.GET.KV_asyncgate_idempotency.some.subject",
+        # asyncDelete: a deleted operation's events, view and listing keys, purged by subject.
+        "$JS.API.STREAM.PURGE.ASYNCGATE_OPERATIONS",
+        "$JS.API.STREAM.PURGE.KV_asyncgate_operations",
+        "$JS.API.STREAM.PURGE.KV_asyncgate_listing",
     },
     "executor": CHECKING
     | own_consumer("asyncgate-executor")

@@ -1,0 +1,123 @@
+"""Deleting an operation (asyncDelete): its events, its view and its listing entry, gone for
+every reader and for every replay.
+
+Order matters, so that nothing brings it back:
+
+1. An unfinished operation is cancelled first (``cancel_operation``), and the edge waits until
+   its ending is stored. Purging before that would let the executor's late ending land in the
+   stream after the purge, an event of the operation that outlives it. If it does not end in
+   time (no executor is there to end a running one), nothing is removed and the caller is told
+   to try again.
+2. The edge waits, briefly, for the projector to fold the ending, so the per-user count of
+   active operations is released as for any ending (past the wait, the limits forget it by
+   themselves once its request is gone from the stream).
+3. Its events are purged from the stream (a purge filtered on the operation's subjects), so a
+   replay or a rebuild does not see it.
+4. Then its listing entry and its view are removed. The view goes last: a projector folding an
+   event meanwhile finds no request in the stream and stores no view for it
+   (services/projector/view_writer.py), and neither does a replay.
+
+Its idempotency record is left to expire with the retention window: the key stays spent, so a
+client retrying the submit that queued it does not queue it again. Such a retry is told to try
+again until the claim is older than a submit can take, and then queues a new operation.
+"""
+
+import asyncio
+import contextlib
+import time
+from typing import Final
+
+from nats.js.errors import NotFoundError
+
+from contracts.errors import ErrorCode
+from contracts.names import (
+    STREAM,
+    VIEW_BUCKET,
+    operation_subjects,
+    view_key,
+)
+from services.common.retry import riding_through
+from services.common.views import read_view
+from services.edge.cancel import cancel_operation
+from services.edge.context import EdgeContext
+from services.edge.errors import coded_error
+from services.edge.submit import RIDE_THROUGH_S as RIDE
+
+# How long a running operation may take to end once cancelled (its executor stops it within a
+# second), and how long the projector may take to fold the ending, before the delete gives up.
+ENDING_WAIT_S: Final = 5.0
+FOLDED_WAIT_S: Final = 2.0
+_POLL_S: Final = 0.05
+_VIEW_STREAM: Final = f"KV_{VIEW_BUCKET}"
+_VIEW_PREFIX: Final = f"$KV.{VIEW_BUCKET}."
+
+
+async def delete_operation(context: EdgeContext, operation_id: str) -> bool | None:
+    """Delete the caller's operation, cancelling it first if unfinished; whether it had to be
+    cancelled. None if the caller has no operation by that id (another principal's, or one
+    deleted already, is not there either)."""
+    view = await context.find_operation(operation_id)
+    if view is None:
+        return None
+    was_unfinished = not view.status.is_terminal
+    if was_unfinished:
+        await cancel_operation(context, operation_id)
+        await _ended(context, operation_id)
+    principal = context.principal
+    key = view_key(principal.tenant, principal.user, operation_id)
+    await _folded(context, key)
+    js = context.events.js
+    await riding_through(
+        lambda: js.purge_stream(STREAM, subject=operation_subjects(principal.tenant, operation_id)),
+        what=f"purging {operation_id}",
+        budget_s=RIDE,
+    )
+    await riding_through(
+        lambda: context.listing.remove(
+            principal.tenant, principal.user, operation_id, view.listing_ordinal
+        ),
+        what=f"unlisting {operation_id}",
+        budget_s=RIDE,
+    )
+    await riding_through(
+        lambda: _purge_view(context, key), what=f"removing {operation_id}", budget_s=RIDE
+    )
+    return was_unfinished
+
+
+async def _ended(context: EdgeContext, operation_id: str) -> None:
+    """Wait until the operation's ending is stored; SERVICE_UNAVAILABLE if it is not in time."""
+    deadline = time.monotonic() + ENDING_WAIT_S
+    tenant = context.principal.tenant
+    while True:
+        facts = await riding_through(
+            lambda: context.events.facts(tenant, operation_id),
+            what=f"reading {operation_id}",
+            budget_s=RIDE,
+        )
+        if facts.terminal is not None or facts.requested is None:
+            return
+        if time.monotonic() > deadline:
+            raise coded_error(
+                "the operation is being cancelled and is deleted once it has ended; try again",
+                ErrorCode.SERVICE_UNAVAILABLE,
+                retryAfter=1,
+            )
+        await asyncio.sleep(_POLL_S)
+
+
+async def _folded(context: EdgeContext, key: str) -> None:
+    """Wait a little for the projector to fold the operation's ending into its view."""
+    deadline = time.monotonic() + FOLDED_WAIT_S
+    while time.monotonic() < deadline:
+        view, _ = await read_view(context.kv, key)
+        if view is None or view.status.is_terminal:
+            return
+        await asyncio.sleep(_POLL_S)
+
+
+async def _purge_view(context: EdgeContext, key: str) -> None:
+    """Remove every revision of the view (a stream purge: the edge may remove views, never
+    write one)."""
+    with contextlib.suppress(NotFoundError):  # no bucket, no view
+        await context.events.js.purge_stream(_VIEW_STREAM, subject=_VIEW_PREFIX + key)
