@@ -21,6 +21,7 @@ from services.common.settings import Settings
 from services.executor.app import create_app as create_executor
 from services.projector.app import create_app as create_projector
 from tests.integration.test_actions import queue, result
+from tests.integration.test_deadlines import final_state, operation_of, submit
 from tests.stack import graphql, running, serving, serving_edge, stored_events
 
 pytestmark = [pytest.mark.nats, pytest.mark.e2e]
@@ -182,3 +183,29 @@ async def test_a_handler_answering_503_forever_ends_after_the_configured_attempt
         "attempts": ATTEMPTS,
         "errorCode": "ACTION_HANDLER_FAILED",
     }
+
+
+async def test_an_async_query_timing_out_is_retried_by_the_server_default(
+    settings: Settings, js: JetStreamContext
+) -> None:
+    retried = settings.replace(retry_attempts=2, retry_backoff_s=BACKOFF_S)
+    async with (
+        running(create_projector(retried)),
+        running(create_executor(retried)),
+        serving_edge(retried) as client,
+    ):
+        body = await submit(client, "{ slowReport(seconds: 20) }", run_for=1)
+        state = await final_state(client, operation_of(body))
+        operation_id = operation_of(body)
+        assert await operation(client, operation_id) == {
+            "status": "ERROR",
+            "attempts": 2,
+            "errorCode": "TIMEOUT",
+        }
+        # A GraphQL error is final however many attempts are allowed.
+        broken = operation_of(await submit(client, "{ slowReport(seconds: -1) }"))
+        await final_state(client, broken)
+        assert (await operation(client, broken))["attempts"] == 1
+
+    assert state["errorCode"] == "TIMEOUT"
+    assert (await events_of(js, operation_id)).count("OperationAttemptFailed") == 1
