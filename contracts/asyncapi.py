@@ -32,6 +32,7 @@ from contracts.cloudevents import (
 )
 from contracts.events import (
     SCHEMA_VERSION,
+    OperationAttemptFailed,
     OperationCancelRequested,
     OperationCompleted,
     OperationFailed,
@@ -49,6 +50,7 @@ EVENT_TYPES: Final = (
     OperationCompleted,
     OperationFailed,
     OperationCancelRequested,
+    OperationAttemptFailed,
 )
 
 _WHAT_EACH_SAYS: Final = {
@@ -59,6 +61,11 @@ _WHAT_EACH_SAYS: Final = {
     "cancel_requested": (
         "Its owner asked to cancel it (asyncCancel). Not terminal: a `failed` event with code "
         "CANCELLED follows unless the operation had ended already."
+    ),
+    "attempt_failed": (
+        "An attempt failed for a passing reason (an action handler's 5xx, refused connection or "
+        "time-out) and will be retried from `retry_at`. Not terminal: a `started` event for the "
+        "next attempt follows."
     ),
 }
 

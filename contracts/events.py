@@ -4,6 +4,8 @@ An operation's life is OperationRequested, then OperationStarted (once per attem
 one terminal fact: OperationCompleted (status SUCCESS) or OperationFailed (status ERROR).
 OperationCancelRequested may come at any time; it changes no status by itself: the operation
 then ends as OperationFailed with code CANCELLED (unless it had ended already).
+OperationAttemptFailed follows an attempt that failed for a passing reason and will be retried;
+it is not terminal (the next attempt's OperationStarted follows it).
 """
 
 import uuid
@@ -120,6 +122,21 @@ class OperationCancelRequested(Event, frozen=True, kw_only=True, tag="cancel_req
     """
 
 
+class OperationAttemptFailed(Event, frozen=True, kw_only=True, tag="attempt_failed"):
+    """Attempt ``attempt`` failed for a passing reason (an action handler's 5xx, refused
+    connection or time-out) and the operation will be tried again from ``retry_at``.
+
+    Not terminal: the status stays RUNNING until the next attempt ends it. ``code`` and
+    ``error`` are what the attempt would have ended in; after the last attempt allowed the
+    same failure is stored as OperationFailed instead.
+    """
+
+    attempt: int
+    code: str
+    error: str
+    retry_at: datetime
+
+
 class Correlation(TypedDict):
     """The envelope fields every event of one operation shares."""
 
@@ -171,6 +188,7 @@ OperationEvent = (
     | OperationCompleted
     | OperationFailed
     | OperationCancelRequested
+    | OperationAttemptFailed
 )
 TerminalEvent = OperationCompleted | OperationFailed
 

@@ -11,6 +11,7 @@ from datetime import datetime
 from msgspec.structs import replace
 
 from contracts.events import (
+    OperationAttemptFailed,
     OperationCancelRequested,
     OperationCompleted,
     OperationEvent,
@@ -56,6 +57,17 @@ def evolve(view: OperationView | None, event: OperationEvent, sequence: int) -> 
                 view,
                 attempts=attempts,
                 started_at=_earliest(view.started_at, event.occurred_at),
+                status=_status(attempts=attempts, terminal=terminal),
+                last_sequence=last_sequence,
+            )
+        case OperationAttemptFailed():
+            # Waiting to be tried again: still running as far as a reader can tell, and the
+            # attempt counted even if its start is folded later.
+            attempts = max(view.attempts, event.attempt)
+            terminal = view.status if view.status.is_terminal else None
+            return replace(
+                view,
+                attempts=attempts,
                 status=_status(attempts=attempts, terminal=terminal),
                 last_sequence=last_sequence,
             )

@@ -25,6 +25,8 @@ from graphql import (
 HASURA_SCALARS = ("uuid", "json", "jsonb", "timestamptz")
 ROOT_TYPES = {"Mutation": "mutation", "Query": "query"}
 DEFAULT_TIMEOUT_S = 30.0
+DEFAULT_BACKOFF_S = 1.0
+MAX_RETRY_ATTEMPTS = 100
 _TEMPLATE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 _LINE = "__line__"
 _KEY_LINES = "__key_lines__"
@@ -43,6 +45,16 @@ class Header:
 
 
 @dataclass(frozen=True)
+class Retry:
+    """How often an operation is tried when it fails for a passing reason (a handler's 5xx,
+    refused connection or time-out), and the first pause between tries in seconds (doubling
+    after each, with jitter). ``attempts`` 1 means never again."""
+
+    attempts: int = 1
+    backoff_s: float = DEFAULT_BACKOFF_S
+
+
+@dataclass(frozen=True)
 class ActionDefinition:
     """One action: its GraphQL field and how to call its handler."""
 
@@ -54,6 +66,7 @@ class ActionDefinition:
     headers: tuple[Header, ...]
     forward_client_headers: bool
     field: FieldDefinitionNode
+    retry: Retry = Retry()
 
     @property
     def is_async(self) -> bool:
@@ -189,6 +202,34 @@ def _headers(spec: Any, path: Path, line: int, environ: Mapping[str, str]) -> tu
     return tuple(headers)
 
 
+def _retry(spec: Any, path: Path, line: int) -> Retry:
+    """``retry: {attempts, backoff}`` of an action (absent: tried once)."""
+    if spec is None:
+        return Retry()
+    if not isinstance(spec, dict):
+        raise _fail(path, line, "retry must be a mapping with attempts and backoff")
+    unknown = sorted(set(spec) - {"attempts", "backoff", _LINE, _KEY_LINES})
+    if unknown:
+        raise _fail(path, line, f"retry takes attempts and backoff, not {', '.join(unknown)}")
+    attempts = spec.get("attempts", 1)
+    if (
+        isinstance(attempts, bool)
+        or not isinstance(attempts, int)
+        or not 1 <= attempts <= MAX_RETRY_ATTEMPTS
+    ):
+        raise _fail(
+            path,
+            _line(spec, "attempts"),
+            f"retry attempts must be a whole number from 1 to {MAX_RETRY_ATTEMPTS}",
+        )
+    backoff = spec.get("backoff", DEFAULT_BACKOFF_S)
+    if isinstance(backoff, bool) or not isinstance(backoff, int | float) or backoff <= 0:
+        raise _fail(
+            path, _line(spec, "backoff"), "retry backoff must be a positive number of seconds"
+        )
+    return Retry(attempts=attempts, backoff_s=float(backoff))
+
+
 def _action(
     entry: Any,
     fields: dict[str, tuple[str, FieldDefinitionNode]],
@@ -254,6 +295,7 @@ def _action(
         headers=_headers(definition.get("headers"), path, _line(definition, "headers"), environ),
         forward_client_headers=forward,
         field=field,
+        retry=_retry(definition.get("retry"), path, _line(definition, "retry")),
     )
 
 

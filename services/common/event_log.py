@@ -24,6 +24,7 @@ from nats.js.errors import APIError, NotFoundError
 
 from contracts.cloudevents import cloudevent_headers
 from contracts.events import (
+    OperationAttemptFailed,
     OperationCancelRequested,
     OperationCompleted,
     OperationEvent,
@@ -61,7 +62,8 @@ class OperationFacts:
 
     ``started`` is the latest attempt, ``first_started`` the first (when asked for and
     different), ``terminal`` the one terminal event, ``cancel_requested`` the owner's latest
-    request to cancel it, and ``last_sequence`` the newest message on the operation's subjects,
+    request to cancel it, ``attempt_failed`` the latest attempt that failed for a passing
+    reason (to be retried), and ``last_sequence`` the newest message on the operation's subjects,
     readable or not: the sequence a guarded append must name.
     """
 
@@ -70,6 +72,7 @@ class OperationFacts:
     first_started: tuple[int, OperationStarted] | None = None
     terminal: tuple[int, TerminalEvent] | None = None
     cancel_requested: tuple[int, OperationCancelRequested] | None = None
+    attempt_failed: tuple[int, OperationAttemptFailed] | None = None
     last_sequence: int = 0
 
     def events(self) -> list[Stored]:
@@ -79,6 +82,7 @@ class OperationFacts:
             self.first_started,
             self.started,
             self.cancel_requested,
+            self.attempt_failed,
             self.terminal,
         ]
         by_sequence = {item[0]: item for item in found if item is not None}
@@ -102,6 +106,7 @@ def facts_from(messages: list[tuple[int, str, bytes]]) -> OperationFacts:
     started: list[tuple[int, OperationStarted]] = []
     terminals: list[tuple[int, TerminalEvent]] = []
     cancel_requested: tuple[int, OperationCancelRequested] | None = None
+    attempt_failed: tuple[int, OperationAttemptFailed] | None = None
     last_sequence = 0
     for sequence, subject, payload in messages:
         last_sequence = max(last_sequence, sequence)
@@ -116,6 +121,9 @@ def facts_from(messages: list[tuple[int, str, bytes]]) -> OperationFacts:
             case OperationCancelRequested() as event:
                 if cancel_requested is None or sequence > cancel_requested[0]:
                     cancel_requested = (sequence, event)
+            case OperationAttemptFailed() as event:
+                if attempt_failed is None or event.attempt > attempt_failed[1].attempt:
+                    attempt_failed = (sequence, event)
     started.sort(key=lambda item: item[1].attempt)
     return OperationFacts(
         requested=requested,
@@ -123,6 +131,7 @@ def facts_from(messages: list[tuple[int, str, bytes]]) -> OperationFacts:
         first_started=started[0] if len(started) > 1 else None,
         terminal=min(terminals, key=lambda item: item[0]) if terminals else None,
         cancel_requested=cancel_requested,
+        attempt_failed=attempt_failed,
         last_sequence=last_sequence,
     )
 

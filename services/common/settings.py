@@ -18,6 +18,7 @@ from pydantic import (
     BeforeValidator,
     NonNegativeFloat,
     NonNegativeInt,
+    PositiveFloat,
     PositiveInt,
     SecretStr,
     ValidationError,
@@ -86,6 +87,10 @@ class Settings(BaseSettings):
     executor_concurrency: PositiveInt = 256
     executor_ack_wait_s: NonNegativeFloat = 30.0
     executor_max_attempts: PositiveInt = 4
+    # How often an asyncQuery operation that fails for a passing reason (its time-out) is tried
+    # (1: once, as before retries existed), and the first pause between tries, doubling.
+    retry_attempts: PositiveInt = 1
+    retry_backoff_s: PositiveFloat = 1.0
     operation_timeout_s: NonNegativeFloat = 3600.0
     # An operation not started this long after it was queued ends EXPIRED (0: never).
     start_within_s: NonNegativeFloat = 0.0

@@ -17,7 +17,7 @@ from nats.js.api import AckPolicy as JsAckPolicy
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from contracts.names import EXECUTOR_DURABLE, REQUESTED_EVENTS
-from services.actions.config import load_actions
+from services.actions.config import Retry, load_actions
 from services.actions.handler import handler_client
 from services.common.metrics import ExecutorMetrics, MetricsServer
 from services.common.runtime import (
@@ -34,6 +34,7 @@ from services.common.tracing import Tracing
 from services.common.work_slots import WorkSlots
 from services.executor.cancellation import CancellableRuns
 from services.executor.deliveries import SERVICE, Deliveries
+from services.executor.retries import RetryPolicies
 from services.executor.runner import OperationRunner
 
 log = logging.getLogger("asyncgate.executor")
@@ -108,6 +109,10 @@ def create_app(
             ack_wait_s=settings.executor_ack_wait_s,
             tracing=tracing,
             metrics=metrics,
+            retries=RetryPolicies(
+                default=Retry(attempts=settings.retry_attempts, backoff_s=settings.retry_backoff_s),
+                actions=actions,
+            ),
         )
         metrics_server = await MetricsServer.start(
             settings, settings.executor_metrics_port, metrics.registry, metrics.backlog, js

@@ -10,7 +10,7 @@ back because NATS was briefly away (a leader election, say) never use one up.
 from dataclasses import dataclass
 from datetime import datetime
 
-from contracts.events import OperationStarted
+from contracts.events import OperationAttemptFailed, OperationStarted
 from services.common.event_log import OperationFacts
 
 
@@ -53,6 +53,14 @@ class Expired:
 
 
 @dataclass(frozen=True)
+class RetryLater:
+    """Its latest attempt failed for a passing reason; the next one may start at ``retry_at``
+    (this delivery is handed back until then)."""
+
+    retry_at: datetime
+
+
+@dataclass(frozen=True)
 class Run:
     """Run it as ``attempt``; ``record_start`` is False when this delivery already did."""
 
@@ -60,7 +68,7 @@ class Run:
     record_start: bool = True
 
 
-Decision = AlreadyEnded | Superseded | Cancelled | Exhausted | Expired | Run
+Decision = AlreadyEnded | Superseded | Cancelled | Exhausted | Expired | RetryLater | Run
 
 
 def decide(
@@ -75,6 +83,10 @@ def decide(
 
     An operation never started whose request's ``start_by`` is before ``now`` expires; one
     started in time is not expired later, whatever becomes of that attempt.
+
+    An attempt that failed for a passing reason (an OperationAttemptFailed for the latest
+    start) is followed by the next one once its ``retry_at`` has come, whatever
+    ``max_attempts`` says: how often those are retried was decided when the failure was stored.
     """
     if facts.terminal is not None:
         return AlreadyEnded()
@@ -82,13 +94,28 @@ def decide(
         return Cancelled()
     if facts.started is None:
         return _expired(facts, now) or Run(attempt=1)
-    return _after_start(facts.started[1], delivery=delivery, max_attempts=max_attempts)
+    failed = None if facts.attempt_failed is None else facts.attempt_failed[1]
+    return _after_start(
+        facts.started[1], failed, delivery=delivery, max_attempts=max_attempts, now=now
+    )
 
 
-def _after_start(latest: OperationStarted, *, delivery: int, max_attempts: int) -> Decision:
-    """What a delivery does about an operation whose latest start is ``latest``."""
+def _after_start(
+    latest: OperationStarted,
+    failed: OperationAttemptFailed | None,
+    *,
+    delivery: int,
+    max_attempts: int,
+    now: datetime | None,
+) -> Decision:
+    """What a delivery does about an operation whose latest start is ``latest`` and whose
+    latest attempt to fail for a passing reason is ``failed``."""
     if latest.delivery > delivery:
         return Superseded(newer_attempt=latest.attempt)
+    if failed is not None and failed.attempt >= latest.attempt:
+        if now is not None and now < failed.retry_at:
+            return RetryLater(retry_at=failed.retry_at)
+        return Run(attempt=latest.attempt + 1)
     if latest.delivery == delivery:
         # This delivery's own start is stored already (its acknowledgement was lost, or a
         # guarded write was refused for an unrelated change): carry on with it.

@@ -19,6 +19,7 @@ from nats.js import JetStreamContext
 from opentelemetry.trace import SpanKind
 
 from contracts.events import OperationRequested, TerminalEvent
+from services.actions.config import Retry
 from services.common.dead_letters import set_aside
 from services.common.event_log import EventLog
 from services.common.metrics import ExecutorMetrics
@@ -27,8 +28,10 @@ from services.common.runtime import retry_delay
 from services.common.tracing import Tracing, traceparent_of
 from services.executor.handlers import (
     ContestedOperationError,
+    RetryScheduledError,
     SupersededDeliveryError,
     handle_requested,
+    no_retry,
 )
 
 log = logging.getLogger("asyncgate.executor")
@@ -54,6 +57,8 @@ class Deliveries:
     ack_wait_s: float
     tracing: Tracing
     metrics: ExecutorMetrics
+    # How often a request that fails for a passing reason is tried (default: once).
+    retries: Callable[[OperationRequested], Retry] = no_retry
     # When this executor started taking requests.
     online_since: datetime = dataclasses.field(default_factory=lambda: datetime.now(UTC))
 
@@ -90,9 +95,16 @@ class Deliveries:
                 keep_alive=raw.in_progress,
                 keep_alive_every_s=self.ack_wait_s / 3,
                 fresh=self._fresh(metadata.timestamp),
+                retries=self.retries,
             )
         except SupersededDeliveryError:
             # Neither ack nor nak: the newer delivery owns the request now.
+            return
+        except RetryScheduledError as retry:
+            # Its redelivery, once the back-off has passed, runs the next attempt.
+            delay = retry.delay_s(datetime.now(UTC))
+            log.info("operation %s: retrying in %.1f s", request.operation_id, delay)
+            await _answer(raw.nak(delay=delay), request.operation_id)
             return
         except asyncio.CancelledError:
             # Shutting down mid-operation: hand it back now instead of after the ack wait.

@@ -15,6 +15,7 @@ from typing import Final
 
 from contracts.errors import ErrorCode
 from contracts.events import (
+    OperationAttemptFailed,
     OperationRequested,
     OperationStarted,
     TerminalEvent,
@@ -22,6 +23,7 @@ from contracts.events import (
     correlation_of,
 )
 from contracts.names import terminal_msg_id
+from services.actions.config import Retry
 from services.common.event_log import AppendConflictError, EventLog, OperationFacts
 from services.common.retry import riding_through
 from services.executor.decide import (
@@ -29,6 +31,7 @@ from services.executor.decide import (
     Cancelled,
     Exhausted,
     Expired,
+    RetryLater,
     Run,
     Superseded,
     decide,
@@ -38,6 +41,7 @@ from services.executor.outcome import (
     fit_to_message,
     naming_what_ran,
 )
+from services.executor.retries import NO_RETRY, retry_of
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +65,24 @@ class SupersededDeliveryError(Exception):
 
 class ContestedOperationError(Exception):
     """Guarded writes kept being refused; the delivery should be handed back."""
+
+
+class RetryScheduledError(Exception):
+    """The latest attempt failed for a passing reason: hand the delivery back until
+    ``retry_at``, when its redelivery runs the next attempt."""
+
+    def __init__(self, operation_id: str, retry_at: datetime) -> None:
+        super().__init__(operation_id, retry_at)
+        self.retry_at = retry_at
+
+    def delay_s(self, now: datetime) -> float:
+        """Seconds from ``now`` until the next attempt may start (0 if it may already)."""
+        return max(0.0, (self.retry_at - now).total_seconds())
+
+
+def no_retry(_request: OperationRequested) -> Retry:
+    """The retry of every request when none is configured: tried once."""
+    return NO_RETRY
 
 
 @contextlib.asynccontextmanager
@@ -103,6 +125,7 @@ async def handle_requested(
     keep_alive: Callable[[], Awaitable[None]],
     keep_alive_every_s: float,
     fresh: bool = True,
+    retries: Callable[[OperationRequested], Retry] = no_retry,
 ) -> TerminalEvent | None:
     """Act on delivery number ``delivery`` of ``request`` (stored at ``requested_at``); return
     the terminal event it stored.
@@ -117,6 +140,10 @@ async def handle_requested(
     operation's only fact as far as anyone can know, and the guarded write of its start says
     otherwise if it is not. A request that waited in the queue is read first instead, so one
     cancelled meanwhile is never begun.
+
+    An attempt that fails for a passing reason with attempts left (``retries`` says how many a
+    request has) is stored as OperationAttemptFailed and RetryScheduledError raised: the caller
+    hands the delivery back until the next attempt is due.
     """
     operation = request.operation_id
     first_look: OperationFacts | None = None
@@ -154,6 +181,8 @@ async def handle_requested(
                         after=facts.last_sequence,
                         max_payload=max_payload,
                     )
+                case RetryLater(retry_at=retry_at):
+                    raise RetryScheduledError(operation, retry_at)
                 case Expired(start_by=start_by):
                     late_s = (now - start_by).total_seconds()
                     expired = failed(
@@ -184,6 +213,17 @@ async def handle_requested(
                     if ran is None:
                         continue  # the stream changed since the facts were read: decide again
                     after, outcome = ran
+                    retry = retry_of(
+                        request,
+                        outcome,
+                        attempt=attempt,
+                        retry=retries(request),
+                        now=datetime.now(UTC),
+                    )
+                    if retry is not None:
+                        if await _record_retry(events, request, retry, after=after):
+                            raise RetryScheduledError(operation, retry.retry_at)
+                        continue  # it ended or was cancelled meanwhile: decide again
                     return await record_outcome(
                         events, request, outcome, after=after, max_payload=max_payload
                     )
@@ -252,6 +292,37 @@ async def _record_start(events: EventLog, started: OperationStarted, *, after: i
         )
     except AppendConflictError:
         return None
+
+
+async def _record_retry(
+    events: EventLog, request: OperationRequested, retry: OperationAttemptFailed, *, after: int
+) -> bool:
+    """Store that the attempt will be retried; False if the operation ended or its owner asked
+    to cancel it meanwhile (then the next decision says what to do)."""
+    operation = request.operation_id
+    for _ in range(MAX_DECISIONS):
+        try:
+            await riding_through(
+                functools.partial(
+                    events.append,
+                    retry,
+                    msg_id=f"{operation}.attempt_failed.{retry.attempt}",
+                    after=after,
+                ),
+                what=f"storing the failed attempt {retry.attempt} of {operation}",
+                budget_s=STEP_RIDE_THROUGH_S,
+            )
+            return True
+        except AppendConflictError:
+            pass
+        facts = await _read_facts(events, request, budget_s=STEP_RIDE_THROUGH_S)
+        if facts.terminal is not None or facts.cancel_requested is not None:
+            return False
+        stored = facts.attempt_failed
+        if stored is not None and stored[1].attempt >= retry.attempt:
+            return True  # stored by a try whose acknowledgement was lost
+        after = facts.last_sequence
+    raise ContestedOperationError(operation)
 
 
 async def record_outcome(
