@@ -35,6 +35,7 @@ from contracts.events import (
     OperationCancelRequested,
     OperationCompleted,
     OperationFailed,
+    OperationProgressed,
     OperationRequested,
     OperationStarted,
 )
@@ -49,6 +50,7 @@ EVENT_TYPES: Final = (
     OperationCompleted,
     OperationFailed,
     OperationCancelRequested,
+    OperationProgressed,
 )
 
 _WHAT_EACH_SAYS: Final = {
@@ -59,6 +61,10 @@ _WHAT_EACH_SAYS: Final = {
     "cancel_requested": (
         "Its owner asked to cancel it (asyncCancel). Not terminal: a `failed` event with code "
         "CANCELLED follows unless the operation had ended already."
+    ),
+    "progressed": (
+        "A running attempt reported how far it has got (done of total). Not terminal; throttled "
+        "to a few per second per operation, the latest report always last before the ending."
     ),
 }
 

@@ -33,6 +33,7 @@ SOURCES: Final = {
     "completed": "asyncgate/executor",
     "failed": "asyncgate/executor",
     "cancel_requested": "asyncgate/edge",
+    "progressed": "asyncgate/executor",
 }
 TYPES: Final = {tag: TYPE_PREFIX + tag for tag in SOURCES}
 

@@ -4,6 +4,8 @@ An operation's life is OperationRequested, then OperationStarted (once per attem
 one terminal fact: OperationCompleted (status SUCCESS) or OperationFailed (status ERROR).
 OperationCancelRequested may come at any time; it changes no status by itself: the operation
 then ends as OperationFailed with code CANCELLED (unless it had ended already).
+OperationProgressed (zero or more, while an attempt runs) reports how far it has got; it is not
+terminal and changes no status either.
 """
 
 import uuid
@@ -120,6 +122,23 @@ class OperationCancelRequested(Event, frozen=True, kw_only=True, tag="cancel_req
     """
 
 
+class OperationProgressed(Event, frozen=True, kw_only=True, tag="progressed"):
+    """A running attempt reported how far it has got (its resolver called
+    ``info.context.progress.report``); the executor publishes these throttled, the latest value
+    always last.
+
+    ``done`` of ``total`` steps, with an optional ``message`` for people. ``attempt`` is the
+    attempt reporting it and ``report`` counts its reports (1 is the first), so a reader can
+    tell a newer report from an older one whatever order they arrive in.
+    """
+
+    attempt: int
+    report: int
+    done: int
+    total: int
+    message: str | None = None
+
+
 class Correlation(TypedDict):
     """The envelope fields every event of one operation shares."""
 
@@ -171,6 +190,7 @@ OperationEvent = (
     | OperationCompleted
     | OperationFailed
     | OperationCancelRequested
+    | OperationProgressed
 )
 TerminalEvent = OperationCompleted | OperationFailed
 
