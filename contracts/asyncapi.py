@@ -36,6 +36,7 @@ from contracts.events import (
     OperationCancelRequested,
     OperationCompleted,
     OperationFailed,
+    OperationProgressed,
     OperationRequested,
     OperationStarted,
 )
@@ -51,6 +52,7 @@ EVENT_TYPES: Final = (
     OperationFailed,
     OperationCancelRequested,
     OperationAttemptFailed,
+    OperationProgressed,
 )
 
 _WHAT_EACH_SAYS: Final = {
@@ -66,6 +68,10 @@ _WHAT_EACH_SAYS: Final = {
         "An attempt failed for a passing reason (an action handler's 5xx, refused connection or "
         "time-out) and will be retried from `retry_at`. Not terminal: a `started` event for the "
         "next attempt follows."
+    ),
+    "progressed": (
+        "A running attempt reported how far it has got (done of total). Not terminal; throttled "
+        "to a few per second per operation, the latest report always last before the ending."
     ),
 }
 

@@ -34,6 +34,7 @@ SOURCES: Final = {
     "failed": "asyncgate/executor",
     "cancel_requested": "asyncgate/edge",
     "attempt_failed": "asyncgate/executor",
+    "progressed": "asyncgate/executor",
 }
 TYPES: Final = {tag: TYPE_PREFIX + tag for tag in SOURCES}
 

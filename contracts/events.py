@@ -6,6 +6,8 @@ OperationCancelRequested may come at any time; it changes no status by itself: t
 then ends as OperationFailed with code CANCELLED (unless it had ended already).
 OperationAttemptFailed follows an attempt that failed for a passing reason and will be retried;
 it is not terminal (the next attempt's OperationStarted follows it).
+OperationProgressed (zero or more, while an attempt runs) reports how far it has got; it is not
+terminal and changes no status either.
 """
 
 import uuid
@@ -137,6 +139,23 @@ class OperationAttemptFailed(Event, frozen=True, kw_only=True, tag="attempt_fail
     retry_at: datetime
 
 
+class OperationProgressed(Event, frozen=True, kw_only=True, tag="progressed"):
+    """A running attempt reported how far it has got (its resolver called
+    ``info.context.progress.report``); the executor publishes these throttled, the latest value
+    always last.
+
+    ``done`` of ``total`` steps, with an optional ``message`` for people. ``attempt`` is the
+    attempt reporting it and ``report`` counts its reports (1 is the first), so a reader can
+    tell a newer report from an older one whatever order they arrive in.
+    """
+
+    attempt: int
+    report: int
+    done: int
+    total: int
+    message: str | None = None
+
+
 class Correlation(TypedDict):
     """The envelope fields every event of one operation shares."""
 
@@ -189,6 +208,7 @@ OperationEvent = (
     | OperationFailed
     | OperationCancelRequested
     | OperationAttemptFailed
+    | OperationProgressed
 )
 TerminalEvent = OperationCompleted | OperationFailed
 

@@ -4,6 +4,10 @@ The fold is order-free: each field is merged by a rule that does not care which 
 (earliest time, highest attempt, the terminal event with the lowest stream sequence), so
 duplicated, redelivered and out-of-order events all leave the same view, and two projector replicas
 racing on one key converge. The status never goes backwards and a terminal state is final.
+
+Progress keeps the newest report (highest attempt, then highest report number), so an older
+report folded later changes nothing; a report stored after the terminal event (a lost attempt
+still running somewhere) is ignored once that terminal event is folded.
 """
 
 from datetime import datetime
@@ -16,10 +20,11 @@ from contracts.events import (
     OperationCompleted,
     OperationEvent,
     OperationFailed,
+    OperationProgressed,
     OperationRequested,
     OperationStarted,
 )
-from contracts.view import OperationView, TaskStatus
+from contracts.view import OperationProgress, OperationView, TaskStatus
 
 
 def _earliest(current: datetime | None, candidate: datetime) -> datetime:
@@ -30,6 +35,49 @@ def _status(*, attempts: int, terminal: TaskStatus | None) -> TaskStatus:
     if terminal is not None:
         return terminal
     return TaskStatus.RUNNING if attempts > 0 else TaskStatus.QUEUED
+
+
+def _with_progress(
+    view: OperationView, event: OperationProgressed, sequence: int, last_sequence: int
+) -> OperationView:
+    """``view`` with the report ``event`` (at ``sequence``) if it is newer than the view's and
+    not stored after the terminal event."""
+    current = view.progress
+    after_end = view.terminal_sequence is not None and sequence > view.terminal_sequence
+    older = current is not None and (current.attempt, current.report) >= (
+        event.attempt,
+        event.report,
+    )
+    if after_end or older:
+        return replace(view, last_sequence=last_sequence)
+    progress = OperationProgress(
+        done=event.done,
+        total=event.total,
+        message=event.message,
+        attempt=event.attempt,
+        report=event.report,
+        sequence=sequence,
+    )
+    return replace(view, progress=progress, last_sequence=last_sequence)
+
+
+def _with_attempt(
+    view: OperationView, event: OperationStarted | OperationAttemptFailed, last_sequence: int
+) -> OperationView:
+    """An attempt began, or failed for a passing reason and waits to be tried again: running as
+    far as a reader can tell, and the attempt counted even if its start is folded later."""
+    attempts = max(view.attempts, event.attempt)
+    terminal = view.status if view.status.is_terminal else None
+    started_at = view.started_at
+    if isinstance(event, OperationStarted):
+        started_at = _earliest(started_at, event.occurred_at)
+    return replace(
+        view,
+        attempts=attempts,
+        started_at=started_at,
+        status=_status(attempts=attempts, terminal=terminal),
+        last_sequence=last_sequence,
+    )
 
 
 def evolve(view: OperationView | None, event: OperationEvent, sequence: int) -> OperationView:
@@ -50,30 +98,13 @@ def evolve(view: OperationView | None, event: OperationEvent, sequence: int) -> 
                 listing_ordinal=(event.listing_ordinal if first_request else view.listing_ordinal),
                 last_sequence=last_sequence,
             )
-        case OperationStarted():
-            attempts = max(view.attempts, event.attempt)
-            terminal = view.status if view.status.is_terminal else None
-            return replace(
-                view,
-                attempts=attempts,
-                started_at=_earliest(view.started_at, event.occurred_at),
-                status=_status(attempts=attempts, terminal=terminal),
-                last_sequence=last_sequence,
-            )
-        case OperationAttemptFailed():
-            # Waiting to be tried again: still running as far as a reader can tell, and the
-            # attempt counted even if its start is folded later.
-            attempts = max(view.attempts, event.attempt)
-            terminal = view.status if view.status.is_terminal else None
-            return replace(
-                view,
-                attempts=attempts,
-                status=_status(attempts=attempts, terminal=terminal),
-                last_sequence=last_sequence,
-            )
+        case OperationStarted() | OperationAttemptFailed():
+            return _with_attempt(view, event, last_sequence)
         case OperationCancelRequested():
             # A request to stop, not an outcome: the terminal event that follows it decides.
             return replace(view, last_sequence=last_sequence)
+        case OperationProgressed():
+            return _with_progress(view, event, sequence, last_sequence)
         case OperationCompleted() | OperationFailed():
             if view.terminal_sequence is not None and view.terminal_sequence <= sequence:
                 return replace(view, last_sequence=last_sequence)

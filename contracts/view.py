@@ -21,6 +21,21 @@ class TaskStatus(StrEnum):
         return self in (TaskStatus.SUCCESS, TaskStatus.ERROR)
 
 
+class OperationProgress(msgspec.Struct, frozen=True, kw_only=True):
+    """The latest progress an operation's running attempt reported: ``done`` of ``total``.
+
+    ``attempt``, ``report`` and ``sequence`` say which report it is (internal: they keep the
+    fold from going backwards); clients see ``done``, ``total`` and ``message``.
+    """
+
+    done: int
+    total: int
+    message: str | None = None
+    attempt: int
+    report: int
+    sequence: int
+
+
 class OperationView(msgspec.Struct, frozen=True, kw_only=True):
     """What a client can read about one operation.
 
@@ -28,6 +43,7 @@ class OperationView(msgspec.Struct, frozen=True, kw_only=True):
     of the terminal event that decided the outcome (the first one stored wins).
     ``listing_ordinal`` is the request's place in the principal's listing (None for operations
     queued before requests carried it); internal, not part of the GraphQL API.
+    ``progress`` is the newest progress reported (None until the operation reports any).
     """
 
     operation_id: str
@@ -46,6 +62,7 @@ class OperationView(msgspec.Struct, frozen=True, kw_only=True):
     last_sequence: int = 0
     terminal_sequence: int | None = None
     listing_ordinal: int | None = None
+    progress: OperationProgress | None = None
 
 
 _encoder = msgspec.json.Encoder()

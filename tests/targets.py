@@ -4,6 +4,8 @@ import asyncio
 
 import strawberry
 
+from services.common.identity import OperationContext
+
 # The marks of every waitCancellable that saw its task cancelled, in this process (tests run
 # the executor in-process, so they can read it).
 CANCELLED_MARKS: list[str] = []
@@ -37,6 +39,23 @@ class Query:
             CANCELLED_MARKS.append(mark)
             raise
         return mark
+
+    @strawberry.field
+    async def in_steps(
+        self, info: strawberry.Info[OperationContext, None], steps: int, pause: float
+    ) -> int:
+        """Reports progress after each of ``steps`` steps of ``pause`` seconds; returns steps."""
+        for step in range(1, steps + 1):
+            await asyncio.sleep(pause)
+            info.context.progress.report(done=step, total=steps, message=f"step {step}")
+        return steps
+
+    @strawberry.field
+    def reporting_often(self, info: strawberry.Info[OperationContext, None], times: int) -> int:
+        """Reports progress ``times`` times in one go (no pause); returns times."""
+        for done in range(1, times + 1):
+            info.context.progress.report(done=done, total=times)
+        return times
 
 
 schema = strawberry.Schema(query=Query)

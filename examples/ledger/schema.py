@@ -16,6 +16,8 @@ from services.common.identity import OperationContext
 
 MAX_PAGE_SIZE = 1000
 MAX_REPORT_SECONDS = 3600.0
+# slowReport's sections: it reports progress after each one.
+REPORT_STEPS = 10
 
 _created_accounts: dict[int, list[Account]] = {}
 
@@ -161,14 +163,21 @@ class Query:
         return info.context.principal.user_id
 
     @strawberry.field
-    async def slow_report(self, seconds: float) -> str:
-        """A report that takes ``seconds`` to arrive, without holding a CPU meanwhile."""
+    async def slow_report(
+        self, info: strawberry.Info[OperationContext, None], seconds: float
+    ) -> str:
+        """A report that takes ``seconds`` to arrive, without holding a CPU meanwhile; it
+        reports its progress in REPORT_STEPS steps (seen in asyncResult's ``progress``)."""
         if not 0 <= seconds <= MAX_REPORT_SECONDS:
             raise GraphQLError(
                 f"seconds must be between 0 and {MAX_REPORT_SECONDS:g}",
                 extensions={"code": "BAD_USER_INPUT"},
             )
-        await asyncio.sleep(seconds)
+        for step in range(1, REPORT_STEPS + 1):
+            await asyncio.sleep(seconds / REPORT_STEPS)
+            info.context.progress.report(
+                done=step, total=REPORT_STEPS, message=f"{step} of {REPORT_STEPS} sections"
+            )
         return f"report ready after {seconds:g} s"
 
 

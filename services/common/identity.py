@@ -4,6 +4,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from contracts.names import decode_id, encode_id, require_id_token
+from services.common.progress import ProgressReporter
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,10 @@ class OperationContext:
     """The context a target schema's resolvers get, synchronously and in the background alike.
 
     ``operation_id`` is set when the resolver runs as part of an async operation.
+    ``progress`` takes the resolver's progress reports (services/common/progress.py): published
+    when the operation runs in the background, discarded when it runs synchronously.
     """
 
     principal: Principal
     operation_id: str | None = None
+    progress: ProgressReporter = field(default_factory=ProgressReporter)

@@ -67,6 +67,13 @@ DICTIONARY_SCALAR = strawberry.scalar(
 strawberry.enum(TaskStatus, description="Where an asynchronous operation is in its life.")
 
 
+@strawberry.type(description="How far a running operation has got, as its resolver last reported.")
+class AsyncProgress:
+    done: int = strawberry.field(description="Steps finished.")
+    total: int = strawberry.field(description="Steps in all.")
+    message: str | None = strawberry.field(description="What the resolver said about it.")
+
+
 @strawberry.type(description="An operation run in the background, and its result once it has one.")
 class AsyncOperation:
     operation_id: str
@@ -80,6 +87,9 @@ class AsyncOperation:
     started_at: str | None
     completed_at: str | None
     attempts: int = strawberry.field(description="How many times an executor started it.")
+    progress: AsyncProgress | None = strawberry.field(
+        description="The newest progress it reported; null until it reports any."
+    )
 
     @classmethod
     def from_view(cls, view: OperationView) -> "AsyncOperation":
@@ -94,6 +104,13 @@ class AsyncOperation:
             started_at=iso_timestamp(view.started_at),
             completed_at=iso_timestamp(view.completed_at),
             attempts=view.attempts,
+            progress=None
+            if view.progress is None
+            else AsyncProgress(
+                done=view.progress.done,
+                total=view.progress.total,
+                message=view.progress.message,
+            ),
         )
 
 

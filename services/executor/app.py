@@ -34,6 +34,7 @@ from services.common.tracing import Tracing
 from services.common.work_slots import WorkSlots
 from services.executor.cancellation import CancellableRuns
 from services.executor.deliveries import SERVICE, Deliveries
+from services.executor.progress import ProgressPublisher
 from services.executor.retries import RetryPolicies
 from services.executor.runner import OperationRunner
 
@@ -68,17 +69,18 @@ def create_app(
     """
     actions = None if settings.actions_file is None else load_actions(settings.actions_file)
     http = handler_client()
+    handles = JetStreamHandles()
     run = OperationRunner(
         schema=with_document_caches(load_schema(settings.target_schema)),
         timeout_s=settings.operation_timeout_s,
         actions=actions,
         http=http,
+        progress=ProgressPublisher(lambda: handles.require()[2]),
     )
     worker = worker or worker_name()
     tracing = Tracing.from_env(SERVICE)
     metrics = ExecutorMetrics(EXECUTOR_DURABLE, SERVICE)
     metrics_server: MetricsServer | None = None
-    handles = JetStreamHandles()
     watch = ConnectionWatch(SERVICE, on_lost=on_connection_lost)
     broker = create_broker(settings, SERVICE, watch)
     slots = WorkSlots(settings.executor_concurrency)

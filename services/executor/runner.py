@@ -20,8 +20,10 @@ from contracts.events import (
 from services.actions.config import ActionsConfig
 from services.actions.handler import ActionSucceeded, call_handler
 from services.common.identity import OperationContext, Principal
+from services.common.progress import ProgressReporter
 from services.common.target import execute
 from services.executor.outcome import failed, outcome_of
+from services.executor.progress import ProgressPublisher
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +36,8 @@ class OperationRunner:
     timeout_s: float
     actions: ActionsConfig | None = None
     http: httpx.AsyncClient | None = None
+    # Publishes what resolvers report through ``info.context.progress`` (None: discarded).
+    progress: ProgressPublisher | None = None
 
     async def __call__(self, request: OperationRequested, attempt: int) -> TerminalEvent:
         """The terminal event attempt ``attempt`` ends in; the operation's own failures included."""
@@ -44,7 +48,7 @@ class OperationRunner:
             async with asyncio.timeout(timeout_s):
                 if request.action is not None:
                     return await self._call_action(request, request.action, attempt)
-                return await self._execute(request)
+                return await self._execute(request, attempt)
         except TimeoutError:
             return failed(
                 request,
@@ -57,10 +61,19 @@ class OperationRunner:
             log.exception("operation %s raised while executing", request.operation_id)
             return failed(request, ErrorCode.OPERATION_FAILED, "the operation failed unexpectedly")
 
-    async def _execute(self, request: OperationRequested) -> TerminalEvent:
+    async def _execute(self, request: OperationRequested, attempt: int) -> TerminalEvent:
+        if self.progress is None:
+            return await self._execute_reporting_to(request, ProgressReporter())
+        async with self.progress.attempt(request, attempt) as progress:
+            return await self._execute_reporting_to(request, progress)
+
+    async def _execute_reporting_to(
+        self, request: OperationRequested, progress: ProgressReporter
+    ) -> TerminalEvent:
         context = OperationContext(
             principal=Principal(tenant=request.tenant, user=request.principal),
             operation_id=request.operation_id,
+            progress=progress,
         )
         response = await execute(
             self.schema,

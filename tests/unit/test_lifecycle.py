@@ -13,6 +13,7 @@ from contracts.events import (
     OperationCompleted,
     OperationEvent,
     OperationFailed,
+    OperationProgressed,
     OperationRequested,
     OperationStarted,
     cancelled,
@@ -29,6 +30,13 @@ def at(seconds: int) -> datetime:
     return T0 + timedelta(seconds=seconds)
 
 
+def progressed(attempt: int, report: int, *, done: int, total: int = 10) -> OperationProgressed:
+    """Report number ``report`` of ``attempt``: ``done`` of ``total``."""
+    return OperationProgressed(
+        **ENVELOPE, attempt=attempt, report=report, done=done, total=total, occurred_at=at(2)
+    )
+
+
 @st.composite
 def histories(draw: st.DrawFn) -> list[tuple[int, OperationEvent]]:
     """A possible stored history of one operation, with stream sequences, in stream order."""
@@ -41,6 +49,8 @@ def histories(draw: st.DrawFn) -> list[tuple[int, OperationEvent]]:
                 **ENVELOPE, attempt=attempt, worker=f"w{attempt}", occurred_at=at(attempt)
             )
         )
+        for report in range(1, draw(st.integers(0, 3)) + 1):
+            events.append(progressed(attempt, report, done=report))
     if draw(st.booleans()):
         # The owner asked to cancel it (before or after it ended: both can be stored).
         events.insert(
@@ -151,3 +161,43 @@ def test_a_cancel_request_after_the_ending_leaves_the_outcome() -> None:
     after = evolve(done, OperationCancelRequested(**ENVELOPE, occurred_at=at(4)), 3)
 
     assert after == replace(done, last_sequence=3)
+
+
+def test_progress_keeps_the_newest_report_whatever_order_they_arrive_in() -> None:
+    requested = OperationRequested(**ENVELOPE, query="{a}", occurred_at=at(0))
+    started = OperationStarted(**ENVELOPE, attempt=1, worker="w", occurred_at=at(1))
+    first, second, third = (progressed(1, n, done=n * 3) for n in (1, 2, 3))
+
+    in_order = fold([(1, requested), (2, started), (3, first), (4, second), (5, third)])["op"]
+    late_old = fold([(1, requested), (2, started), (5, third), (3, first), (4, second)])["op"]
+
+    assert in_order.progress is not None
+    assert (in_order.progress.done, in_order.progress.total) == (9, 10)
+    assert late_old.progress == in_order.progress
+    assert late_old.last_sequence == 5
+    assert in_order.status is TaskStatus.RUNNING
+
+
+def test_a_later_attempt_reports_afresh_and_an_earlier_ones_reports_do_not_count() -> None:
+    view = fold(
+        [
+            (3, progressed(1, 7, done=7)),
+            (5, progressed(2, 1, done=1)),
+            (4, progressed(1, 8, done=8)),
+        ]
+    )["op"]
+
+    assert view.progress is not None
+    assert (view.progress.attempt, view.progress.done) == (2, 1)
+
+
+def test_progress_stored_after_the_ending_is_ignored_and_the_ending_keeps_the_last_report() -> None:
+    requested = OperationRequested(**ENVELOPE, query="{a}", occurred_at=at(0))
+    completed = OperationCompleted(**ENVELOPE, response={"data": {"a": 1}}, occurred_at=at(3))
+    ended = fold([(1, requested), (2, progressed(1, 4, done=10)), (3, completed)])["op"]
+
+    after = evolve(ended, progressed(1, 5, done=2), 4)
+
+    assert after == replace(ended, last_sequence=4)
+    assert ended.progress is not None
+    assert (ended.status, ended.progress.done) == (TaskStatus.SUCCESS, 10)

@@ -1,0 +1,130 @@
+"""Progress end to end: resolvers report through ``info.context.progress``, the executor
+publishes throttled OperationProgressed events, the projector folds them, asyncResult and its
+subscription show them. Real uvicorn edge, executor, projector and nats-server."""
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from nats.js import JetStreamContext
+
+from contracts.events import OperationCompleted, OperationProgressed
+from services.common.settings import Settings
+from services.executor.app import create_app as create_executor
+from services.executor.progress import PUBLISH_EVERY_S
+from services.projector.app import create_app as create_projector
+from tests.stack import eventually, graphql, running, serving_edge, stored_events
+from tests.ws_client import graphql_websocket
+
+pytestmark = [pytest.mark.nats, pytest.mark.e2e]
+
+FOLLOW = """subscription follow($id: String!) {
+  asyncResult(id: $id) { status data progress { done total message } }
+}"""
+RESULT = "query($id: String!) { asyncResult(id: $id) { status progress { done total message } } }"
+
+
+@pytest.fixture
+async def stack(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """Edge, executor and projector running the test target schema."""
+    settings = settings.replace(target_schema="tests.targets:schema")
+    async with (
+        running(create_projector(settings)),
+        running(create_executor(settings)),
+        serving_edge(settings) as client,
+    ):
+        yield client
+
+
+async def submit(client: httpx.AsyncClient, inner: str) -> str:
+    """Queue ``inner``; return the operation id."""
+    response = await graphql(
+        client, "mutation($q: String!) { asyncQuery(query: $q) { operationId } }", {"q": inner}
+    )
+    return str(response["data"]["asyncQuery"]["operationId"])
+
+
+async def test_a_subscriber_sees_progress_rise_step_by_step_before_the_final_state(
+    stack: httpx.AsyncClient,
+) -> None:
+    operation_id = await submit(stack, "{ inSteps(steps: 5, pause: 0.4) }")
+    url = str(stack.base_url).replace("http://", "ws://") + "/graphql"
+
+    async with graphql_websocket(url) as ws:
+        sid = await ws.start(FOLLOW, {"id": operation_id})
+        messages = (await asyncio.wait_for(ws.collect({sid}), 30))[sid]
+    received: list[dict[str, Any]] = [m["payload"]["data"]["asyncResult"] for m in messages]
+
+    running_progress = [
+        state["progress"]["done"]
+        for state in received
+        if state["status"] == "RUNNING" and state["progress"] is not None
+    ]
+    every_done = [state["progress"]["done"] for state in received if state["progress"]]
+    assert len(set(running_progress)) >= 3, received
+    assert every_done == sorted(every_done), "progress never goes backwards"
+    final = received[-1]
+    assert final["status"] == "SUCCESS"
+    assert final["data"] == '{"data":{"inSteps":5}}'
+    assert final["progress"] == {"done": 5, "total": 5, "message": "step 5"}
+    assert all(state["status"] != "SUCCESS" for state in received[:-1])
+
+
+async def test_a_thousand_quick_reports_become_a_handful_of_events_ending_with_the_last(
+    stack: httpx.AsyncClient, js: JetStreamContext
+) -> None:
+    operation_id = await submit(stack, "{ reportingOften(times: 1000) }")
+
+    async def finished() -> dict[str, Any] | None:
+        state = (await graphql(stack, RESULT, {"id": operation_id}))["data"]["asyncResult"]
+        return state if state["status"] == "SUCCESS" else None
+
+    state = await eventually(finished, what="the operation's success")
+    events = [
+        (sequence, event)
+        for sequence, event in await stored_events(js)
+        if event.operation_id == operation_id
+    ]
+    reports = [(s, e) for s, e in events if isinstance(e, OperationProgressed)]
+    ending = [s for s, e in events if isinstance(e, OperationCompleted)]
+
+    assert state["progress"] == {"done": 1000, "total": 1000, "message": None}
+    assert 1 <= len(reports) <= 5, [e.done for _, e in reports]
+    assert reports[-1][1].done == 1000
+    assert reports[-1][1].report == 1000
+    assert max(s for s, _ in reports) < ending[0], "all progress is stored before the ending"
+
+
+async def test_progress_is_published_at_most_a_few_times_a_second(
+    stack: httpx.AsyncClient, js: JetStreamContext
+) -> None:
+    # 40 reports over about 2 s: throttled, about one event per PUBLISH_EVERY_S.
+    operation_id = await submit(stack, "{ inSteps(steps: 40, pause: 0.05) }")
+
+    async def finished() -> bool | None:
+        state = (await graphql(stack, RESULT, {"id": operation_id}))["data"]["asyncResult"]
+        return True if state["status"] == "SUCCESS" else None
+
+    await eventually(finished, what="the operation's success")
+    reports = [
+        event
+        for _, event in await stored_events(js)
+        if isinstance(event, OperationProgressed) and event.operation_id == operation_id
+    ]
+    elapsed_s = (reports[-1].occurred_at - reports[0].occurred_at).total_seconds()
+
+    assert len(reports) <= elapsed_s / PUBLISH_EVERY_S + 2, len(reports)
+    assert len(reports) >= 3
+    assert [e.report for e in reports] == sorted(e.report for e in reports)
+    assert reports[-1].done == 40
+
+
+async def test_the_edge_running_a_reporting_field_synchronously_discards_the_reports(
+    stack: httpx.AsyncClient,
+) -> None:
+    response = await graphql(stack, "{ inSteps(steps: 3, pause: 0) }")
+
+    assert response["data"] == {"inSteps": 3}
+    assert "errors" not in response
