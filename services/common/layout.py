@@ -66,57 +66,58 @@ def dead_letter_stream_config(settings: Settings) -> StreamConfig:
     )
 
 
-def view_bucket_config(settings: Settings) -> KeyValueConfig:
-    """The status view: one value per operation, expiring ``result_ttl`` after its last write."""
+def _bucket_config(settings: Settings, bucket: str, description: str, ttl: float) -> KeyValueConfig:
+    """A one-value-per-key bucket on file, read by direct get (as the permissions allow, and one
+    hop cheaper on a cluster)."""
     return KeyValueConfig(
-        bucket=VIEW_BUCKET,
-        description="asyncgate operation status view (rebuildable from the event stream)",
+        bucket=bucket,
+        description=description,
         history=1,
-        ttl=settings.result_ttl_s,
+        ttl=ttl,
         storage=StorageType.FILE,
         replicas=settings.replicas,
         direct=True,
+    )
+
+
+def view_bucket_config(settings: Settings) -> KeyValueConfig:
+    """The status view: one value per operation, expiring ``result_ttl`` after its last write."""
+    return _bucket_config(
+        settings,
+        VIEW_BUCKET,
+        "asyncgate operation status view (rebuildable from the event stream)",
+        settings.result_ttl_s,
     )
 
 
 def limits_bucket_config(settings: Settings) -> KeyValueConfig:
     """The per-user limit state; an idle user's entry expires after a day."""
-    return KeyValueConfig(
-        bucket=LIMITS_BUCKET,
-        description="asyncgate per-user limits (active operations, last start)",
-        history=1,
-        ttl=LIMITS_TTL_S,
-        storage=StorageType.FILE,
-        replicas=settings.replicas,
-        # Read by direct get, as the permissions allow (and one hop cheaper on a cluster).
-        direct=True,
+    return _bucket_config(
+        settings,
+        LIMITS_BUCKET,
+        "asyncgate per-user limits (active operations, last start)",
+        LIMITS_TTL_S,
     )
 
 
 def idempotency_bucket_config(settings: Settings) -> KeyValueConfig:
     """Idempotency keys and the operations they queued, kept as long as the views."""
-    return KeyValueConfig(
-        bucket=IDEMPOTENCY_BUCKET,
-        description="asyncgate idempotency keys per principal (the operation each queued)",
-        history=1,
-        ttl=settings.result_ttl_s,
-        storage=StorageType.FILE,
-        replicas=settings.replicas,
-        direct=True,
+    return _bucket_config(
+        settings,
+        IDEMPOTENCY_BUCKET,
+        "asyncgate idempotency keys per principal (the operation each queued)",
+        settings.result_ttl_s,
     )
 
 
 def listing_bucket_config(settings: Settings) -> KeyValueConfig:
     """Each principal's operations by ordinal and back; expiring as the views do, counted from
     when the operation was queued (never after its view)."""
-    return KeyValueConfig(
-        bucket=LISTING_BUCKET,
-        description="asyncgate operations per principal, in the order they were queued",
-        history=1,
-        ttl=settings.result_ttl_s,
-        storage=StorageType.FILE,
-        replicas=settings.replicas,
-        direct=True,
+    return _bucket_config(
+        settings,
+        LISTING_BUCKET,
+        "asyncgate operations per principal, in the order they were queued",
+        settings.result_ttl_s,
     )
 
 

@@ -16,6 +16,7 @@ from typing import Final
 from contracts.errors import ErrorCode
 from contracts.events import (
     OperationAttemptFailed,
+    OperationEvent,
     OperationRequested,
     OperationStarted,
     TerminalEvent,
@@ -277,21 +278,38 @@ async def _read_facts(
     )
 
 
-async def _record_start(events: EventLog, started: OperationStarted, *, after: int) -> int | None:
-    """Store this delivery's start; its sequence, or None if the stream changed meanwhile."""
+async def _append_guarded(
+    events: EventLog,
+    event: OperationEvent,
+    *,
+    msg_id: str,
+    after: int,
+    what: str,
+    budget_s: float,
+    payload: bytes | None = None,
+) -> int | None:
+    """Store ``event`` only if nothing was stored for its operation since ``after``, riding out
+    NATS trouble for ``budget_s``; its sequence, or None if the stream changed meanwhile."""
     try:
         return await riding_through(
-            functools.partial(
-                events.append,
-                started,
-                msg_id=f"{started.operation_id}.started.{started.attempt}",
-                after=after,
-            ),
-            what=f"starting {started.operation_id}",
-            budget_s=STEP_RIDE_THROUGH_S,
+            functools.partial(events.append, event, msg_id=msg_id, after=after, payload=payload),
+            what=what,
+            budget_s=budget_s,
         )
     except AppendConflictError:
         return None
+
+
+async def _record_start(events: EventLog, started: OperationStarted, *, after: int) -> int | None:
+    """Store this delivery's start; its sequence, or None if the stream changed meanwhile."""
+    return await _append_guarded(
+        events,
+        started,
+        msg_id=f"{started.operation_id}.started.{started.attempt}",
+        after=after,
+        what=f"starting {started.operation_id}",
+        budget_s=STEP_RIDE_THROUGH_S,
+    )
 
 
 async def _record_retry(
@@ -301,20 +319,16 @@ async def _record_retry(
     to cancel it meanwhile (then the next decision says what to do)."""
     operation = request.operation_id
     for _ in range(MAX_DECISIONS):
-        try:
-            await riding_through(
-                functools.partial(
-                    events.append,
-                    retry,
-                    msg_id=f"{operation}.attempt_failed.{retry.attempt}",
-                    after=after,
-                ),
-                what=f"storing the failed attempt {retry.attempt} of {operation}",
-                budget_s=STEP_RIDE_THROUGH_S,
-            )
+        stored_at = await _append_guarded(
+            events,
+            retry,
+            msg_id=f"{operation}.attempt_failed.{retry.attempt}",
+            after=after,
+            what=f"storing the failed attempt {retry.attempt} of {operation}",
+            budget_s=STEP_RIDE_THROUGH_S,
+        )
+        if stored_at is not None:
             return True
-        except AppendConflictError:
-            pass
         facts = await _read_facts(events, request, budget_s=STEP_RIDE_THROUGH_S)
         if facts.terminal is not None or facts.cancel_requested is not None:
             return False
@@ -342,21 +356,17 @@ async def record_outcome(
     outcome, payload = fit_to_message(request, naming_what_ran(request, outcome), max_payload)
     operation = request.operation_id
     for _ in range(MAX_DECISIONS):
-        try:
-            await riding_through(
-                functools.partial(
-                    events.append,
-                    outcome,
-                    msg_id=terminal_msg_id(operation),
-                    after=after,
-                    payload=payload,
-                ),
-                what=f"storing the outcome of {operation}",
-                budget_s=OUTCOME_RIDE_THROUGH_S,
-            )
+        stored_at = await _append_guarded(
+            events,
+            outcome,
+            msg_id=terminal_msg_id(operation),
+            after=after,
+            what=f"storing the outcome of {operation}",
+            budget_s=OUTCOME_RIDE_THROUGH_S,
+            payload=payload,
+        )
+        if stored_at is not None:
             return outcome
-        except AppendConflictError:
-            pass
         facts = await _read_facts(events, request, budget_s=OUTCOME_RIDE_THROUGH_S)
         if facts.terminal is not None:
             # Ours, stored by a try whose acknowledgement was lost, or another attempt's.
