@@ -5,7 +5,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from services.actions.kriti.functions import PURE, WITH_VARIABLES, FunctionError
-from services.actions.kriti.parser import position
+from services.actions.kriti.reader import position
 from services.actions.kriti.syntax import (
     ArrayNode,
     Call,
