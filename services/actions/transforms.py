@@ -10,6 +10,7 @@ A template that fails while a call is being made ends the action with Hasura's m
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Final, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -121,7 +122,7 @@ def build_request(
         "$body": payload,
         "$base_url": handler,
         "$session_variables": payload["session_variables"],
-        "$query_params": dict(parse_qsl(urlsplit(handler).query)),
+        "$query_params": _query_params_of(handler),
     }
     url = handler if transform.url is None else _render_request(transform.url, variables, "url")
     url = _with_query(transform.query_params, url, variables)
@@ -136,6 +137,12 @@ def build_request(
     for name, template in transform.add_headers:
         kept[name] = str(_render_request(template, variables, f"request_headers.{name}"))
     return HandlerRequest(transform.method or "POST", url, kept, content)
+
+
+@lru_cache(maxsize=256)
+def _query_params_of(handler: str) -> dict[str, str]:
+    """The handler URL's query parameters (one per action; templates only read them)."""
+    return dict(parse_qsl(urlsplit(handler).query))
 
 
 def _with_query(

@@ -128,3 +128,28 @@ def test_a_template_or_key_asyncgate_cannot_use_is_refused_at_its_line(
 
     assert f"actions.yaml:{line}: action go: " in message
     assert says in message
+
+
+def test_the_readme_example_loads(tmp_path: Path) -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### Request and response transforms", 1)[1]
+    example = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "actions.graphql").write_text(
+        "type Mutation {\n  create_user(username: String!, email: String!): user\n}\n"
+        "type user { id: String!, created: Boolean }\n"
+    )
+    (tmp_path / "actions.yaml").write_text(example)
+
+    action = load_actions(tmp_path / "actions.yaml", {"USERS_API": "http://u/v1"}).actions[
+        "create_user"
+    ]
+    payload = {
+        "action": {"name": "create_user"},
+        "input": {"username": "ann", "email": "Ann@X.org"},
+        "session_variables": {"x-hasura-tenant-id": "t", "x-hasura-user-id": "u"},
+        "request_query": "",
+    }
+    request = build_request(action.request_transform, action.handler, payload, {})
+
+    assert (request.method, request.url) == ("PUT", "http://u/v1/users/ann?tenant=t")
+    assert request.content == b'{"name":"ann","mail":"ann@x.org"}'
