@@ -1,9 +1,15 @@
-"""Calling an action's HTTP handler with Hasura's payload, and reading what it answers.
+"""Calling an action's HTTP handler with Hasura's payload, and reading what it answers as Hasura
+does (services/actions/hasura.py has its words).
 
-2xx with JSON matching the output type: the output. 4xx with ``{"message", "code"}``: the
-handler's own errors, passed on as it wrote them. Anything else (5xx, time-out, refused
-connection, an answer that is not JSON or does not match the output type): a clear error of
-asyncgate's, without the request, the response body or any other internal detail.
+2xx with JSON matching the output type: the output, and the answer's ``Set-Cookie`` headers for
+a synchronous action's client. 4xx with ``{"message", "code"?, "extensions"?}``: the handler's
+own error, with Hasura's precedence of codes. Anything else (another status, time-out, refused
+connection, an answer that is not JSON or does not fit the output type): Hasura's message, code
+``unexpected``, and asyncgate's explanation under ``extensions.internal``, without the request,
+the response body or any other internal detail.
+
+``ActionFailed.code`` is asyncgate's own class of the failure (``ACTION_*``): retries and
+``errorCode`` go by it, never by a code the handler wrote.
 """
 
 import json
@@ -17,6 +23,13 @@ from graphql import GraphQLOutputType
 
 from contracts.errors import ErrorCode
 from services.actions.config import ActionDefinition
+from services.actions.hasura import (
+    HTTP_EXCEPTION,
+    INTERNAL_ERROR,
+    NOT_JSON,
+    hasura_error,
+    refusal_error,
+)
 from services.actions.output import output_problem
 from services.actions.transforms import TransformError, send
 
@@ -51,14 +64,21 @@ NOT_FORWARDED: Final = frozenset(
 
 @dataclass(frozen=True)
 class ActionSucceeded:
-    """The handler answered with a valid output."""
+    """The handler answered with a valid output; ``set_cookies`` are the values of its
+    ``Set-Cookie`` headers, which Hasura passes on to a synchronous action's client."""
 
     output: Any
+    set_cookies: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class ActionFailed:
-    """The action did not produce an output; ``errors`` are GraphQL-style error objects."""
+    """The action did not produce an output.
+
+    ``code`` is asyncgate's class of the failure (an ``ACTION_*`` code: what retries and
+    ``errorCode`` go by), ``message`` Hasura's text, ``errors`` the GraphQL errors Hasura
+    answers (the handler's own code and extensions among them).
+    """
 
     code: str
     message: str
@@ -85,24 +105,16 @@ def forwardable(headers: Mapping[str, str]) -> dict[str, str]:
     }
 
 
-def _failed(code: str, message: str) -> ActionFailed:
+def _failed(code: ErrorCode, message: str, explanation: str) -> ActionFailed:
+    internal = {"error": explanation, "code": code}
     return ActionFailed(
-        code=code, message=message, errors=[{"message": message, "extensions": {"code": code}}]
+        code=code, message=message, errors=[hasura_error(message, internal=internal)]
     )
 
 
-def _refusal(status: int, body: Any) -> ActionFailed:
-    if isinstance(body, dict) and isinstance(body.get("message"), str):
-        extensions: dict[str, Any] = (
-            body["extensions"] if isinstance(body.get("extensions"), dict) else {}
-        )
-        code = body.get("code") or extensions.get("code") or ErrorCode.ACTION_REFUSED
-        error = {"message": body["message"], "extensions": {**extensions, "code": str(code)}}
-        return ActionFailed(code=str(code), message=body["message"], errors=[error])
-    return _failed(
-        ErrorCode.ACTION_BAD_RESPONSE,
-        f"the action handler refused the call ({status}) without a message",
-    )
+def _refused(body: Any) -> ActionFailed:
+    error = refusal_error(body)
+    return ActionFailed(code=ErrorCode.ACTION_REFUSED, message=error["message"], errors=[error])
 
 
 async def call_handler(
@@ -140,35 +152,55 @@ async def call_handler(
     except httpx.TimeoutException:
         return _failed(
             ErrorCode.ACTION_TIMEOUT,
+            HTTP_EXCEPTION,
             f"the action handler did not answer within {action.timeout_s:g} s",
         )
     except httpx.TransportError as error:
         log.warning("action %s: handler unreachable: %s", action.name, type(error).__name__)
-        return _failed(ErrorCode.ACTION_UNREACHABLE, "the action handler could not be reached")
-    return _classify(response, output_type)
+        return _failed(
+            ErrorCode.ACTION_UNREACHABLE,
+            HTTP_EXCEPTION,
+            f"the action handler could not be reached ({type(error).__name__})",
+        )
+    return classify(response, output_type)
 
 
-def _classify(
+def classify(
     response: httpx.Response, output_type: GraphQLOutputType
 ) -> ActionSucceeded | ActionFailed:
+    """What the handler's ``response`` comes to, as Hasura reads it: the body must be JSON
+    whatever the status; then 2xx is the output, 4xx the handler's error, anything else a
+    failure of the handler's."""
+    status = response.status_code
     try:
         body = response.json()
     except (json.JSONDecodeError, UnicodeDecodeError):
-        body = _NOT_JSON
-    if 400 <= response.status_code < 500:
-        return _refusal(response.status_code, body)
+        return _failed(
+            _failure_class(status), NOT_JSON, f"the action handler's answer ({status}) is not JSON"
+        )
+    if 400 <= status < 500:
+        return _refused(body)
     if not response.is_success:
         return _failed(
-            ErrorCode.ACTION_HANDLER_FAILED, f"the action handler failed ({response.status_code})"
+            ErrorCode.ACTION_HANDLER_FAILED,
+            INTERNAL_ERROR,
+            f"expecting 2xx or 4xx status code, but found {status}",
         )
-    if body is _NOT_JSON:
-        return _failed(ErrorCode.ACTION_BAD_RESPONSE, "the action handler's answer is not JSON")
     problem = output_problem(body, output_type)
-    if problem:
+    if problem is not None:
         return _failed(
-            ErrorCode.ACTION_BAD_RESPONSE, f"the action handler's answer does not fit: {problem}"
+            ErrorCode.ACTION_BAD_RESPONSE,
+            problem.message,
+            f"the action handler's answer does not fit {output_type} at {problem.path}",
         )
-    return ActionSucceeded(output=body)
+    return ActionSucceeded(output=body, set_cookies=tuple(response.headers.get_list("set-cookie")))
 
 
-_NOT_JSON: Final = object()
+def _failure_class(status: int) -> ErrorCode:
+    """asyncgate's class of an unreadable answer with ``status``: a refusal for a 4xx, a bad
+    answer for a 2xx, and for any other status a failure of the handler's that may pass."""
+    if 400 <= status < 500:
+        return ErrorCode.ACTION_REFUSED
+    if 200 <= status < 300:
+        return ErrorCode.ACTION_BAD_RESPONSE
+    return ErrorCode.ACTION_HANDLER_FAILED

@@ -11,13 +11,10 @@ executors race on it.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import json
 from dataclasses import dataclass, field
 from typing import Final
 
-import nats.errors
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from nats.js.errors import APIError, NotFoundError
@@ -38,6 +35,7 @@ from contracts.events import (
 from contracts.lifecycle import evolve
 from contracts.names import STREAM, event_subject, operation_subjects
 from contracts.view import OperationView
+from services.common.direct_gets import batch_get
 from services.common.poison import admit
 from services.common.reply_inbox import ReplyInbox
 from services.common.tracing import add_traceparent
@@ -154,8 +152,14 @@ class EventLog:
         self, tenant: str, operation_id: str, *, with_first_start: bool = False
     ) -> OperationFacts:
         """The operation's facts in one request (two when ``with_first_start`` and retried)."""
-        batch = await self._batch_get({"multi_last": [operation_subjects(tenant, operation_id)]})
-        facts = facts_from(batch)
+        batch = await batch_get(
+            self.nc,
+            self.inbox,
+            self.stream,
+            {"multi_last": [operation_subjects(tenant, operation_id)]},
+            limit=MAX_BATCH,
+        )
+        facts = facts_from(batch.messages)
         started = facts.started
         if with_first_start and started is not None and started[1].attempt > 1:
             first = await self._first_started(tenant, operation_id)
@@ -216,32 +220,6 @@ class EventLog:
             return None
         event = admit(message.subject, message.data)
         return (message.seq, event) if isinstance(event, OperationStarted) else None
-
-    async def _batch_get(self, request: dict[str, object]) -> list[tuple[int, str, bytes]]:
-        """Send one batched direct get; collect its messages until the end-of-batch status."""
-        messages: list[tuple[int, str, bytes]] = []
-        async with self.inbox.route() as (reply_subject, replies):
-            await self.nc.publish(
-                f"$JS.API.DIRECT.GET.{self.stream}",
-                json.dumps(request).encode(),
-                reply=reply_subject,
-            )
-            async with asyncio.timeout(REQUEST_TIMEOUT_S):
-                while len(messages) <= MAX_BATCH:
-                    reply = await replies.get()
-                    headers = reply.headers or {}
-                    status = headers.get("Status")
-                    if status is None:
-                        messages.append(
-                            (int(headers["Nats-Sequence"]), headers["Nats-Subject"], reply.data)
-                        )
-                    elif status in ("204", "404"):
-                        return messages  # end of batch, or nothing stored for this filter
-                    elif status == "503":
-                        raise nats.errors.NoRespondersError
-                    else:
-                        raise APIError(code=int(status), description=headers.get("Description"))
-        raise APIError(description=f"more than {MAX_BATCH} messages for {request}")
 
     async def close(self) -> None:
         """Drop the reply subscription (the connection itself belongs to the caller)."""

@@ -27,7 +27,7 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Final
 
 from nats.aio.client import Client as NatsClient
@@ -43,12 +43,10 @@ from contracts.names import (
     listing_position_key,
 )
 from services.common.bulk_publish import Outgoing, publish_all
-from services.common.reply_inbox import ReplyInbox
+from services.common.direct_gets import REQUEST_TIMEOUT_S, DirectReads
 from services.common.retry import TRANSIENT_ERRORS
 from services.common.views import read_bucket
 
-# Each read is answered within this, or the caller retries.
-REQUEST_TIMEOUT_S: Final = 5.0
 # Rebuilding reads this many principals' counters at once (each answered within the time-out).
 _COUNTERS_AT_ONCE: Final = 1000
 _BUCKET_STREAM: Final = f"KV_{LISTING_BUCKET}"
@@ -61,56 +59,6 @@ def _acknowledged(reply: Msg) -> None:
         raise NoStreamResponseError  # no stream took it: a leader election, most likely
     if b'"error"' in reply.data:
         APIError.from_error(json.loads(reply.data)["error"])  # raises the error's own class
-
-
-def _stored(reply: Msg) -> bytes | None:
-    """A direct get's answer: the data, None for nothing stored (or a deleted key's marker)."""
-    headers = reply.headers
-    if headers:
-        status = headers.get("Status")
-        if status == "404":
-            return None
-        raise APIError(code=int(status or 0), description=headers.get("Description"))
-    # Asked without headers: a delete or purge marker is an empty body (no value is empty).
-    return reply.data or None
-
-
-@dataclass
-class DirectReads:
-    """Many direct gets at once over one reply subscription.
-
-    A page makes a hundred or more reads at once: published together, their replies routed by
-    token (services/common/reply_inbox.py) under one deadline. The replies come without headers
-    (``no_hdr``): nats-py spent ~85 us parsing the headers of each one, more than everything else
-    a page costs.
-    """
-
-    nc: NatsClient
-    inbox: ReplyInbox = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.inbox = ReplyInbox(self.nc)
-
-    async def last(self, stream: str, subjects: list[str]) -> list[bytes | None]:
-        """The data of the newest message of each subject of ``stream`` (None where none).
-
-        ``subjects`` must be literal subjects of safe tokens (they are written into JSON as is).
-        """
-        async with contextlib.AsyncExitStack() as routes:
-            queues = []
-            api = f"$JS.API.DIRECT.GET.{stream}"
-            for subject in subjects:
-                reply_subject, replies = await routes.enter_async_context(self.inbox.route())
-                queues.append(replies)
-                request = f'{{"last_by_subj":"{subject}","no_hdr":true}}'.encode()
-                await self.nc.publish(api, request, reply=reply_subject)
-            async with asyncio.timeout(REQUEST_TIMEOUT_S):
-                replies_in_order = await asyncio.gather(*(queue.get() for queue in queues))
-        return [_stored(reply) for reply in replies_in_order]
-
-    async def close(self) -> None:
-        """Drop the reply subscription (the connection belongs to the caller)."""
-        await self.inbox.close()
 
 
 @dataclass(frozen=True)

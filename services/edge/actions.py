@@ -16,7 +16,6 @@ from typing import Any
 import strawberry
 from graphql import (
     GraphQLArgument,
-    GraphQLError,
     GraphQLField,
     GraphQLNamedType,
     GraphQLNonNull,
@@ -33,10 +32,11 @@ from contracts.events import ActionInvocation, OperationRequested
 from contracts.view import OperationView, TaskStatus
 from services.actions.config import HASURA_SCALARS, ActionDefinition, ActionsConfig
 from services.actions.handler import ActionSucceeded, call_handler, forwardable
+from services.actions.hasura import UNEXPECTED, async_errors, hasura_error
 from services.common.identity import Principal
 from services.edge.context import EdgeContext
 from services.edge.deadlines import start_deadline
-from services.edge.errors import unavailable_without_nats
+from services.edge.errors import PassedOnError, unavailable_without_nats
 from services.edge.formats import iso_timestamp, operation_id_argument
 from services.edge.idempotency import document_digest, key_of, submit_once
 
@@ -65,14 +65,17 @@ def request_query(info: GraphQLResolveInfo[EdgeContext]) -> str:
 
 
 def action_result(view: OperationView) -> dict[str, Any]:
-    """What Hasura's async action query answers for a stored operation."""
+    """What Hasura's async action query answers for a stored operation: ``errors`` is Hasura's
+    stored error object (``{"error", "path", "code"}``), for the handler's failure or, for one
+    of asyncgate's own endings (CANCELLED, EXPIRED, ...), with asyncgate's code."""
     output = errors = None
     if view.status is TaskStatus.SUCCESS and view.response is not None:
         output = view.response.get("data")
     elif view.status is TaskStatus.ERROR:
-        errors = (view.response or {}).get("errors") or [
-            {"message": view.error, "extensions": {"code": view.code}}
+        stored = (view.response or {}).get("errors") or [
+            hasura_error(view.error or "", code=view.code or UNEXPECTED)
         ]
+        errors = async_errors(stored[0])
     return {
         "id": view.operation_id,
         "created_at": iso_timestamp(view.created_at),
@@ -161,9 +164,12 @@ def _call(action: ActionDefinition, output_type: GraphQLOutputType) -> Callable[
             client_headers=forwardable(context.client_headers),
         )
         if isinstance(result, ActionSucceeded):
+            if context.response is not None:
+                for cookie in result.set_cookies:
+                    context.response.headers.append("set-cookie", cookie)
             return result.output
         first = result.errors[0]
-        raise GraphQLError(str(first.get("message")), extensions=first.get("extensions"))
+        raise PassedOnError(str(first.get("message")), extensions=first.get("extensions"))
 
     return resolve
 

@@ -257,6 +257,7 @@ class EdgeGraphQL(GraphQL[EdgeContext, None]):
             metrics=self._metrics,
             traceparent=valid_traceparent(request.headers.get(TRACEPARENT)),
             nats_connected=await connected_within(nc, RECONNECT_GRACE_S),
+            response=response if isinstance(response, Response) else None,
         )
 
 

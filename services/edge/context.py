@@ -9,6 +9,7 @@ import httpx
 import strawberry
 from graphql import GraphQLSchema
 from nats.js.kv import KeyValue
+from starlette.responses import Response
 
 from contracts.view import OperationView
 from services.common.documents import DocumentCache
@@ -53,6 +54,9 @@ class EdgeContext(OperationContext):
     nats_connected: bool = True
     # strawberry puts a WebSocket's connection_init payload here.
     connection_params: object = None
+    # The HTTP response being built for this request (None over a WebSocket): headers set on it
+    # during resolution reach the client, as a synchronous action's Set-Cookie does.
+    response: Response | None = None
     _request_id_taken: bool = field(default=False, init=False, repr=False)
 
     @property

@@ -16,6 +16,11 @@ from services.common.errors import is_unexpected, masked
 log = logging.getLogger(__name__)
 
 
+class PassedOnError(GraphQLError):
+    """An error whose ``extensions`` are someone else's (an action handler's, as Hasura passes
+    them on): shown exactly as they are, without a code added when they have none."""
+
+
 def coded_error(message: str, code: str, **extensions: Any) -> GraphQLError:
     """A GraphQL error whose ``extensions.code`` clients can branch on."""
     return GraphQLError(message, extensions={"code": code, **extensions})
@@ -47,8 +52,11 @@ def code_of(error: GraphQLError) -> str:
 
 
 def ensure_codes(errors: list[GraphQLError]) -> None:
-    """Give every error an ``extensions.code`` (in place), keeping codes resolvers set."""
+    """Give every error an ``extensions.code`` (in place), keeping codes resolvers set and the
+    extensions of errors passed on as they are."""
     for error in errors:
+        if isinstance(error.original_error, PassedOnError):
+            continue
         if not (error.extensions or {}).get("code"):
             error.extensions = {**(error.extensions or {}), "code": code_of(error)}
 

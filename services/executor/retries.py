@@ -23,6 +23,8 @@ from contracts.events import (
 )
 from services.actions.config import ActionsConfig, Retry
 
+# An action's failure is stored with asyncgate's class of it (services/actions/handler.py), never
+# a code its handler wrote, so a handler's 4xx cannot pass for one of these.
 PASSING_FAILURES: Final = frozenset(
     {
         ErrorCode.ACTION_HANDLER_FAILED,

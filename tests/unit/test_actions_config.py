@@ -7,7 +7,7 @@ from graphql import GraphQLNonNull, GraphQLObjectType
 
 from examples.actions import ACTIONS_FILE
 from services.actions.config import ActionsConfigError, load_actions
-from services.actions.output import output_problem
+from services.actions.output import OutputProblem, output_problem
 
 SDL = """type Mutation {
   place_order(input: place_order_input!): order
@@ -158,11 +158,22 @@ def test_outputs_are_checked_against_the_declared_type(tmp_path: Path) -> None:
     assert output_problem({"id": "o", "lines": [{"sku": "s", "quantity": 1}]}, order) is None
     assert output_problem(None, order) is None
     assert isinstance(order, GraphQLObjectType)
-    assert output_problem(None, GraphQLNonNull(order)) == "output must not be null"
-    assert output_problem({"id": "o"}, order) == "output.lines must not be null"
-    assert output_problem({"id": "o", "lines": {}}, order) == "output.lines must be a list"
-    assert (
-        output_problem({"id": "o", "lines": [{"sku": "s", "quantity": "many"}]}, order)
-        == "output.lines[0].quantity is not a valid Int"
+    # In Hasura's words (tests/unit/test_hasura_answers.py has every case), with the JSON path.
+    assert output_problem(None, GraphQLNonNull(order)) == OutputProblem(
+        "got null for the action webhook response", "$"
     )
-    assert output_problem([1], order) == "output must be an object of type order"
+    assert output_problem({"id": "o"}, order) == OutputProblem(
+        'field "lines" expected in webhook response, but not found', "$.lines"
+    )
+    assert output_problem({"id": "o", "lines": {}}, order) == OutputProblem(
+        "expecting array for the action webhook response", "$.lines"
+    )
+    assert output_problem(
+        {"id": "o", "lines": [{"sku": "s", "quantity": "many"}]}, order
+    ) == OutputProblem(
+        "got scalar String for the action webhook response, expecting Int",
+        "$.lines[0].quantity",
+    )
+    assert output_problem([1], order) == OutputProblem(
+        "got array for the action webhook response, expecting order", "$"
+    )

@@ -87,7 +87,7 @@ def test_a_passing_failure_with_attempts_left_is_retried_after_the_backoff(code:
     "code",
     [
         ErrorCode.ACTION_REFUSED,  # a handler's 4xx
-        "ORDER_REJECTED",  # a handler's 4xx with its own code
+        "ORDER_REJECTED",  # a target resolver's own code
         ErrorCode.ACTION_BAD_RESPONSE,
         ErrorCode.OPERATION_FAILED,  # GraphQL errors
         ErrorCode.RESULT_TOO_LARGE,

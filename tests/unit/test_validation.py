@@ -1,5 +1,6 @@
 """Checking an inner document before it is queued, against the example ledger schema."""
 
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -7,7 +8,7 @@ from graphql import GraphQLError, OperationType
 
 from examples.ledger.schema import schema
 from services.common.documents import DocumentCache
-from services.edge.formats import operation_id_argument
+from services.edge.formats import iso_timestamp, operation_id_argument
 from services.edge.shape_limits import ShapeLimits
 from services.edge.validation import ValidatedOperation, validate_inner
 
@@ -169,3 +170,15 @@ async def test_depth_and_tokens_are_limited_too() -> None:
     for refused in (deep, long):
         assert refused.value.extensions is not None
         assert refused.value.extensions["code"] == "QUERY_TOO_COMPLEX"
+
+
+def test_timestamps_are_utc_to_the_second_with_a_z() -> None:
+    assert iso_timestamp(datetime(2022, 9, 23, 12, 34, 7, 999_999, tzinfo=UTC)) == (
+        "2022-09-23T12:34:07Z"
+    )
+    two_hours_east = timezone(timedelta(hours=2))
+    assert iso_timestamp(datetime(2022, 9, 23, 14, 34, 7, tzinfo=two_hours_east)) == (
+        "2022-09-23T12:34:07Z"
+    )
+    assert iso_timestamp(datetime(1, 1, 1, tzinfo=UTC)) == "0001-01-01T00:00:00Z"
+    assert iso_timestamp(None) is None
