@@ -18,6 +18,7 @@ import httpx
 import msgspec
 
 from contracts.errors import ErrorCode
+from services.actions.hasura import hasura_error
 from services.actions.kriti import KritiEvalError, Template
 
 if TYPE_CHECKING:
@@ -27,8 +28,6 @@ REQUEST_VARIABLES: Final = ("$body", "$base_url", "$session_variables", "$query_
 RESPONSE_VARIABLES: Final = ("$body", "$response", "$base_url", "$session_variables")
 JSON: Final = "application/json"
 FORM: Final = "application/x-www-form-urlencoded"
-# Hasura's code for the errors of its own action machinery.
-HASURA_UNEXPECTED: Final = "unexpected"
 # Headers that describe the body that was answered, not the reshaped one.
 _BODY_HEADERS: Final = frozenset({"content-length", "content-encoding", "content-type"})
 
@@ -82,16 +81,7 @@ class TransformError(Exception):
         super().__init__(f"{message}: {where}: {error}")
         self.code = ErrorCode.ACTION_TRANSFORM_FAILED
         self.message = message
-        self.errors = [
-            {
-                "message": message,
-                "extensions": {
-                    "code": HASURA_UNEXPECTED,
-                    "path": "$",
-                    "internal": {"transform": where, "error": str(error)},
-                },
-            }
-        ]
+        self.errors = [hasura_error(message, internal={"transform": where, "error": str(error)})]
 
 
 def _render(template: Template, variables: Mapping[str, Any], where: str, message: str) -> Any:

@@ -291,10 +291,15 @@ async def test_a_failing_request_template_ends_the_action_with_hasuras_error(
     state = await run_async(stack, "broken", ARG, "{ id }")
     listed = await graphql(stack, "{ asyncRequests { status errorCode } }")
 
-    [error] = state["errors"]
-    assert error["message"] == "Request Transformation Failed"
-    assert error["extensions"]["code"] == "unexpected"
-    assert "$body.input.arg.missing not found" in error["extensions"]["internal"]["error"]
+    # Hasura's async action errors: its stored error object.
+    errors = state["errors"]
+    assert (errors["error"], errors["code"], errors["path"]) == (
+        "Request Transformation Failed",
+        "unexpected",
+        "$",
+    )
+    assert "$body.input.arg.missing not found" in errors["internal"]["error"]
+    assert errors["internal"]["transform"] == "request_transform.body"
     assert listed["data"]["asyncRequests"] == [
         {"status": "ERROR", "errorCode": "ACTION_TRANSFORM_FAILED"}
     ]
