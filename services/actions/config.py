@@ -21,6 +21,14 @@ from graphql import (
     parse,
 )
 
+from services.actions.transform_config import (
+    TransformConfigError,
+    request_transform,
+    response_transform,
+)
+from services.actions.transforms import RequestTransform, ResponseTransform
+from services.actions.yaml_lines import LINE, MARKERS, LineLoader, line_of
+
 # Scalars every Hasura schema has, which actions.graphql uses without declaring them.
 HASURA_SCALARS = ("uuid", "json", "jsonb", "timestamptz")
 ROOT_TYPES = {"Mutation": "mutation", "Query": "query"}
@@ -28,8 +36,6 @@ DEFAULT_TIMEOUT_S = 30.0
 DEFAULT_BACKOFF_S = 1.0
 MAX_RETRY_ATTEMPTS = 100
 _TEMPLATE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
-_LINE = "__line__"
-_KEY_LINES = "__key_lines__"
 
 
 class ActionsConfigError(ValueError):
@@ -67,6 +73,9 @@ class ActionDefinition:
     forward_client_headers: bool
     field: FieldDefinitionNode
     retry: Retry = Retry()
+    # Hasura's request_transform and response_transform (services/actions/transforms.py).
+    request_transform: RequestTransform | None = None
+    response_transform: ResponseTransform | None = None
 
     @property
     def is_async(self) -> bool:
@@ -98,25 +107,6 @@ class ActionsConfig:
         return output
 
 
-class _LineLoader(yaml.SafeLoader):
-    """Records the line of every mapping, so errors can name it."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        mapping = super().construct_mapping(node, deep=deep)
-        mapping[_LINE] = node.start_mark.line + 1
-        mapping[_KEY_LINES] = {
-            key.value: key.start_mark.line + 1
-            for key, _ in node.value
-            if isinstance(key, yaml.ScalarNode)
-        }
-        return mapping
-
-
-def _line(mapping: dict[str, Any], key: str) -> int:
-    """The line of ``key`` in ``mapping`` (of the mapping itself if the key is absent)."""
-    return int(mapping.get(_KEY_LINES, {}).get(key, mapping.get(_LINE, 1)))
-
-
 def _fail(path: Path, line: int | None, message: str) -> ActionsConfigError:
     where = f"{path}:{line}" if line else str(path)
     return ActionsConfigError(f"{where}: {message}")
@@ -134,7 +124,7 @@ def _expand(value: str, environ: Mapping[str, str], path: Path, line: int) -> st
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_LineLoader)  # noqa: S506 (a SafeLoader subclass)
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=LineLoader)  # noqa: S506 (a SafeLoader subclass)
     except OSError as error:
         raise _fail(path, None, f"cannot read: {error.strerror}") from None
     except yaml.MarkedYAMLError as error:
@@ -187,7 +177,7 @@ def _headers(spec: Any, path: Path, line: int, environ: Mapping[str, str]) -> tu
         raise _fail(path, line, "headers must be a list of {name, value} or {name, value_from_env}")
     headers = []
     for item in spec:
-        item_line = int(item.get(_LINE, line)) if isinstance(item, dict) else line
+        item_line = int(item.get(LINE, line)) if isinstance(item, dict) else line
         if not isinstance(item, dict) or not isinstance(item.get("name"), str):
             raise _fail(path, item_line, "every header needs a name")
         if isinstance(item.get("value"), str):
@@ -208,7 +198,7 @@ def _retry(spec: Any, path: Path, line: int) -> Retry:
         return Retry()
     if not isinstance(spec, dict):
         raise _fail(path, line, "retry must be a mapping with attempts and backoff")
-    unknown = sorted(set(spec) - {"attempts", "backoff", _LINE, _KEY_LINES})
+    unknown = sorted(set(spec) - {"attempts", "backoff"} - MARKERS)
     if unknown:
         raise _fail(path, line, f"retry takes attempts and backoff, not {', '.join(unknown)}")
     attempts = spec.get("attempts", 1)
@@ -219,13 +209,13 @@ def _retry(spec: Any, path: Path, line: int) -> Retry:
     ):
         raise _fail(
             path,
-            _line(spec, "attempts"),
+            line_of(spec, "attempts"),
             f"retry attempts must be a whole number from 1 to {MAX_RETRY_ATTEMPTS}",
         )
     backoff = spec.get("backoff", DEFAULT_BACKOFF_S)
     if isinstance(backoff, bool) or not isinstance(backoff, int | float) or backoff <= 0:
         raise _fail(
-            path, _line(spec, "backoff"), "retry backoff must be a positive number of seconds"
+            path, line_of(spec, "backoff"), "retry backoff must be a positive number of seconds"
         )
     return Retry(attempts=attempts, backoff_s=float(backoff))
 
@@ -238,52 +228,52 @@ def _action(
     environ: Mapping[str, str],
 ) -> ActionDefinition:
     if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
-        line = int(entry.get(_LINE, 1)) if isinstance(entry, dict) else 1
+        line = int(entry.get(LINE, 1)) if isinstance(entry, dict) else 1
         raise _fail(path, line, "every action needs a name")
     name = entry["name"]
     if name not in fields:
         raise _fail(
             path,
-            _line(entry, "name"),
+            line_of(entry, "name"),
             f"action {name} is not a field of Mutation or Query in {sdl_path.name}",
         )
     definition = entry.get("definition")
     if not isinstance(definition, dict):
-        raise _fail(path, _line(entry, "definition"), f"action {name} needs a definition")
+        raise _fail(path, line_of(entry, "definition"), f"action {name} needs a definition")
     operation, field = fields[name]
     kind = definition.get("kind", "synchronous")
     if kind not in ("synchronous", "asynchronous"):
         raise _fail(
             path,
-            _line(definition, "kind"),
+            line_of(definition, "kind"),
             f"kind must be synchronous or asynchronous, not {kind!r}",
         )
     if kind == "asynchronous" and operation != "mutation":
         raise _fail(
             path,
-            _line(definition, "kind"),
+            line_of(definition, "kind"),
             f"action {name} is a query; only mutations can be asynchronous",
         )
     handler = definition.get("handler")
     if not isinstance(handler, str) or not handler:
-        raise _fail(path, _line(entry, "definition"), f"action {name} needs a handler URL")
-    handler = _expand(handler, environ, path, _line(definition, "handler"))
+        raise _fail(path, line_of(entry, "definition"), f"action {name} needs a handler URL")
+    handler = _expand(handler, environ, path, line_of(definition, "handler"))
     if not handler.startswith(("http://", "https://")):
         raise _fail(
             path,
-            _line(definition, "handler"),
+            line_of(definition, "handler"),
             f"handler of {name} must be an http(s) URL, not {handler!r}",
         )
     timeout = definition.get("timeout", DEFAULT_TIMEOUT_S)
     if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
         raise _fail(
-            path, _line(definition, "timeout"), "timeout must be a positive number of seconds"
+            path, line_of(definition, "timeout"), "timeout must be a positive number of seconds"
         )
     forward = definition.get("forward_client_headers", False)
     if not isinstance(forward, bool):
         raise _fail(
             path,
-            _line(definition, "forward_client_headers"),
+            line_of(definition, "forward_client_headers"),
             "forward_client_headers must be true or false",
         )
     return ActionDefinition(
@@ -292,11 +282,23 @@ def _action(
         kind="asynchronous" if kind == "asynchronous" else "synchronous",
         handler=handler,
         timeout_s=float(timeout),
-        headers=_headers(definition.get("headers"), path, _line(definition, "headers"), environ),
+        headers=_headers(definition.get("headers"), path, line_of(definition, "headers"), environ),
         forward_client_headers=forward,
         field=field,
-        retry=_retry(definition.get("retry"), path, _line(definition, "retry")),
+        retry=_retry(definition.get("retry"), path, line_of(definition, "retry")),
+        **_transforms(entry, path),
     )
+
+
+def _transforms(entry: dict[str, Any], path: Path) -> dict[str, Any]:
+    """The action's transforms, their templates parsed; refused at the line at fault."""
+    try:
+        return {
+            "request_transform": request_transform(entry),
+            "response_transform": response_transform(entry),
+        }
+    except TransformConfigError as error:
+        raise _fail(path, error.line, f"action {entry['name']}: {error}") from None
 
 
 def load_actions(path: Path, environ: Mapping[str, str] | None = None) -> ActionsConfig:
@@ -311,7 +313,7 @@ def load_actions(path: Path, environ: Mapping[str, str] | None = None) -> Action
     for entry in data["actions"]:
         action = _action(entry, fields, path, sdl_path, environ)
         if action.name in actions:
-            raise _fail(path, entry.get(_LINE), f"action {action.name} is declared twice")
+            raise _fail(path, entry.get(LINE), f"action {action.name} is declared twice")
         actions[action.name] = action
     for name, (_, field) in fields.items():
         if name not in actions:

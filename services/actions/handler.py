@@ -31,6 +31,7 @@ from services.actions.hasura import (
     refusal_error,
 )
 from services.actions.output import output_problem
+from services.actions.transforms import TransformError, send
 
 log = logging.getLogger(__name__)
 
@@ -144,9 +145,10 @@ async def call_handler(
         headers[IDEMPOTENCY_KEY_HEADER], attempt = idempotency[0], idempotency[1]
         headers[ATTEMPT_HEADER] = str(attempt)
     try:
-        response = await http.post(
-            action.handler, json=payload, headers=headers, timeout=action.timeout_s
-        )
+        # Through the action's request and response transforms, if it has any.
+        response = await send(http, action, payload, headers)
+    except TransformError as failure:
+        return ActionFailed(code=failure.code, message=failure.message, errors=failure.errors)
     except httpx.TimeoutException:
         return _failed(
             ErrorCode.ACTION_TIMEOUT,
