@@ -29,9 +29,8 @@ from strawberry.types import ExecutionResult
 from contracts.errors import ErrorCode
 from contracts.events import ForwardedIdentity
 from contracts.names import view_key
-from services.common.identity import Principal
+from services.common.identity import Principal, session_variables
 from services.common.target import TargetCallError
-from services.common.upstream.headers import session_variables
 from services.common.upstream.schema import UpstreamSchemaError
 from services.common.upstream.sealing import KeyRing
 from services.edge.errors import coded_error, ensure_codes

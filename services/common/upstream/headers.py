@@ -12,7 +12,6 @@ from collections.abc import Mapping
 from typing import Final
 from urllib.parse import quote
 
-from services.common.identity import Principal
 from services.common.settings import ConfigurationError
 
 TENANT_HEADER: Final = "X-Asyncgate-Tenant"
@@ -46,17 +45,6 @@ def parse_headers(text: str) -> dict[str, str]:
                 "printable ASCII"
             )
     return value
-
-
-def session_variables(principal: Principal) -> dict[str, str]:
-    """Hasura's session variables for a principal, from its identity (never a request body):
-    its own ``x-hasura-*`` claims, with the user and tenant ids asyncgate identified. No role
-    is made up: ``x-hasura-role`` only when the caller's token has one."""
-    return {
-        **principal.session_variables,
-        "x-hasura-user-id": principal.user_id,
-        "x-hasura-tenant-id": principal.tenant_id,
-    }
 
 
 def header_value(value: str) -> str:

@@ -17,9 +17,9 @@ import httpx
 from graphql import GraphQLSchema
 
 from contracts.errors import ErrorCode
-from services.common.identity import OperationContext
+from services.common.identity import OperationContext, session_variables
 from services.common.target import TargetCallError
-from services.common.upstream.headers import session_variables, upstream_headers
+from services.common.upstream.headers import upstream_headers
 
 log = logging.getLogger(__name__)
 
