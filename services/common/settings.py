@@ -22,6 +22,7 @@ from pydantic import (
     PositiveInt,
     SecretStr,
     ValidationError,
+    model_validator,
 )
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -154,6 +155,18 @@ class Settings(BaseSettings):
     projector_metrics_port: NonNegativeInt = 0
     # Read from the environment only: the file of further variables.
     env_file: OptionalPath = None
+
+    @model_validator(mode="after")
+    def _upstream_settings_need_an_upstream(self) -> Self:
+        if not self.upstream_url:
+            given = [
+                variable_name(name)
+                for name in ("upstream_schema_file", "upstream_forward_authorization")
+                if getattr(self, name)
+            ]
+            if given:
+                raise ValueError(f"{', '.join(given)} needs ASYNCGATE_UPSTREAM_URL")
+        return self
 
     @classmethod
     def settings_customise_sources(

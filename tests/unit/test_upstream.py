@@ -224,9 +224,9 @@ def test_an_introspection_refusal_points_at_the_schema_file() -> None:
 def test_an_unusable_sdl_file_is_named(tmp_path: Path) -> None:
     broken = tmp_path / "api.graphql"
     broken.write_text("type Query { a: Nope }")
-    with pytest.raises(UpstreamSchemaError, match="api.graphql"):
+    with pytest.raises(UpstreamSchemaError, match=r"api\.graphql"):
         schema_from_sdl(broken)
-    with pytest.raises(UpstreamSchemaError, match="missing.graphql"):
+    with pytest.raises(UpstreamSchemaError, match=r"missing\.graphql"):
         schema_from_sdl(tmp_path / "missing.graphql")
 
 
@@ -273,3 +273,8 @@ def test_the_ledger_merges_whole() -> None:
     merged = merged_schema(own, ledger_schema._schema)
     assert merged.query_type is not None
     assert {"useCompany", "whoami", "asyncResult"} <= set(merged.query_type.fields)
+
+
+def test_upstream_settings_without_an_upstream_are_refused() -> None:
+    with pytest.raises(ConfigurationError, match="needs ASYNCGATE_UPSTREAM_URL"):
+        Settings.from_env({"ASYNCGATE_UPSTREAM_SCHEMA_FILE": "api.graphql"})
