@@ -52,6 +52,27 @@ class ActionInvocation(msgspec.Struct, frozen=True, kw_only=True):
     client_headers: dict[str, str] = msgspec.field(default_factory=dict)
 
 
+class SealedSecret(msgspec.Struct, frozen=True, kw_only=True):
+    """A secret sealed with AES-256-GCM (or 128/192 by key size) under the key named ``kid``:
+    ``nonce`` and ``ciphertext`` (with its tag) in unpadded base64url. Only a holder of the key
+    reads it; the operation it belongs to is bound in as associated data, so it cannot be moved
+    onto another operation's request."""
+
+    kid: str
+    nonce: str
+    ciphertext: str
+
+
+class ForwardedIdentity(msgspec.Struct, frozen=True, kw_only=True):
+    """What an upstream GraphQL API is told about the caller when the operation runs (upstream
+    mode, ``ASYNCGATE_UPSTREAM_URL``): the caller's Hasura-style session variables and, when
+    ``ASYNCGATE_UPSTREAM_FORWARD_AUTHORIZATION`` is on, their ``Authorization`` header, sealed.
+    """
+
+    session_variables: dict[str, str] = msgspec.field(default_factory=dict)
+    authorization: SealedSecret | None = None
+
+
 class OperationRequested(Event, frozen=True, kw_only=True, tag="requested"):
     """A client asked for a GraphQL document, or an action, to be run in the background.
 
@@ -65,6 +86,8 @@ class OperationRequested(Event, frozen=True, kw_only=True, tag="requested"):
     ``start_by``: an operation not started by then never runs and ends EXPIRED (null: no
     deadline). ``timeout_s``: the client's own time limit for a run, in seconds; the executor
     applies the smaller of it and its own (null: the executor's alone).
+
+    ``forwarded``: who the caller is, for an upstream GraphQL API (null outside upstream mode).
     """
 
     query: str
@@ -74,6 +97,7 @@ class OperationRequested(Event, frozen=True, kw_only=True, tag="requested"):
     listing_ordinal: int | None = None
     start_by: datetime | None = None
     timeout_s: float | None = None
+    forwarded: ForwardedIdentity | None = None
 
 
 class OperationStarted(Event, frozen=True, kw_only=True, tag="started"):

@@ -22,7 +22,11 @@ from services.common.settings import (
     variable_name,
 )
 from services.common.target import TargetSchemaError
+from services.common.upstream.schema import UpstreamSchemaError, UpstreamUnavailableError
 from services.edge.actions import ActionSchemaError
+
+# sysexits' EX_UNAVAILABLE: the upstream API (ASYNCGATE_UPSTREAM_URL) did not give its schema.
+EXIT_UPSTREAM_UNAVAILABLE = 69
 
 
 def _run_edge(settings: Settings, _: argparse.Namespace) -> int:
@@ -272,9 +276,18 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings.from_env()
         return COMMANDS[arguments.command][0](settings, arguments)
-    except (ConfigurationError, TargetSchemaError, ActionsConfigError, ActionSchemaError) as error:
+    except (
+        ConfigurationError,
+        TargetSchemaError,
+        ActionsConfigError,
+        ActionSchemaError,
+        UpstreamSchemaError,
+    ) as error:
         print(f"asyncgate: {error}", file=sys.stderr)  # noqa: T201 (a start-up error for humans)
         return 2
+    except UpstreamUnavailableError as error:
+        print(f"asyncgate: {error}", file=sys.stderr)  # noqa: T201 (a start-up error for humans)
+        return EXIT_UPSTREAM_UNAVAILABLE
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

@@ -32,12 +32,13 @@ Rules = tuple[type[ASTValidationRule], ...]
 
 @dataclass
 class ParsedDocument:
-    """A parsed document, the validation errors found for each set of rules, and what callers
-    read off it (``derived``, by a key of their choosing): a cached document is walked once,
-    not once per request."""
+    """A parsed document, the validation errors found for each schema and set of rules (a
+    schema refreshed from an upstream API is a new object, so nothing stale is reused), and what
+    callers read off it (``derived``, by a key of their choosing): a cached document is walked
+    once, not once per request."""
 
     document: DocumentNode
-    errors: dict[Rules, list[GraphQLError]] = field(default_factory=dict)
+    errors: dict[tuple[GraphQLSchema, Rules], list[GraphQLError]] = field(default_factory=dict)
     derived: dict[Hashable, Any] = field(default_factory=dict)
 
 
@@ -103,12 +104,12 @@ async def validation_errors(
     schema: GraphQLSchema, query: str, entry: ParsedDocument, rules: Rules
 ) -> list[GraphQLError]:
     """The document's validation errors under ``rules`` (strawberry's own rules added)."""
-    errors = entry.errors.get(rules)
+    errors = entry.errors.get((schema, rules))
     if errors is None:
         errors = await off_the_loop_if_large(
             len(query), validate_document, schema, entry.document, rules
         )
-        entry.errors[rules] = errors
+        entry.errors[schema, rules] = errors
     return errors
 
 

@@ -46,6 +46,17 @@ class Principal:
         return decode_id(self.user)
 
 
+def session_variables(principal: Principal) -> dict[str, str]:
+    """Hasura's session variables for a principal, from its identity (never a request body):
+    its own ``x-hasura-*`` claims, with the user and tenant ids asyncgate identified. No role
+    is made up: ``x-hasura-role`` only when the caller's token has one."""
+    return {
+        **principal.session_variables,
+        "x-hasura-user-id": principal.user_id,
+        "x-hasura-tenant-id": principal.tenant_id,
+    }
+
+
 # Until authentication is configured every caller is this development principal.
 ANONYMOUS = Principal(tenant="default", user="anonymous")
 # A WebSocket's principal until its connection_init is authenticated; no operation can run

@@ -22,6 +22,7 @@ from pydantic import (
     PositiveInt,
     SecretStr,
     ValidationError,
+    model_validator,
 )
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -134,11 +135,38 @@ class Settings(BaseSettings):
     nats_tls_key_file: OptionalPath = None
     actions_file: OptionalPath = None
     demo_handler_port: int = 8001
+    # Upstream mode: an existing GraphQL HTTP endpoint instead of ASYNCGATE_TARGET_SCHEMA.
+    upstream_url: str = ""
+    # Its schema as SDL, for APIs that refuse introspection (none: introspected at start).
+    upstream_schema_file: OptionalPath = None
+    # The edge reads the upstream's schema again this often, and on SIGHUP (0: only on SIGHUP).
+    upstream_schema_refresh_s: NonNegativeFloat = 300.0
+    # A JSON object of headers every upstream call carries (the gateway's own credentials).
+    upstream_headers: SecretStr = SecretStr("")
+    # Opt in: the client's own Authorization header reaches the upstream too (sealed in events).
+    upstream_forward_authorization: Flag = False
+    # kid:base64key,... (AES-GCM keys, 16/24/32 bytes); the first seals, every one opens.
+    upstream_forward_keys: SecretStr = SecretStr("")
+    # Synchronous forwarding, introspection and connecting; background calls are bounded by
+    # the operation's time-out instead.
+    upstream_timeout_s: PositiveFloat = 30.0
     # Prometheus /metrics of the executor and projector (0: not served); the edge serves its own.
     executor_metrics_port: NonNegativeInt = 0
     projector_metrics_port: NonNegativeInt = 0
     # Read from the environment only: the file of further variables.
     env_file: OptionalPath = None
+
+    @model_validator(mode="after")
+    def _upstream_settings_need_an_upstream(self) -> Self:
+        if not self.upstream_url:
+            given = [
+                variable_name(name)
+                for name in ("upstream_schema_file", "upstream_forward_authorization")
+                if getattr(self, name)
+            ]
+            if given:
+                raise ValueError(f"{', '.join(given)} needs ASYNCGATE_UPSTREAM_URL")
+        return self
 
     @classmethod
     def settings_customise_sources(

@@ -1,11 +1,19 @@
-"""The target schema: the user's strawberry schema that asyncgate runs operations against."""
+"""The target: what asyncgate runs operations against, behind one small interface (``Target``)
+that the edge and the executor both use.
+
+Two implementations: ``InProcessTarget``, the user's strawberry schema run in-process
+(``ASYNCGATE_TARGET_SCHEMA``), and ``UpstreamTarget`` (services/common/upstream/target.py), an
+existing GraphQL HTTP API (``ASYNCGATE_UPSTREAM_URL``). Each service's composition root picks
+one from the settings.
+"""
 
 import importlib
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import strawberry
-from graphql import GraphQLError
+from graphql import GraphQLError, GraphQLSchema
 from strawberry.extensions import SchemaExtension
 
 from services.common.documents import CachedDocuments, DocumentCache
@@ -47,6 +55,72 @@ def with_document_caches(schema: strawberry.Schema) -> strawberry.Schema:
 def format_error(error: GraphQLError) -> dict[str, Any]:
     """A GraphQL error as it appears in a response's ``errors`` list."""
     return dict(error.formatted)
+
+
+class TargetCallError(Exception):
+    """The target could not run the operation at all (its API failed, refused or could not be
+    reached): a stable ``code``, a ``message`` for people, and the target's own GraphQL
+    response if it gave one."""
+
+    def __init__(self, code: str, message: str, response: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.response = response
+
+
+class Target(Protocol):
+    """What operations run against."""
+
+    @property
+    def graphql_schema(self) -> GraphQLSchema:
+        """The schema documents are validated against (graphql-core's view of it)."""
+        ...
+
+    async def execute(
+        self,
+        *,
+        query: str,
+        variables: dict[str, Any],
+        operation_name: str | None,
+        context: OperationContext,
+        authorization: str | None = None,
+    ) -> dict[str, Any]:
+        """Run one operation for ``context.principal``; its GraphQL response (GraphQL errors
+        included). ``authorization``: the client's own header, where the operator has the
+        target receive it. Raises TargetCallError when the operation could not run at all."""
+        ...
+
+
+@dataclass(frozen=True)
+class InProcessTarget:
+    """A strawberry schema run in this process (the resolvers get ``context`` as it is)."""
+
+    schema: strawberry.Schema
+
+    @property
+    def graphql_schema(self) -> GraphQLSchema:
+        """The schema as graphql-core sees it."""
+        return self.schema._schema
+
+    async def execute(
+        self,
+        *,
+        query: str,
+        variables: dict[str, Any],
+        operation_name: str | None,
+        context: OperationContext,
+        authorization: str | None = None,
+    ) -> dict[str, Any]:
+        """Run one operation the way the synchronous endpoint would (``authorization`` is not
+        used: in-process resolvers are asyncgate's own code)."""
+        return await execute(
+            self.schema,
+            query=query,
+            variables=variables,
+            operation_name=operation_name,
+            context=context,
+        )
 
 
 async def execute(

@@ -34,6 +34,7 @@ from services.actions.config import HASURA_SCALARS, ActionDefinition, ActionsCon
 from services.actions.handler import ActionSucceeded, call_handler, forwardable
 from services.actions.hasura import UNEXPECTED, async_errors, hasura_error
 from services.common.identity import Principal
+from services.common.identity import session_variables as hasura_session
 from services.edge.context import EdgeContext
 from services.edge.deadlines import start_deadline
 from services.edge.errors import PassedOnError, unavailable_without_nats
@@ -49,13 +50,9 @@ class ActionSchemaError(ValueError):
 
 
 def session_variables(principal: Principal) -> dict[str, str]:
-    """Hasura's session variables for a principal (from the caller's identity, never the body)."""
-    return {
-        "x-hasura-role": "user",
-        **principal.session_variables,
-        "x-hasura-user-id": principal.user_id,
-        "x-hasura-tenant-id": principal.tenant_id,
-    }
+    """Hasura's session variables for a principal (from the caller's identity, never the body);
+    an action handler is told role ``user`` when the token names none, as Hasura does."""
+    return {"x-hasura-role": "user", **hasura_session(principal)}
 
 
 def request_query(info: GraphQLResolveInfo[EdgeContext]) -> str:

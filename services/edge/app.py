@@ -24,6 +24,7 @@ from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
+from strawberry.types import ExecutionResult
 from strawberry.types.unset import UnsetType
 
 from contracts.errors import ErrorCode
@@ -35,13 +36,14 @@ from services.common.layout import NotProvisionedError, is_ready
 from services.common.metrics import EdgeMetrics, exposition
 from services.common.runtime import exit_process, freeze_startup_objects
 from services.common.settings import Settings
-from services.common.target import load_schema
+from services.common.target import InProcessTarget, Target, load_schema
 from services.common.tracing import TRACEPARENT, Tracing, valid_traceparent
 from services.edge.actions import add_actions
 from services.edge.auth import AuthenticationError, Authenticator, check_exposure
 from services.edge.connection import EdgeConnection
 from services.edge.context import EdgeContext
 from services.edge.errors import error_body, http_error_code
+from services.edge.forwarding import ForwardedResult, Forwarding, UpstreamForwarding
 from services.edge.graphiql import STATIC_PREFIX as GRAPHIQL_STATIC
 from services.edge.graphiql import offline_page
 from services.edge.graphiql import serve_asset as serve_graphiql_asset
@@ -56,6 +58,7 @@ from services.edge.media_types import (
 )
 from services.edge.schema import build_schema
 from services.edge.shape_limits import ShapeLimits
+from services.edge.upstream_mode import EdgeUpstream
 from services.edge.websockets import LegacyWSHandler, TransportWSHandler
 
 log = logging.getLogger("asyncgate.edge")
@@ -147,7 +150,8 @@ class EdgeGraphQL(GraphQL[EdgeContext, None]):
         self,
         schema: strawberry.Schema,
         *,
-        target: strawberry.Schema,
+        target: Target,
+        forwarding: Forwarding | None = None,
         settings: Settings,
         connection: EdgeConnection,
         authenticator: Authenticator,
@@ -161,6 +165,7 @@ class EdgeGraphQL(GraphQL[EdgeContext, None]):
         self._authenticator = authenticator
         self._shape = shape
         self._target = target
+        self._forwarding = forwarding
         self._retention = timedelta(seconds=settings.result_ttl_s)
         self._start_within_s = settings.start_within_s
         self._connection = connection
@@ -171,6 +176,17 @@ class EdgeGraphQL(GraphQL[EdgeContext, None]):
     def graphql_ide_html(self) -> str:
         """strawberry's GraphiQL page, loading its scripts and styles from the edge."""
         return self._graphiql_page
+
+    async def process_result(
+        self, request: Request, result: ExecutionResult
+    ) -> GraphQLHTTPResponse:
+        """The response body; an upstream's answer as it came, with the edge's extensions."""
+        if not isinstance(result, ForwardedResult):
+            return await super().process_result(request, result)
+        body = cast(GraphQLHTTPResponse, dict(result.response))
+        if result.extensions:
+            body["extensions"] = {**(body.get("extensions") or {}), **result.extensions}
+        return body
 
     async def on_ws_connect(self, context: EdgeContext) -> UnsetType | dict[str, object] | None:
         """Identify a WebSocket's caller from its connection_init payload; refuse if unknown."""
@@ -251,6 +267,7 @@ class EdgeGraphQL(GraphQL[EdgeContext, None]):
             # Starlette's Headers: already a read-only, case-insensitive mapping; no copy.
             client_headers=request.headers,
             target=self._target,
+            forwarding=self._forwarding,
             retention=self._retention,
             start_within_s=self._start_within_s,
             tracing=self._tracing,
@@ -259,6 +276,23 @@ class EdgeGraphQL(GraphQL[EdgeContext, None]):
             nats_connected=await connected_within(nc, RECONNECT_GRACE_S),
             response=response if isinstance(response, Response) else None,
         )
+
+
+def _schema_and_target(
+    settings: Settings, shape: ShapeLimits
+) -> tuple[strawberry.Schema, Target, EdgeUpstream | None]:
+    """The edge's schema and the target it serves: an upstream API (ASYNCGATE_UPSTREAM_URL,
+    whose schema is loaded now) or ASYNCGATE_TARGET_SCHEMA in-process; actions added to both."""
+    target_schema = None if settings.upstream_url else load_schema(settings.target_schema)
+    schema = build_schema(
+        target_schema, shape, extensions=() if target_schema else (UpstreamForwarding,)
+    )
+    if settings.actions_file is not None:
+        add_actions(schema, load_actions(settings.actions_file))
+    if target_schema is not None:
+        return schema, InProcessTarget(target_schema), None
+    upstream = EdgeUpstream(settings, schema)
+    return schema, upstream.target, upstream
 
 
 def create_app(
@@ -277,17 +311,15 @@ def create_app(
             "JWKS or API keys file) before anyone else can reach this edge.",
             settings.http_host,
         )
-    target = load_schema(settings.target_schema)
     shape = ShapeLimits.from_settings(settings)
-    schema = build_schema(target, shape)
-    if settings.actions_file is not None:
-        add_actions(schema, load_actions(settings.actions_file))
+    schema, target, upstream = _schema_and_target(settings, shape)
     connection = EdgeConnection()
     tracing = Tracing.from_env("edge")
     metrics = EdgeMetrics()
     graphql_app = EdgeGraphQL(
         schema,
         target=target,
+        forwarding=None if upstream is None else upstream.forwarding,
         settings=settings,
         connection=connection,
         authenticator=authenticator,
@@ -304,11 +336,15 @@ def create_app(
             app.state.not_provisioned = True  # the command's exit status says so
             raise
         freeze_startup_objects()
+        if upstream is not None:
+            upstream.start()
         try:
             yield
         finally:
             try:
                 await connection.close()
+                if upstream is not None:
+                    await upstream.close()
             finally:
                 await tracing.shutdown()
 

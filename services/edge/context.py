@@ -6,18 +6,20 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import httpx
-import strawberry
 from graphql import GraphQLSchema
 from nats.js.kv import KeyValue
 from starlette.responses import Response
 
+from contracts.events import ForwardedIdentity
 from contracts.view import OperationView
 from services.common.documents import DocumentCache
 from services.common.event_log import EventLog
 from services.common.identity import OperationContext
 from services.common.listing import Listing
 from services.common.metrics import EdgeMetrics
+from services.common.target import Target
 from services.common.tracing import Tracing, trace_id_of
+from services.edge.forwarding import Forwarding
 from services.edge.limits import Limiter
 from services.edge.reads import find_operation, follow_operation
 from services.edge.shape_limits import ShapeLimits
@@ -30,7 +32,7 @@ class EdgeContext(OperationContext):
 
     events: EventLog
     kv: KeyValue
-    target: strawberry.Schema
+    target: Target
     views: ViewWatchHub
     limits: Limiter
     listing: Listing
@@ -52,6 +54,8 @@ class EdgeContext(OperationContext):
     # unless the client sent one.
     request_id: uuid.UUID = field(default_factory=uuid.uuid4)
     nats_connected: bool = True
+    # Upstream mode: forwarding the upstream's operations, and who the caller is for it.
+    forwarding: Forwarding | None = None
     # strawberry puts a WebSocket's connection_init payload here.
     connection_params: object = None
     # The HTTP response being built for this request (None over a WebSocket): headers set on it
@@ -79,8 +83,14 @@ class EdgeContext(OperationContext):
 
     @property
     def target_graphql_schema(self) -> GraphQLSchema:
-        """The target schema as graphql-core sees it, for validating inner documents."""
-        return self.target._schema
+        """The target's schema as graphql-core sees it, for validating inner documents."""
+        return self.target.graphql_schema
+
+    def forwarded_identity(self, operation_id: str) -> ForwardedIdentity | None:
+        """What operation ``operation_id`` carries for an upstream (None: not upstream mode)."""
+        if self.forwarding is None:
+            return None
+        return self.forwarding.identity(self.principal, self.client_headers, operation_id)
 
     async def find_operation(self, operation_id: str) -> OperationView | None:
         """The caller's operation, or None if it is not theirs, never existed or expired."""

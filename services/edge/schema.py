@@ -2,7 +2,7 @@
 asyncRequests, wire-compatible with Business NXT's async queries."""
 
 import dataclasses
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, NewType
 
@@ -10,6 +10,7 @@ import msgspec
 import strawberry
 from graphql import GraphQLError, ObjectValueNode, ValueNode, value_from_ast_untyped
 from strawberry.extensions import SchemaExtension
+from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
@@ -241,6 +242,7 @@ class AsyncMutations:
             operation_name=operation.operation_name,
             start_by=start_deadline(start_within, context.start_within_s, datetime.now(UTC)),
             timeout_s=timeout_s,
+            forwarded=context.forwarded_identity(operation_id),
         )
         digest = document_digest(
             {"query": query, "variables": args or {}, "operation_name": operation_name}
@@ -327,29 +329,37 @@ class EdgeSchema(strawberry.Schema):
         super().process_errors(unexpected, execution_context)
 
 
-def build_schema(target: strawberry.Schema, shape: ShapeLimits) -> strawberry.Schema:
-    """The target schema with the async fields added to its Query and Mutation types."""
-    query = merge_types("Query", (target.query, AsyncQueries))
+def build_schema(
+    target: strawberry.Schema | None,
+    shape: ShapeLimits,
+    *,
+    extensions: Sequence[type[SchemaExtension] | Callable[[], SchemaExtension]] = (),
+) -> strawberry.Schema:
+    """The target schema with the async fields added to its Query and Mutation types (with
+    no target: the async fields alone, as upstream mode starts from; ``extensions`` run last).
+    """
+
+    def root(target_type: type | None, own: tuple[type, ...], name: str) -> type:
+        return merge_types(name, own if target_type is None else (target_type, *own))
+
     own_mutations = (AsyncMutations, AsyncCancelMutation, AsyncDeleteMutation)
-    mutation_types = own_mutations if target.mutation is None else (target.mutation, *own_mutations)
+    base_config = StrawberryConfig() if target is None else target.config
     config = dataclasses.replace(
-        target.config, scalar_map={**target.config.scalar_map, Dictionary: DICTIONARY_SCALAR}
-    )
-    subscription_types = (
-        (AsyncSubscriptions,)
-        if target.subscription is None
-        else (target.subscription, AsyncSubscriptions)
+        base_config, scalar_map={**base_config.scalar_map, Dictionary: DICTIONARY_SCALAR}
     )
     return EdgeSchema(
-        query=query,
-        mutation=merge_types("Mutation", mutation_types),
-        subscription=merge_types("Subscription", subscription_types),
+        query=root(None if target is None else target.query, (AsyncQueries,), "Query"),
+        mutation=root(None if target is None else target.mutation, own_mutations, "Mutation"),
+        subscription=root(
+            None if target is None else target.subscription, (AsyncSubscriptions,), "Subscription"
+        ),
         extensions=[
-            *target.extensions,
+            *(() if target is None else target.extensions),
             TraceIdExtension,
             MaskUnexpectedErrors,
             *shape.extensions(),
             *document_caches(),
+            *extensions,
         ],
         config=config,
     )

@@ -11,6 +11,7 @@ aside on the dead-letter stream.
 import logging
 from collections.abc import Callable
 
+import httpx
 from faststream import FastStream
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy as JsAckPolicy
@@ -29,8 +30,11 @@ from services.common.runtime import (
     worker_name,
 )
 from services.common.settings import Settings
-from services.common.target import load_schema, with_document_caches
+from services.common.target import InProcessTarget, Target, load_schema, with_document_caches
 from services.common.tracing import Tracing
+from services.common.upstream.config import UpstreamConfig
+from services.common.upstream.sealing import KeyRing
+from services.common.upstream.target import UpstreamTarget
 from services.common.work_slots import WorkSlots
 from services.executor.cancellation import CancellableRuns
 from services.executor.deliveries import SERVICE, Deliveries
@@ -56,6 +60,20 @@ def consumer_config(settings: Settings) -> ConsumerConfig:
     )
 
 
+def _target(settings: Settings, http: httpx.AsyncClient) -> tuple[Target, KeyRing | None]:
+    """The target operations run against, from the settings: an upstream API when
+    ASYNCGATE_UPSTREAM_URL is set (with the keys that open forwarded Authorization headers),
+    else ASYNCGATE_TARGET_SCHEMA in-process."""
+    if not settings.upstream_url:
+        return InProcessTarget(with_document_caches(load_schema(settings.target_schema))), None
+    upstream = UpstreamConfig.from_settings(settings)
+    # Connecting is bounded; the answer only by the operation's own time-out (a background
+    # operation is one that may take long).
+    timeout = httpx.Timeout(None, connect=upstream.timeout_s)
+    target = UpstreamTarget(url=upstream.url, http=http, headers=upstream.headers, timeout=timeout)
+    return target, upstream.keys
+
+
 def create_app(
     settings: Settings,
     *,
@@ -70,12 +88,14 @@ def create_app(
     actions = None if settings.actions_file is None else load_actions(settings.actions_file)
     http = handler_client()
     handles = JetStreamHandles()
+    target, forward_keys = _target(settings, http)
     run = OperationRunner(
-        schema=with_document_caches(load_schema(settings.target_schema)),
+        target=target,
         timeout_s=settings.operation_timeout_s,
         actions=actions,
         http=http,
         progress=ProgressPublisher(lambda: handles.require()[2]),
+        forward_keys=forward_keys,
     )
     worker = worker or worker_name()
     tracing = Tracing.from_env(SERVICE)

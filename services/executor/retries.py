@@ -1,9 +1,10 @@
 """Retries by error class, without I/O: which failures pass, and how long to wait before the
 next attempt.
 
-A passing failure (an action handler's 5xx, refused connection or time-out, an operation's own
-time-out) may not happen again, so it is tried again while attempts are left; a failure that
-will not change (GraphQL errors, a handler's 4xx or bad output, a result too large) never is.
+A passing failure (an action handler's or an upstream API's 5xx, refused connection or
+time-out, an operation's own time-out) may not happen again, so it is tried again while
+attempts are left; a failure that will not change (GraphQL errors, a handler's or an upstream's
+4xx or bad output, a result too large) never is.
 An executor lost mid-run is retried by the delivery decision (ASYNCGATE_EXECUTOR_MAX_ATTEMPTS).
 """
 
@@ -31,6 +32,9 @@ PASSING_FAILURES: Final = frozenset(
         ErrorCode.ACTION_UNREACHABLE,
         ErrorCode.ACTION_TIMEOUT,
         ErrorCode.TIMEOUT,
+        ErrorCode.UPSTREAM_FAILED,
+        ErrorCode.UPSTREAM_TIMEOUT,
+        ErrorCode.UPSTREAM_UNREACHABLE,
     }
 )
 # No pause between attempts grows beyond this, however many attempts are allowed.

@@ -6,22 +6,24 @@ import logging
 from dataclasses import dataclass
 
 import httpx
-import strawberry
 
 from contracts.errors import ErrorCode
 from contracts.events import (
     ActionInvocation,
+    ForwardedIdentity,
     OperationCompleted,
     OperationFailed,
     OperationRequested,
     TerminalEvent,
     correlation_of,
 )
+from contracts.names import view_key
 from services.actions.config import ActionsConfig
 from services.actions.handler import ActionSucceeded, call_handler
 from services.common.identity import OperationContext, Principal
 from services.common.progress import ProgressReporter
-from services.common.target import execute
+from services.common.target import Target, TargetCallError
+from services.common.upstream.sealing import KeyRing, UnsealError
 from services.executor.outcome import failed, outcome_of
 from services.executor.progress import ProgressPublisher
 
@@ -30,14 +32,16 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class OperationRunner:
-    """Runs one request: a GraphQL document against the target schema, or an action's handler."""
+    """Runs one request: a GraphQL document against the target, or an action's handler."""
 
-    schema: strawberry.Schema
+    target: Target
     timeout_s: float
     actions: ActionsConfig | None = None
     http: httpx.AsyncClient | None = None
     # Publishes what resolvers report through ``info.context.progress`` (None: discarded).
     progress: ProgressPublisher | None = None
+    # Opens the client's Authorization an upstream-mode edge sealed into the request.
+    forward_keys: KeyRing | None = None
 
     async def __call__(self, request: OperationRequested, attempt: int) -> TerminalEvent:
         """The terminal event attempt ``attempt`` ends in; the operation's own failures included."""
@@ -70,19 +74,53 @@ class OperationRunner:
     async def _execute_reporting_to(
         self, request: OperationRequested, progress: ProgressReporter
     ) -> TerminalEvent:
+        forwarded = request.forwarded or ForwardedIdentity()
         context = OperationContext(
-            principal=Principal(tenant=request.tenant, user=request.principal),
+            principal=Principal(
+                tenant=request.tenant,
+                user=request.principal,
+                session_variables=forwarded.session_variables,
+            ),
             operation_id=request.operation_id,
             progress=progress,
         )
-        response = await execute(
-            self.schema,
-            query=request.query,
-            variables=request.variables,
-            operation_name=request.operation_name,
-            context=context,
-        )
+        try:
+            response = await self.target.execute(
+                query=request.query,
+                variables=request.variables,
+                operation_name=request.operation_name,
+                context=context,
+                authorization=self._authorization(request, forwarded),
+            )
+        except TargetCallError as error:
+            return OperationFailed(
+                **correlation_of(request),
+                code=error.code,
+                error=error.message,
+                response=error.response,
+            )
         return outcome_of(request, response)
+
+    def _authorization(
+        self, request: OperationRequested, forwarded: ForwardedIdentity
+    ) -> str | None:
+        """The client's Authorization the edge sealed into ``request``, opened (None if none)."""
+        sealed = forwarded.authorization
+        if sealed is None:
+            return None
+        if self.forward_keys is None:
+            raise TargetCallError(
+                ErrorCode.UPSTREAM_AUTHORIZATION_UNREADABLE,
+                "the request carries a sealed Authorization and no ASYNCGATE_UPSTREAM_FORWARD_KEYS"
+                " are configured",
+            )
+        binding = view_key(request.tenant, request.principal, request.operation_id)
+        try:
+            return self.forward_keys.open(sealed, bound_to=binding)
+        except UnsealError as error:
+            raise TargetCallError(
+                ErrorCode.UPSTREAM_AUTHORIZATION_UNREADABLE, f"the client's Authorization: {error}"
+            ) from None
 
     async def _call_action(
         self, request: OperationRequested, invocation: ActionInvocation, attempt: int

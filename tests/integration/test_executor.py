@@ -22,6 +22,7 @@ from contracts.events import (
 from examples.ledger.schema import schema as ledger_schema
 from services.common.event_log import EventLog
 from services.common.settings import Settings
+from services.common.target import InProcessTarget
 from services.executor.app import create_app as create_executor
 from services.executor.handlers import (
     SupersededDeliveryError,
@@ -230,7 +231,7 @@ async def handle(
         requested_at=stored[0],
         max_attempts=4,
         events=log,
-        run=run or OperationRunner(schema=ledger_schema, timeout_s=10),
+        run=run or OperationRunner(target=InProcessTarget(ledger_schema), timeout_s=10),
         worker=f"w{delivery}",
         max_payload=1 << 20,
         keep_alive=keep_alive,
