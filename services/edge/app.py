@@ -163,6 +163,7 @@ class EdgeGraphQL(GraphQL[EdgeContext, None]):
         self._target = target
         self._retention = timedelta(seconds=settings.result_ttl_s)
         self._start_within_s = settings.start_within_s
+        self._callback_hosts = settings.callback_hosts
         self._connection = connection
         self._inner_documents = DocumentCache()
         self._graphiql_page = offline_page(super().graphql_ide_html)
@@ -253,6 +254,7 @@ class EdgeGraphQL(GraphQL[EdgeContext, None]):
             target=self._target,
             retention=self._retention,
             start_within_s=self._start_within_s,
+            callback_hosts=self._callback_hosts,
             tracing=self._tracing,
             metrics=self._metrics,
             traceparent=valid_traceparent(request.headers.get(TRACEPARENT)),
@@ -280,7 +282,9 @@ def create_app(
     shape = ShapeLimits.from_settings(settings)
     schema = build_schema(target, shape)
     if settings.actions_file is not None:
-        add_actions(schema, load_actions(settings.actions_file))
+        add_actions(
+            schema, load_actions(settings.actions_file, callback_hosts=settings.callback_hosts)
+        )
     connection = EdgeConnection()
     tracing = Tracing.from_env("edge")
     metrics = EdgeMetrics()
