@@ -3,6 +3,7 @@ and real HTTP receivers. A finished operation is POSTed, correctly signed (check
 standardwebhooks package, keyed with a secret derived here as the README says), a receiver
 failing twice gets it a third time, and a URL outside the allowed hosts is refused."""
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -29,9 +30,9 @@ from contracts.events import (
 )
 from contracts.names import STREAM
 from services.callbacks.app import create_app as create_callbacks
+from services.common.identity import ANONYMOUS
 from services.common.nats_server import free_port
 from services.common.settings import Settings
-from services.edge.auth import ANONYMOUS
 from services.executor.app import create_app as create_executor
 from services.projector.app import create_app as create_projector
 from tests.integration.test_nats_permissions import SecuredNats, as_service, secured_nats
@@ -62,15 +63,19 @@ class Received:
 
 @dataclass
 class Receiver:
-    """Records every POST; ``/ok`` answers 204, ``/flaky`` 500 twice and then 200."""
+    """Records every POST; ``/ok`` answers 204, ``/flaky`` 500 twice and then 200, ``/slow``
+    200 once ``release`` is set."""
 
     posts: list[Received] = field(default_factory=list)
     calls: Counter[str] = field(default_factory=Counter)
+    release: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def answer(self, request: Request) -> Response:
         name = request.path_params["name"]
         self.calls[name] += 1
         self.posts.append(Received(name, dict(request.headers), await request.body()))
+        if name == "slow":
+            await self.release.wait()
         if name == "flaky" and self.calls[name] <= 2:
             return Response("down", 500)
         return Response(status_code=204 if name == "ok" else 200)
@@ -231,12 +236,29 @@ async def test_an_operation_without_a_callback_has_none_and_nothing_is_posted(
         result = (await graphql(stack, RESULT, {"id": operation_id}))["data"]["asyncResult"]
         return result if result["status"] == "SUCCESS" else None
 
-    result = await ended() or await eventually(ended, what="the operation ending")
+    result = await eventually(ended, what="the operation ending")
     requests = [e for _, e in await stored_events(js) if isinstance(e, OperationRequested)]
 
     assert result["callback"] is None
     assert requests[0].callback_url is None
     assert receiver[0].posts == []
+
+
+async def test_a_slow_receiver_holds_up_no_other_callback(
+    stack: httpx.AsyncClient, receiver: tuple[Receiver, str]
+) -> None:
+    recorder, url = receiver
+    slow = await submitted(stack, f"{url}/slow")
+    await eventually(lambda: recorder.received("slow", 1), what="the slow receiver called")
+
+    quick = await callback_state(stack, await submitted(stack, f"{url}/ok"), "DELIVERED")
+    waiting = (await graphql(stack, RESULT, {"id": slow}))["data"]["asyncResult"]
+    recorder.release.set()
+    released = await callback_state(stack, slow, "DELIVERED")
+
+    assert quick["callback"]["attempts"] == 1
+    assert waiting["callback"] == {"state": "PENDING", "attempts": 0, "lastError": None}
+    assert released["callback"]["attempts"] == 1
 
 
 async def test_the_callbacks_service_does_its_job_as_its_own_nats_user(

@@ -15,12 +15,14 @@ from contracts.events import (
     CallbackEvent,
     Correlation,
     OperationCompleted,
+    OperationEvent,
     OperationRequested,
     what_ran,
 )
 from contracts.lifecycle import fold
 from contracts.view import CallbackState, CallbackStatus
 from services.callbacks.schedule import Answer, Delivered, GiveUp, RetryAt, judge
+from services.callbacks.sender import AddressNotAllowedError, checked_address, pinned_url
 from services.callbacks.signing import (
     SigningKeyError,
     master_key,
@@ -32,6 +34,7 @@ from services.callbacks.signing import (
 )
 from services.common.callback_urls import (
     AllowedHosts,
+    CallbackTarget,
     CallbackUrlError,
     check_callback_url,
     is_public,
@@ -247,7 +250,8 @@ HISTORY: list[CallbackEvent] = [
 
 @pytest.mark.parametrize("order", list(itertools.permutations(range(len(HISTORY)))))
 def test_the_fold_of_callback_events_is_order_free(order: tuple[int, ...]) -> None:
-    events = [(1, REQUEST), (2, COMPLETED)] + [(3 + index, HISTORY[index]) for index in order]
+    events: list[tuple[int, OperationEvent]] = [(1, REQUEST), (2, COMPLETED)]
+    events += [(3 + index, HISTORY[index]) for index in order]
 
     callback = fold(events)["op"].callback
 
@@ -258,7 +262,12 @@ def test_the_fold_of_callback_events_is_order_free(order: tuple[int, ...]) -> No
 
 def test_an_abandoned_callback_is_failed_with_its_last_error_and_delivered_wins() -> None:
     abandoned = CallbackAbandoned(**ENVELOPE, attempt=2, error="404 for good", status=404)
-    events = [(1, REQUEST), (2, COMPLETED), (3, failed_attempt(1)), (4, abandoned)]
+    events: list[tuple[int, OperationEvent]] = [
+        (1, REQUEST),
+        (2, COMPLETED),
+        (3, failed_attempt(1)),
+        (4, abandoned),
+    ]
     # A delivery recorded by a replica that raced with the one giving up still counts.
     raced = [*events, (5, CallbackDelivered(**ENVELOPE, attempt=2, status=200))]
 
@@ -274,3 +283,32 @@ def test_callback_events_change_no_status() -> None:
     view = fold([(1, REQUEST), (2, COMPLETED), (3, failed_attempt(1))])["op"]
 
     assert (view.status, view.terminal_sequence) == ("SUCCESS", 2)
+
+
+def target(url: str, *, trusted: bool) -> CallbackTarget:
+    """``url`` as a checked target, listed exactly (``trusted``) or through a wildcard."""
+    hosts = AllowedHosts.parse("localhost" if trusted else "*.localhost, localhost:1")
+    parsed = check_callback_url(url, hosts)
+    return CallbackTarget(
+        url=url, scheme=parsed.scheme, host=parsed.host, port=parsed.port, trusted=trusted
+    )
+
+
+async def test_a_name_resolving_to_loopback_is_refused_at_delivery_unless_listed_exactly() -> None:
+    # localhost really is resolved here: a wildcard-allowed name that resolves inside (DNS
+    # rebinding) is refused when it is called, whatever it was when it was submitted.
+    with pytest.raises(AddressNotAllowedError, match=r"non-public address 127\.0\.0\.1"):
+        await checked_address(target("http://localhost:1/in", trusted=False))
+
+    address = await checked_address(target("http://localhost/in", trusted=True))
+
+    assert address == ipaddress.ip_address("127.0.0.1")
+
+
+def test_the_request_goes_to_the_checked_address_itself() -> None:
+    hook = target("http://localhost:8080/in?x=1", trusted=True)
+
+    assert (
+        str(pinned_url(hook, ipaddress.ip_address("127.0.0.1"))) == "http://127.0.0.1:8080/in?x=1"
+    )
+    assert str(pinned_url(hook, ipaddress.ip_address("::1"))) == "http://[::1]:8080/in?x=1"
