@@ -35,6 +35,7 @@ from services.common.nats_server import free_port
 from services.common.settings import Settings
 from services.executor.app import create_app as create_executor
 from services.projector.app import create_app as create_projector
+from tests.integration.test_cli import run_cli
 from tests.integration.test_nats_permissions import SecuredNats, as_service, secured_nats
 from tests.stack import eventually, graphql, running, serving, serving_edge, stored_events
 
@@ -278,3 +279,18 @@ async def test_the_callbacks_service_does_its_job_as_its_own_nats_user(
     assert result["callback"]["attempts"] == 3
     assert recorder.calls["flaky"] == 3
     assert "Violation" not in secured_nats.log.read_text()
+
+
+def test_callback_secret_prints_the_secret_callbacks_are_signed_with() -> None:
+    printed = run_cli(
+        "callback-secret", "--tenant", "default", env={"ASYNCGATE_CALLBACK_SIGNING_KEY": MASTER_KEY}
+    )
+    refused = run_cli("callback-secret", "--tenant", "default", env={})
+    service = run_cli("callbacks", env={"ASYNCGATE_CALLBACK_SIGNING_KEY": "short"})
+
+    assert printed.returncode == 0
+    assert printed.stdout.strip() == receivers_secret(ANONYMOUS.tenant)
+    assert refused.returncode == 2
+    assert "ASYNCGATE_CALLBACK_SIGNING_KEY must be at least 32 bytes" in refused.stderr
+    assert service.returncode == 2
+    assert "Traceback" not in service.stderr
