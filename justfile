@@ -9,7 +9,7 @@ default:
 
 # ./dev runs `up`, `edge`, `executor`, `projector` and `callbacks` without just (see ./dev), so that Ctrl-C
 # after a clean stop is not reported as an error.
-[doc("run NATS, the edge, an executor and the projector; Ctrl-C stops them")]
+[doc("run NATS, the edge, an executor, the projector (and callbacks, with a signing key); Ctrl-C stops them")]
 [group("run")]
 up:
     asyncgate up
