@@ -7,9 +7,9 @@ set dotenv-load := false
 default:
     @just --list --unsorted
 
-# ./dev runs `up`, `edge`, `executor` and `projector` without just (see ./dev), so that Ctrl-C
+# ./dev runs `up`, `edge`, `executor`, `projector` and `callbacks` without just (see ./dev), so that Ctrl-C
 # after a clean stop is not reported as an error.
-[doc("run NATS, the edge, an executor and the projector; Ctrl-C stops them")]
+[doc("run NATS, the edge, an executor, the projector (and callbacks, with a signing key); Ctrl-C stops them")]
 [group("run")]
 up:
     asyncgate up
@@ -33,6 +33,11 @@ executor:
 [group("run")]
 projector:
     asyncgate projector
+
+[doc("the callbacks service alone, against ASYNCGATE_NATS_URL (needs ASYNCGATE_CALLBACK_SIGNING_KEY)")]
+[group("run")]
+callbacks:
+    asyncgate callbacks
 
 [doc("lint, type-check and run every test")]
 [group("check")]

@@ -32,6 +32,9 @@ from contracts.cloudevents import (
 )
 from contracts.events import (
     SCHEMA_VERSION,
+    CallbackAbandoned,
+    CallbackAttempted,
+    CallbackDelivered,
     OperationAttemptFailed,
     OperationCancelRequested,
     OperationCompleted,
@@ -53,6 +56,9 @@ EVENT_TYPES: Final = (
     OperationCancelRequested,
     OperationAttemptFailed,
     OperationProgressed,
+    CallbackAttempted,
+    CallbackDelivered,
+    CallbackAbandoned,
 )
 
 _WHAT_EACH_SAYS: Final = {
@@ -73,6 +79,16 @@ _WHAT_EACH_SAYS: Final = {
         "A running attempt reported how far it has got (done of total). Not terminal; throttled "
         "to a few per second per operation, the latest report always last before the ending."
     ),
+    "callback_attempted": (
+        "An attempt at POSTing the ended operation to its callback URL failed and will be tried "
+        "again from `retry_at`. After the terminal event; changes no status."
+    ),
+    "callback_delivered": (
+        "The callback receiver answered 2xx: the callback is delivered. After the terminal event."
+    ),
+    "callback_abandoned": (
+        "The last attempt at the callback failed; no other will be made. After the terminal event."
+    ),
 }
 
 _DESCRIPTION: Final = f"""\
@@ -81,7 +97,8 @@ The events asyncgate publishes on NATS JetStream, for services that consume them
 Every event of an operation is stored in the stream `{STREAM}` on
 `{SUBJECT_ROOT}.<tenant>.<operationId>.<type>`, in order, exactly once per fact. An operation
 has one `requested` event, one `started` event per attempt and exactly one terminal event:
-`completed` or `failed`. A consumer of outcomes filters on both terminal subjects
+`completed` or `failed`; an operation queued with a callback URL then has one `callback_*`
+event per attempt at calling it back. A consumer of outcomes filters on both terminal subjects
 (`{SUBJECT_ROOT}.*.*.completed` and `{SUBJECT_ROOT}.*.*.failed`).
 
 The body is the event as JSON (the payload schemas below, also in contracts/schemas). Each

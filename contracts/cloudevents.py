@@ -35,6 +35,9 @@ SOURCES: Final = {
     "cancel_requested": "asyncgate/edge",
     "attempt_failed": "asyncgate/executor",
     "progressed": "asyncgate/executor",
+    "callback_attempted": "asyncgate/callbacks",
+    "callback_delivered": "asyncgate/callbacks",
+    "callback_abandoned": "asyncgate/callbacks",
 }
 TYPES: Final = {tag: TYPE_PREFIX + tag for tag in SOURCES}
 

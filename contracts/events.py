@@ -8,6 +8,10 @@ OperationAttemptFailed follows an attempt that failed for a passing reason and w
 it is not terminal (the next attempt's OperationStarted follows it).
 OperationProgressed (zero or more, while an attempt runs) reports how far it has got; it is not
 terminal and changes no status either.
+
+An operation queued with a callback URL is POSTed to it once it has ended; each attempt at that
+is a fact after the terminal one: CallbackAttempted (failed, will be tried again),
+CallbackDelivered (the receiver took it) or CallbackAbandoned (given up). They change no status.
 """
 
 import uuid
@@ -88,6 +92,8 @@ class OperationRequested(Event, frozen=True, kw_only=True, tag="requested"):
     applies the smaller of it and its own (null: the executor's alone).
 
     ``forwarded``: who the caller is, for an upstream GraphQL API (null outside upstream mode).
+    ``callback_url``: where the operation's final state is POSTed once it has ended (asyncQuery's
+    ``callbackUrl``, an action's ``callback_url``); null: no callback.
     """
 
     query: str
@@ -98,6 +104,7 @@ class OperationRequested(Event, frozen=True, kw_only=True, tag="requested"):
     start_by: datetime | None = None
     timeout_s: float | None = None
     forwarded: ForwardedIdentity | None = None
+    callback_url: str | None = None
 
 
 class OperationStarted(Event, frozen=True, kw_only=True, tag="started"):
@@ -118,19 +125,21 @@ class OperationCompleted(Event, frozen=True, kw_only=True, tag="completed"):
 
     What ran: ``operation_name`` is the GraphQL operation name of the document (null for an
     anonymous operation), ``action`` the action's name (null unless an action ran). Both are
-    null in events stored before asyncgate recorded them.
+    null in events stored before asyncgate recorded them. ``callback``: its request asked for a
+    callback (so the callbacks service reads the request only for these).
     """
 
     response: dict[str, Any]
     operation_name: str | None = None
     action: str | None = None
+    callback: bool = False
 
 
 class OperationFailed(Event, frozen=True, kw_only=True, tag="failed"):
     """The operation produced no data; ``response`` holds the GraphQL response if there was one.
 
-    ``code`` is a stable error code and ``error`` a message for people. ``operation_name`` and
-    ``action`` say what ran, as in OperationCompleted.
+    ``code`` is a stable error code and ``error`` a message for people. ``operation_name``,
+    ``action`` and ``callback`` as in OperationCompleted.
     """
 
     code: str
@@ -138,6 +147,7 @@ class OperationFailed(Event, frozen=True, kw_only=True, tag="failed"):
     response: dict[str, Any] | None = None
     operation_name: str | None = None
     action: str | None = None
+    callback: bool = False
 
 
 class OperationCancelRequested(Event, frozen=True, kw_only=True, tag="cancel_requested"):
@@ -180,6 +190,36 @@ class OperationProgressed(Event, frozen=True, kw_only=True, tag="progressed"):
     message: str | None = None
 
 
+class CallbackAttempted(Event, frozen=True, kw_only=True, tag="callback_attempted"):
+    """Attempt ``attempt`` at POSTing the operation's final state to its callback URL failed and
+    will be tried again from ``retry_at``.
+
+    ``error`` says why (for people); ``status`` is the receiver's HTTP status, null when there
+    was no answer (refused, timed out, an address not allowed).
+    """
+
+    attempt: int
+    error: str
+    status: int | None = None
+    retry_at: datetime
+
+
+class CallbackDelivered(Event, frozen=True, kw_only=True, tag="callback_delivered"):
+    """Attempt ``attempt`` was answered with a 2xx ``status``: the callback is delivered."""
+
+    attempt: int
+    status: int
+
+
+class CallbackAbandoned(Event, frozen=True, kw_only=True, tag="callback_abandoned"):
+    """Attempt ``attempt`` failed (``error``, ``status`` as in CallbackAttempted) and no other
+    will be made: the retry schedule is used up, or the receiver refused it for good."""
+
+    attempt: int
+    error: str
+    status: int | None = None
+
+
 class Correlation(TypedDict):
     """The envelope fields every event of one operation shares."""
 
@@ -201,10 +241,12 @@ def correlation_of(event: Event) -> Correlation:
 
 class WhatRan(TypedDict):
     """What a terminal event names: the GraphQL operation name of the document that ran (None
-    for an anonymous operation) and, for an action, the action's name (None otherwise)."""
+    for an anonymous operation), for an action the action's name (None otherwise), and whether
+    its request asked for a callback."""
 
     operation_name: str | None
     action: str | None
+    callback: bool
 
 
 def what_ran(request: OperationRequested) -> WhatRan:
@@ -212,6 +254,7 @@ def what_ran(request: OperationRequested) -> WhatRan:
     return {
         "operation_name": request.operation_name,
         "action": None if request.action is None else request.action.name,
+        "callback": request.callback_url is not None,
     }
 
 
@@ -233,8 +276,12 @@ OperationEvent = (
     | OperationCancelRequested
     | OperationAttemptFailed
     | OperationProgressed
+    | CallbackAttempted
+    | CallbackDelivered
+    | CallbackAbandoned
 )
 TerminalEvent = OperationCompleted | OperationFailed
+CallbackEvent = CallbackAttempted | CallbackDelivered | CallbackAbandoned
 
 _encoder = msgspec.json.Encoder()
 _decoder: msgspec.json.Decoder[OperationEvent] = msgspec.json.Decoder(OperationEvent)

@@ -8,6 +8,10 @@ racing on one key converge. The status never goes backwards and a terminal state
 Progress keeps the newest report (highest attempt, then highest report number), so an older
 report folded later changes nothing; a report stored after the terminal event (a lost attempt
 still running somewhere) is ignored once that terminal event is folded.
+
+A callback's state is merged the same way: DELIVERED wins over FAILED, which wins over PENDING;
+``attempts`` is the highest attempt recorded, and the last error that of the highest failed
+attempt.
 """
 
 from datetime import datetime
@@ -15,6 +19,10 @@ from datetime import datetime
 from msgspec.structs import replace
 
 from contracts.events import (
+    CallbackAbandoned,
+    CallbackAttempted,
+    CallbackDelivered,
+    CallbackEvent,
     OperationAttemptFailed,
     OperationCancelRequested,
     OperationCompleted,
@@ -23,8 +31,18 @@ from contracts.events import (
     OperationProgressed,
     OperationRequested,
     OperationStarted,
+    TerminalEvent,
 )
-from contracts.view import OperationProgress, OperationView, TaskStatus
+from contracts.view import (
+    CallbackState,
+    CallbackStatus,
+    OperationProgress,
+    OperationView,
+    TaskStatus,
+)
+
+# Which callback state wins when two are folded: a later fact can only move it forwards.
+_CALLBACK_RANK = {CallbackState.PENDING: 0, CallbackState.FAILED: 1, CallbackState.DELIVERED: 2}
 
 
 def _earliest(current: datetime | None, candidate: datetime) -> datetime:
@@ -80,6 +98,65 @@ def _with_attempt(
     )
 
 
+def _with_ending(
+    view: OperationView, event: TerminalEvent, sequence: int, last_sequence: int
+) -> OperationView:
+    """The outcome, unless a terminal event stored earlier decided it already."""
+    if view.terminal_sequence is not None and view.terminal_sequence <= sequence:
+        return replace(view, last_sequence=last_sequence)
+    failed = isinstance(event, OperationFailed)
+    return replace(
+        view,
+        status=TaskStatus.ERROR if failed else TaskStatus.SUCCESS,
+        completed_at=event.occurred_at,
+        code=event.code if isinstance(event, OperationFailed) else None,
+        error=event.error if isinstance(event, OperationFailed) else None,
+        response=event.response,
+        terminal_sequence=sequence,
+        last_sequence=last_sequence,
+    )
+
+
+def _with_request(
+    view: OperationView, event: OperationRequested, last_sequence: int
+) -> OperationView:
+    """What the request says: the earliest one stored decides (a retried submit is the same)."""
+    first_request = view.created_at is None or event.occurred_at < view.created_at
+    return replace(
+        view,
+        created_at=_earliest(view.created_at, event.occurred_at),
+        operation_name=event.operation_name if first_request else view.operation_name,
+        action=(event.action and event.action.name) if first_request else view.action,
+        listing_ordinal=(event.listing_ordinal if first_request else view.listing_ordinal),
+        # Pending from the start, so a reader sees a callback is coming.
+        callback=view.callback or CallbackStatus() if event.callback_url else view.callback,
+        last_sequence=last_sequence,
+    )
+
+
+def _with_callback(current: CallbackStatus | None, event: CallbackEvent) -> CallbackStatus:
+    """``current`` with one recorded callback attempt merged in, whatever order they come in."""
+    current = current or CallbackStatus()
+    match event:
+        case CallbackDelivered():
+            state = CallbackState.DELIVERED
+        case CallbackAbandoned():
+            state = CallbackState.FAILED
+        case CallbackAttempted():
+            state = CallbackState.PENDING
+    if _CALLBACK_RANK[current.state] > _CALLBACK_RANK[state]:
+        state = current.state
+    last_error, last_error_attempt = current.last_error, current.last_error_attempt
+    if not isinstance(event, CallbackDelivered) and event.attempt > last_error_attempt:
+        last_error, last_error_attempt = event.error, event.attempt
+    return CallbackStatus(
+        state=state,
+        attempts=max(current.attempts, event.attempt),
+        last_error=last_error,
+        last_error_attempt=last_error_attempt,
+    )
+
+
 def evolve(view: OperationView | None, event: OperationEvent, sequence: int) -> OperationView:
     """Fold one event, stored at stream ``sequence``, into an operation's view."""
     if view is None:
@@ -89,15 +166,7 @@ def evolve(view: OperationView | None, event: OperationEvent, sequence: int) -> 
     last_sequence = max(view.last_sequence, sequence)
     match event:
         case OperationRequested():
-            first_request = view.created_at is None or event.occurred_at < view.created_at
-            return replace(
-                view,
-                created_at=_earliest(view.created_at, event.occurred_at),
-                operation_name=event.operation_name if first_request else view.operation_name,
-                action=(event.action and event.action.name) if first_request else view.action,
-                listing_ordinal=(event.listing_ordinal if first_request else view.listing_ordinal),
-                last_sequence=last_sequence,
-            )
+            return _with_request(view, event, last_sequence)
         case OperationStarted() | OperationAttemptFailed():
             return _with_attempt(view, event, last_sequence)
         case OperationCancelRequested():
@@ -105,20 +174,11 @@ def evolve(view: OperationView | None, event: OperationEvent, sequence: int) -> 
             return replace(view, last_sequence=last_sequence)
         case OperationProgressed():
             return _with_progress(view, event, sequence, last_sequence)
+        case CallbackAttempted() | CallbackDelivered() | CallbackAbandoned():
+            callback = _with_callback(view.callback, event)
+            return replace(view, callback=callback, last_sequence=last_sequence)
         case OperationCompleted() | OperationFailed():
-            if view.terminal_sequence is not None and view.terminal_sequence <= sequence:
-                return replace(view, last_sequence=last_sequence)
-            failed = isinstance(event, OperationFailed)
-            return replace(
-                view,
-                status=TaskStatus.ERROR if failed else TaskStatus.SUCCESS,
-                completed_at=event.occurred_at,
-                code=event.code if isinstance(event, OperationFailed) else None,
-                error=event.error if isinstance(event, OperationFailed) else None,
-                response=event.response,
-                terminal_sequence=sequence,
-                last_sequence=last_sequence,
-            )
+            return _with_ending(view, event, sequence, last_sequence)
 
 
 def fold(events: list[tuple[int, OperationEvent]]) -> dict[str, OperationView]:

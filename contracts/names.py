@@ -13,6 +13,11 @@ STREAM: Final = "ASYNCGATE_OPERATIONS"
 SUBJECT_ROOT: Final = "ops.events"
 ALL_EVENTS: Final = f"{SUBJECT_ROOT}.>"
 REQUESTED_EVENTS: Final = f"{SUBJECT_ROOT}.*.*.requested"
+# Every way an operation ends is one of these two (cancelled and expired are ``failed`` with a
+# code): what the callbacks service consumes.
+TERMINAL_EVENTS: Final = (f"{SUBJECT_ROOT}.*.*.completed", f"{SUBJECT_ROOT}.*.*.failed")
+# The facts the callbacks service stores about delivering an operation's callback.
+CALLBACK_EVENT_TYPES: Final = ("callback_attempted", "callback_delivered", "callback_abandoned")
 
 # Messages a service could not read, set aside with the reason (headers) for an operator.
 DEAD_LETTER_STREAM: Final = "ASYNCGATE_DEAD_LETTERS"
@@ -37,6 +42,7 @@ IDEMPOTENCY_BUCKET: Final = "asyncgate_idempotency"
 
 EXECUTOR_DURABLE: Final = "asyncgate-executor"
 PROJECTOR_DURABLE: Final = "asyncgate-projector"
+CALLBACKS_DURABLE: Final = "asyncgate-callbacks"
 
 # Tokens that become parts of subjects and keys: no dots, wildcards, whitespace or control
 # characters, so no id can widen a subscription or a key filter.
@@ -153,3 +159,9 @@ def terminal_msg_id(operation_id: str) -> str:
     """The message id of an operation's terminal event, whoever stores it: a retried or racing
     write of an ending is deduplicated to the first."""
     return f"{operation_id}.terminal"
+
+
+def callback_msg_id(operation_id: str, event_type: str, attempt: int) -> str:
+    """The message id of the fact (of ``event_type``) recording callback attempt ``attempt``: a
+    retried write of it is stored once."""
+    return f"{operation_id}.{event_type}.{attempt}"

@@ -36,6 +36,27 @@ class OperationProgress(msgspec.Struct, frozen=True, kw_only=True):
     sequence: int
 
 
+class CallbackState(StrEnum):
+    """Where an operation's callback is: not yet taken by its receiver (PENDING: before the
+    operation ends, and while failed attempts are retried), taken (DELIVERED), or given up
+    (FAILED)."""
+
+    PENDING = "PENDING"
+    DELIVERED = "DELIVERED"
+    FAILED = "FAILED"
+
+
+class CallbackStatus(msgspec.Struct, frozen=True, kw_only=True):
+    """How delivering an operation's callback has gone: its ``state``, the ``attempts`` made, and
+    the error of the newest failed one (``last_error``, from attempt ``last_error_attempt``:
+    internal, it keeps the fold order-free)."""
+
+    state: CallbackState = CallbackState.PENDING
+    attempts: int = 0
+    last_error: str | None = None
+    last_error_attempt: int = 0
+
+
 class OperationView(msgspec.Struct, frozen=True, kw_only=True):
     """What a client can read about one operation.
 
@@ -44,6 +65,7 @@ class OperationView(msgspec.Struct, frozen=True, kw_only=True):
     ``listing_ordinal`` is the request's place in the principal's listing (None for operations
     queued before requests carried it); internal, not part of the GraphQL API.
     ``progress`` is the newest progress reported (None until the operation reports any).
+    ``callback`` is how its callback has gone (None when its request asked for none).
     """
 
     operation_id: str
@@ -63,6 +85,7 @@ class OperationView(msgspec.Struct, frozen=True, kw_only=True):
     terminal_sequence: int | None = None
     listing_ordinal: int | None = None
     progress: OperationProgress | None = None
+    callback: CallbackStatus | None = None
 
 
 _encoder = msgspec.json.Encoder()

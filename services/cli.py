@@ -14,6 +14,7 @@ from types import FrameType
 import uvloop
 
 from services.actions.config import ActionsConfigError
+from services.callbacks.signing import SigningKeyError
 from services.common.settings import (
     ConfigurationError,
     Settings,
@@ -86,6 +87,30 @@ def _run_projector(settings: Settings, _: argparse.Namespace) -> int:
     from services.projector.app import create_app
 
     return uvloop.run(run_service(create_app(settings), "projector"))
+
+
+def _run_callbacks(settings: Settings, _: argparse.Namespace) -> int:
+    """POST each ended operation's final state to the callback URL its request named, signed
+    as Standard Webhooks says, retrying failed attempts on ASYNCGATE_CALLBACK_BACKOFF_S.
+
+    Needs ASYNCGATE_CALLBACK_SIGNING_KEY. Start as many as you like: they share the work.
+    """
+    from services.callbacks.app import create_app
+    from services.common.runtime import run_service
+
+    return uvloop.run(run_service(create_app(settings), "callbacks"))
+
+
+def _print_callback_secret(settings: Settings, arguments: argparse.Namespace) -> int:
+    """Print the secret a tenant's callbacks are signed with (whsec_ and its base64), derived
+    from ASYNCGATE_CALLBACK_SIGNING_KEY, for the tenant's receivers to check signatures with.
+    """
+    from contracts.names import encode_id
+    from services.callbacks.signing import master_key, secret_text, tenant_secret
+
+    key = master_key(settings.callback_signing_key.get_secret_value())
+    print(secret_text(tenant_secret(key, encode_id(arguments.tenant, "tenant"))))  # noqa: T201
+    return 0
 
 
 def _run_demo_handler(settings: Settings, _: argparse.Namespace) -> int:
@@ -227,11 +252,13 @@ COMMANDS: dict[str, tuple[Command, str]] = {
     "edge": (_run_edge, "serve the GraphQL endpoint"),
     "executor": (_run_executor, "run requested operations"),
     "projector": (_run_projector, "fold events into the status view"),
+    "callbacks": (_run_callbacks, "POST ended operations to their callback URLs"),
     "demo-handler": (_run_demo_handler, "serve the demo action handler (place_order)"),
     "config": (_print_config, "show the settings in effect and where each came from"),
     "clean": (_clean, "delete the local stack's data (refused while it runs)"),
     "token": (_print_token, "print a token signed with ASYNCGATE_JWT_SECRET (HS256)"),
     "api-key": (_print_api_key, "make a new API key and its entry for the keys file"),
+    "callback-secret": (_print_callback_secret, "print a tenant's callback signing secret"),
 }
 
 
@@ -262,8 +289,9 @@ def main(argv: list[str] | None = None) -> int:
             description=inspect.getdoc(function),
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
-        if name in ("token", "api-key"):
+        if name in ("token", "api-key", "callback-secret"):
             command.add_argument("--tenant", required=True, help="the tenant id")
+        if name in ("token", "api-key"):
             command.add_argument("--user", required=True, help="the user id")
         if name == "token":
             command.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds")
@@ -282,6 +310,7 @@ def main(argv: list[str] | None = None) -> int:
         ActionsConfigError,
         ActionSchemaError,
         UpstreamSchemaError,
+        SigningKeyError,
     ) as error:
         print(f"asyncgate: {error}", file=sys.stderr)  # noqa: T201 (a start-up error for humans)
         return 2

@@ -40,11 +40,17 @@ async def provision_nats(settings: Settings) -> list[str]:
 
 
 def service_consumers(settings: Settings) -> list[ConsumerConfig]:
-    """The durable consumers of the executors and the projectors."""
-    from services.executor.app import consumer_config as executor_consumer  # noqa: PLC0415 (FastStream only here)
+    """The durable consumers of the executors, the projectors and the callbacks service (made
+    here too, so that operations ending before it first starts are still called back)."""
+    from services.callbacks.app import consumer_config as callbacks_consumer  # noqa: PLC0415 (FastStream only here)
+    from services.executor.app import consumer_config as executor_consumer  # noqa: PLC0415
     from services.projector.app import consumer_config as projector_consumer  # noqa: PLC0415
 
-    return [executor_consumer(settings), projector_consumer(settings)]
+    return [
+        executor_consumer(settings),
+        projector_consumer(settings),
+        callbacks_consumer(settings),
+    ]
 
 
 async def provision(js: JetStreamContext, settings: Settings) -> list[str]:

@@ -1,7 +1,8 @@
 """``asyncgate up``: the whole stack as separate processes under one supervisor.
 
 Starts an embedded nats-server (unless ASYNCGATE_NATS_URL names one), provisions it, then the
-edge, an executor and the projector, each with labelled output. Ctrl-C stops them in an order
+edge, an executor, the projector and (with ASYNCGATE_CALLBACK_SIGNING_KEY set) the callbacks
+service, each with labelled output. Ctrl-C stops them in an order
 that loses nothing: the edge stops taking requests, the executor finishes or hands back what it
 is running, the projector folds the last events, and NATS goes last.
 """
@@ -26,8 +27,8 @@ from services.common.nats_server import (
 )
 from services.common.settings import Settings
 
-SERVICES = ("projector", "executor", "edge")
-STOP_ORDER = ("edge", "executor", "projector", "demo", "nats")
+SERVICES = ("projector", "callbacks", "executor", "edge")
+STOP_ORDER = ("edge", "executor", "projector", "callbacks", "demo", "nats")
 DEFAULT_NATS_PORT = 4222
 COLORS = {
     "demo": 34,
@@ -36,6 +37,7 @@ COLORS = {
     "edge": 36,
     "executor": 33,
     "projector": 32,
+    "callbacks": 31,
     "up": 1,
 }
 READY_TIMEOUT_S = 30.0
@@ -198,6 +200,9 @@ async def run_stack(settings: Settings, environ: Mapping[str, str]) -> int:
             say("up", "provisioning NATS failed; not starting the services")
             return 1
         for name in SERVICES:
+            if name == "callbacks" and not settings.callback_signing_key.get_secret_value():
+                say("up", "callbacks off: set ASYNCGATE_CALLBACK_SIGNING_KEY to send them")
+                continue
             processes[name] = await _spawn(name, [sys.executable, "-m", "services.cli", name], env)
         host = "127.0.0.1" if settings.http_host in ("0.0.0.0", "") else settings.http_host  # noqa: S104 (comparing, not binding)
         if await _wait_for_port(settings.http_port, host, READY_TIMEOUT_S):

@@ -28,10 +28,12 @@ from services.actions.transform_config import (
 )
 from services.actions.transforms import RequestTransform, ResponseTransform
 from services.actions.yaml_lines import LINE, MARKERS, LineLoader, line_of
+from services.common.callback_urls import AllowedHosts, CallbackUrlError, check_callback_url
 
 # Scalars every Hasura schema has, which actions.graphql uses without declaring them.
 HASURA_SCALARS = ("uuid", "json", "jsonb", "timestamptz")
 ROOT_TYPES = {"Mutation": "mutation", "Query": "query"}
+NO_HOSTS = AllowedHosts()
 DEFAULT_TIMEOUT_S = 30.0
 DEFAULT_BACKOFF_S = 1.0
 MAX_RETRY_ATTEMPTS = 100
@@ -76,6 +78,8 @@ class ActionDefinition:
     # Hasura's request_transform and response_transform (services/actions/transforms.py).
     request_transform: RequestTransform | None = None
     response_transform: ResponseTransform | None = None
+    # Where the operation's final state is POSTed once it has ended (asynchronous actions).
+    callback_url: str | None = None
 
     @property
     def is_async(self) -> bool:
@@ -220,12 +224,38 @@ def _retry(spec: Any, path: Path, line: int) -> Retry:
     return Retry(attempts=attempts, backoff_s=float(backoff))
 
 
+def _callback_url(
+    definition: dict[str, Any],
+    kind: str,
+    path: Path,
+    environ: Mapping[str, str],
+    callback_hosts: AllowedHosts,
+) -> str | None:
+    """An asynchronous action's ``callback_url``, if it has one that may be called."""
+    url = definition.get("callback_url")
+    if url is None:
+        return None
+    line = line_of(definition, "callback_url")
+    if not isinstance(url, str) or not url:
+        raise _fail(path, line, "callback_url must be a URL")
+    if kind != "asynchronous":
+        raise _fail(path, line, "only asynchronous actions can have a callback_url")
+    url = _expand(url, environ, path, line)
+    try:
+        check_callback_url(url, callback_hosts)
+    except CallbackUrlError as error:
+        raise _fail(path, line, str(error)) from None
+    return url
+
+
 def _action(
     entry: Any,
     fields: dict[str, tuple[str, FieldDefinitionNode]],
     path: Path,
     sdl_path: Path,
     environ: Mapping[str, str],
+    *,
+    callback_hosts: AllowedHosts,
 ) -> ActionDefinition:
     if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
         line = int(entry.get(LINE, 1)) if isinstance(entry, dict) else 1
@@ -286,6 +316,7 @@ def _action(
         forward_client_headers=forward,
         field=field,
         retry=_retry(definition.get("retry"), path, line_of(definition, "retry")),
+        callback_url=_callback_url(definition, kind, path, environ, callback_hosts),
         **_transforms(entry, path),
     )
 
@@ -301,8 +332,16 @@ def _transforms(entry: dict[str, Any], path: Path) -> dict[str, Any]:
         raise _fail(path, error.line, f"action {entry['name']}: {error}") from None
 
 
-def load_actions(path: Path, environ: Mapping[str, str] | None = None) -> ActionsConfig:
-    """Read ``path`` (actions.yaml) and ``actions.graphql`` beside it; raise ActionsConfigError."""
+def load_actions(
+    path: Path,
+    environ: Mapping[str, str] | None = None,
+    *,
+    callback_hosts: AllowedHosts = NO_HOSTS,
+) -> ActionsConfig:
+    """Read ``path`` (actions.yaml) and ``actions.graphql`` beside it; raise ActionsConfigError.
+
+    A ``callback_url`` must be on ``callback_hosts`` (ASYNCGATE_CALLBACK_ALLOWED_HOSTS).
+    """
     environ = os.environ if environ is None else environ
     sdl_path = path.with_name("actions.graphql")
     data = _read_yaml(path)
@@ -311,7 +350,7 @@ def load_actions(path: Path, environ: Mapping[str, str] | None = None) -> Action
     fields = _root_fields(document)
     actions: dict[str, ActionDefinition] = {}
     for entry in data["actions"]:
-        action = _action(entry, fields, path, sdl_path, environ)
+        action = _action(entry, fields, path, sdl_path, environ, callback_hosts=callback_hosts)
         if action.name in actions:
             raise _fail(path, entry.get(LINE), f"action {action.name} is declared twice")
         actions[action.name] = action

@@ -21,6 +21,10 @@ from nats.js.errors import APIError, NotFoundError
 
 from contracts.cloudevents import cloudevent_headers
 from contracts.events import (
+    CallbackAbandoned,
+    CallbackAttempted,
+    CallbackDelivered,
+    CallbackEvent,
     OperationAttemptFailed,
     OperationCancelRequested,
     OperationCompleted,
@@ -61,8 +65,9 @@ class OperationFacts:
     ``started`` is the latest attempt, ``first_started`` the first (when asked for and
     different), ``terminal`` the one terminal event, ``cancel_requested`` the owner's latest
     request to cancel it, ``attempt_failed`` the latest attempt that failed for a passing
-    reason (to be retried), and ``last_sequence`` the newest message on the operation's subjects,
-    readable or not: the sequence a guarded append must name.
+    reason (to be retried), ``callbacks`` the newest record of each kind of callback attempt,
+    and ``last_sequence`` the newest message on the operation's subjects, readable or not: the
+    sequence a guarded append must name.
     """
 
     requested: tuple[int, OperationRequested] | None = None
@@ -71,6 +76,7 @@ class OperationFacts:
     terminal: tuple[int, TerminalEvent] | None = None
     cancel_requested: tuple[int, OperationCancelRequested] | None = None
     attempt_failed: tuple[int, OperationAttemptFailed] | None = None
+    callbacks: tuple[tuple[int, CallbackEvent], ...] = ()
     last_sequence: int = 0
 
     def events(self) -> list[Stored]:
@@ -82,6 +88,7 @@ class OperationFacts:
             self.cancel_requested,
             self.attempt_failed,
             self.terminal,
+            *self.callbacks,
         ]
         by_sequence = {item[0]: item for item in found if item is not None}
         return [by_sequence[sequence] for sequence in sorted(by_sequence)]
@@ -105,6 +112,7 @@ def facts_from(messages: list[tuple[int, str, bytes]]) -> OperationFacts:
     terminals: list[tuple[int, TerminalEvent]] = []
     cancel_requested: tuple[int, OperationCancelRequested] | None = None
     attempt_failed: tuple[int, OperationAttemptFailed] | None = None
+    callbacks: list[tuple[int, CallbackEvent]] = []
     last_sequence = 0
     for sequence, subject, payload in messages:
         last_sequence = max(last_sequence, sequence)
@@ -122,6 +130,8 @@ def facts_from(messages: list[tuple[int, str, bytes]]) -> OperationFacts:
             case OperationAttemptFailed() as event:
                 if attempt_failed is None or event.attempt > attempt_failed[1].attempt:
                     attempt_failed = (sequence, event)
+            case CallbackAttempted() | CallbackDelivered() | CallbackAbandoned() as event:
+                callbacks.append((sequence, event))
     started.sort(key=lambda item: item[1].attempt)
     return OperationFacts(
         requested=requested,
@@ -130,6 +140,7 @@ def facts_from(messages: list[tuple[int, str, bytes]]) -> OperationFacts:
         terminal=min(terminals, key=lambda item: item[0]) if terminals else None,
         cancel_requested=cancel_requested,
         attempt_failed=attempt_failed,
+        callbacks=tuple(callbacks),
         last_sequence=last_sequence,
     )
 

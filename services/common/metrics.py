@@ -211,6 +211,31 @@ class ProjectorMetrics:
             self._submit_to_final.observe(_seconds(view.created_at, view.completed_at))
 
 
+class CallbackMetrics:
+    """What the callbacks service counts and times."""
+
+    def __init__(self, durable: str, service: str) -> None:
+        self.registry = registry = new_registry()
+        self.backlog = ConsumerBacklog(registry, durable)
+        self.dead_letters = _dead_letters(registry, service)
+        attempts = Counter(
+            "asyncgate_callback_attempts",
+            "Callback attempts, by what they came to: delivered, retried (failed, to be tried "
+            "again) or abandoned (failed, the last try).",
+            ["outcome"],
+            registry=registry,
+        )
+        self.delivered = attempts.labels("delivered")
+        self.retried = attempts.labels("retried")
+        self.abandoned = attempts.labels("abandoned")
+        self.attempt_time = Histogram(
+            "asyncgate_callback_attempt_seconds",
+            "How long one callback attempt took, from resolving its host to the answer.",
+            buckets=SECONDS_BUCKETS,
+            registry=registry,
+        )
+
+
 class MetricsPortError(RuntimeError):
     """The metrics port cannot be listened on (taken, or not this host's)."""
 

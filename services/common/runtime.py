@@ -209,10 +209,12 @@ def batch_subscriber(
     allowed), and acknowledges each one itself, only once what it stands for is stored. A
     message it neither acknowledges nor hands back is redelivered after the consumer's ack wait.
     """
-    if config.filter_subject is None or config.durable_name is None:
+    subjects = [config.filter_subject] if config.filter_subject else config.filter_subjects
+    if not subjects or config.durable_name is None:
         raise ValueError("a service consumer needs a durable name and a filter subject")
     subscriber = broker.subscriber(
-        config.filter_subject,
+        # A name for FastStream's logs: the consumer is declared with its own filters at start.
+        subjects[0],
         stream=JStream(STREAM, declare=False),
         durable=config.durable_name,
         config=config,

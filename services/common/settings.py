@@ -27,6 +27,8 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from services.common.callback_urls import AllowedHosts
+
 PREFIX: Final = "ASYNCGATE_"
 
 Origin = Literal["default", "environment", ".env file"]
@@ -56,12 +58,29 @@ def _server_list(value: str) -> str:
     return ",".join(servers)
 
 
+def _host_list(value: str) -> str:
+    AllowedHosts.parse(value)
+    return value
+
+
+def _seconds_list(value: str) -> str:
+    try:
+        delays = [float(item) for item in value.split(",")]
+    except ValueError:
+        raise ValueError("expected seconds separated by commas, like 5,300,1800") from None
+    if not all(delay > 0 for delay in delays):
+        raise ValueError("every delay must be a positive number of seconds")
+    return value
+
+
 def _empty_is_none(value: object) -> object:
     return None if value == "" else value
 
 
 Flag = Annotated[bool, BeforeValidator(_flag)]
 ServerList = Annotated[str, AfterValidator(_server_list)]
+HostList = Annotated[str, AfterValidator(_host_list)]
+SecondsList = Annotated[str, AfterValidator(_seconds_list)]
 # An empty variable means "not set", as it did before a path was given.
 OptionalPath = Annotated[Path | None, BeforeValidator(_empty_is_none)]
 
@@ -153,6 +172,16 @@ class Settings(BaseSettings):
     # Prometheus /metrics of the executor and projector (0: not served); the edge serves its own.
     executor_metrics_port: NonNegativeInt = 0
     projector_metrics_port: NonNegativeInt = 0
+    # Callbacks (README: "Callbacks"): the hosts callback URLs may name (none: no callbacks), the
+    # master key every tenant's signing secret is derived from, the pauses after each failed
+    # attempt (the Standard Webhooks schedule: 8 attempts over about 27 hours), each attempt's
+    # time limit, how many are made at once, and the callbacks service's /metrics port.
+    callback_allowed_hosts: HostList = ""
+    callback_signing_key: SecretStr = SecretStr("")
+    callback_backoff_s: SecondsList = "5,300,1800,7200,18000,36000,36000"
+    callback_timeout_s: PositiveFloat = 10.0
+    callback_concurrency: PositiveInt = 64
+    callbacks_metrics_port: NonNegativeInt = 0
     # Read from the environment only: the file of further variables.
     env_file: OptionalPath = None
 
@@ -194,6 +223,17 @@ class Settings(BaseSettings):
     def nats_servers(self) -> list[str]:
         """The NATS servers to connect to (any of them will do; the client fails over)."""
         return [server.strip() for server in self.nats_url.split(",") if server.strip()]
+
+    @property
+    def callback_hosts(self) -> AllowedHosts:
+        """``ASYNCGATE_CALLBACK_ALLOWED_HOSTS``, parsed."""
+        return AllowedHosts.parse(self.callback_allowed_hosts)
+
+    @property
+    def callback_backoff_schedule(self) -> tuple[float, ...]:
+        """The pause after each failed callback attempt, in seconds (one more attempt than
+        pauses)."""
+        return tuple(float(item) for item in self.callback_backoff_s.split(","))
 
     @property
     def result_ttl_s(self) -> float:

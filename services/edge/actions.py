@@ -110,6 +110,7 @@ def _queue(action: ActionDefinition) -> Callable[..., Any]:
                 client_headers=headers,
             ),
             start_by=start_deadline(None, context.start_within_s, datetime.now(UTC)),
+            callback_url=action.callback_url,
         )
         digest = document_digest({"action": action.name, "input": arguments})
         submitted = await submit_once(context, requested, key=key, digest=digest)

@@ -168,6 +168,7 @@ class EdgeGraphQL(GraphQL[EdgeContext, None]):
         self._forwarding = forwarding
         self._retention = timedelta(seconds=settings.result_ttl_s)
         self._start_within_s = settings.start_within_s
+        self._callback_hosts = settings.callback_hosts
         self._connection = connection
         self._inner_documents = DocumentCache()
         self._graphiql_page = offline_page(super().graphql_ide_html)
@@ -270,6 +271,7 @@ class EdgeGraphQL(GraphQL[EdgeContext, None]):
             forwarding=self._forwarding,
             retention=self._retention,
             start_within_s=self._start_within_s,
+            callback_hosts=self._callback_hosts,
             tracing=self._tracing,
             metrics=self._metrics,
             traceparent=valid_traceparent(request.headers.get(TRACEPARENT)),
@@ -288,7 +290,9 @@ def _schema_and_target(
         target_schema, shape, extensions=() if target_schema else (UpstreamForwarding,)
     )
     if settings.actions_file is not None:
-        add_actions(schema, load_actions(settings.actions_file))
+        add_actions(
+            schema, load_actions(settings.actions_file, callback_hosts=settings.callback_hosts)
+        )
     if target_schema is not None:
         return schema, InProcessTarget(target_schema), None
     upstream = EdgeUpstream(settings, schema)

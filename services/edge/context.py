@@ -10,8 +10,10 @@ from graphql import GraphQLSchema
 from nats.js.kv import KeyValue
 from starlette.responses import Response
 
+from contracts.errors import ErrorCode
 from contracts.events import ForwardedIdentity
 from contracts.view import OperationView
+from services.common.callback_urls import AllowedHosts, CallbackUrlError, check_callback_url
 from services.common.documents import DocumentCache
 from services.common.event_log import EventLog
 from services.common.identity import OperationContext
@@ -19,6 +21,7 @@ from services.common.listing import Listing
 from services.common.metrics import EdgeMetrics
 from services.common.target import Target
 from services.common.tracing import Tracing, trace_id_of
+from services.edge.errors import coded_error
 from services.edge.forwarding import Forwarding
 from services.edge.limits import Limiter
 from services.edge.reads import find_operation, follow_operation
@@ -46,6 +49,8 @@ class EdgeContext(OperationContext):
     retention: timedelta
     # ASYNCGATE_START_WITHIN_S: the start deadline of a request that sets none (0: none).
     start_within_s: float = 0.0
+    # ASYNCGATE_CALLBACK_ALLOWED_HOSTS: where callback URLs may point (none: nowhere).
+    callback_hosts: AllowedHosts = field(default_factory=AllowedHosts)
     tracing: Tracing
     metrics: EdgeMetrics
     # The client's W3C traceparent, if it sent a valid one: its trace is the request's.
@@ -80,6 +85,16 @@ class EdgeContext(OperationContext):
             return str(uuid.uuid4())
         self._request_id_taken = True
         return str(self.request_id)
+
+    def callback_url(self, url: str | None) -> str | None:
+        """``url`` if callbacks may go there (None stays None); a coded error otherwise."""
+        if url is None:
+            return None
+        try:
+            check_callback_url(url, self.callback_hosts)
+        except CallbackUrlError as error:
+            raise coded_error(str(error), ErrorCode.CALLBACK_URL_NOT_ALLOWED) from None
+        return url
 
     @property
     def target_graphql_schema(self) -> GraphQLSchema:

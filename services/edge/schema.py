@@ -16,7 +16,7 @@ from strawberry.types import ExecutionContext
 
 from contracts.errors import ErrorCode
 from contracts.events import OperationRequested
-from contracts.view import OperationView, TaskStatus
+from contracts.view import CallbackState, OperationView, TaskStatus
 from services.common.target import document_caches
 from services.edge.cancel import CancelOutcome, cancel_operation
 from services.edge.context import EdgeContext
@@ -75,6 +75,18 @@ class AsyncProgress:
     message: str | None = strawberry.field(description="What the resolver said about it.")
 
 
+strawberry.enum(CallbackState, description="Where an operation's callback is.")
+
+
+@strawberry.type(description="How delivering an operation's final state to its callback URL went.")
+class AsyncCallback:
+    state: CallbackState = strawberry.field(
+        description="PENDING until its receiver takes it (DELIVERED) or it is given up (FAILED)."
+    )
+    attempts: int = strawberry.field(description="How many times it was POSTed.")
+    last_error: str | None = strawberry.field(description="Why the newest failed attempt failed.")
+
+
 @strawberry.type(description="An operation run in the background, and its result once it has one.")
 class AsyncOperation:
     operation_id: str
@@ -90,6 +102,9 @@ class AsyncOperation:
     attempts: int = strawberry.field(description="How many times an executor started it.")
     progress: AsyncProgress | None = strawberry.field(
         description="The newest progress it reported; null until it reports any."
+    )
+    callback: AsyncCallback | None = strawberry.field(
+        description="How its callback went; null when it was queued without a callbackUrl."
     )
 
     @classmethod
@@ -111,6 +126,13 @@ class AsyncOperation:
                 done=view.progress.done,
                 total=view.progress.total,
                 message=view.progress.message,
+            ),
+            callback=None
+            if view.callback is None
+            else AsyncCallback(
+                state=view.callback.state,
+                attempts=view.callback.attempts,
+                last_error=view.callback.last_error,
             ),
         )
 
@@ -215,8 +237,16 @@ class AsyncMutations:
                 "the server's own limit applies if smaller.",
             ),
         ] = None,
+        callback_url: Annotated[
+            str | None,
+            strawberry.argument(
+                description="When the operation has ended, its final state is POSTed here, "
+                "signed (Standard Webhooks). Only hosts the server allows; see callback."
+            ),
+        ] = None,
     ) -> AsyncOperation:
         context = info.context
+        callback = context.callback_url(callback_url)
         key = key_of(context, idempotency_key)
         positive_seconds(start_within, "startWithin")
         positive_seconds(timeout_s, "timeout")
@@ -243,10 +273,15 @@ class AsyncMutations:
             start_by=start_deadline(start_within, context.start_within_s, datetime.now(UTC)),
             timeout_s=timeout_s,
             forwarded=context.forwarded_identity(operation_id),
+            callback_url=callback,
         )
-        digest = document_digest(
-            {"query": query, "variables": args or {}, "operation_name": operation_name}
-        )
+        asked: dict[str, object] = {
+            "query": query,
+            "variables": args or {},
+            "operation_name": operation_name,
+        }
+        # Only when given, so that keys used before callbacks existed still match.
+        digest = document_digest(asked if callback is None else asked | {"callback_url": callback})
         submitted = await submit_once(context, requested, key=key, digest=digest)
         return AsyncOperation.from_view(submitted.view)
 

@@ -85,7 +85,11 @@ def create_app(
     ``worker`` names this replica in OperationStarted events (default: host and process id);
     ``on_connection_lost`` runs if nats-py gives up on the connection (default: exit).
     """
-    actions = None if settings.actions_file is None else load_actions(settings.actions_file)
+    actions = (
+        None
+        if settings.actions_file is None
+        else load_actions(settings.actions_file, callback_hosts=settings.callback_hosts)
+    )
     http = handler_client()
     handles = JetStreamHandles()
     target, forward_keys = _target(settings, http)

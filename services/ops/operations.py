@@ -7,7 +7,14 @@ import msgspec
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
-from contracts.events import OperationFailed, OperationStarted, event_type
+from contracts.events import (
+    CallbackAbandoned,
+    CallbackAttempted,
+    CallbackDelivered,
+    OperationFailed,
+    OperationStarted,
+    event_type,
+)
 from contracts.names import (
     STREAM,
     UnsafeTokenError,
@@ -103,10 +110,17 @@ def timeline_entry(msg: Msg) -> TimelineEntry:
         tenant=event.tenant,
         operation_id=event.operation_id,
         occurred_at=event.occurred_at,
-        attempt=event.attempt if isinstance(event, OperationStarted) else None,
+        attempt=event.attempt
+        if isinstance(
+            event, OperationStarted | CallbackAttempted | CallbackDelivered | CallbackAbandoned
+        )
+        else None,
         worker=event.worker if isinstance(event, OperationStarted) else None,
         code=event.code if isinstance(event, OperationFailed) else None,
-        error=event.error if isinstance(event, OperationFailed) else None,
+        # A callback attempt's error says why the receiver did not take it.
+        error=event.error
+        if isinstance(event, OperationFailed | CallbackAttempted | CallbackAbandoned)
+        else None,
     )
 
 

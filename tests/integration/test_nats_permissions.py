@@ -56,6 +56,7 @@ PASSWORDS = {
     "provisioner": "provisioner-pw-4",
     "consumer": "consumer-pw-5",
     "ops": "ops-pw-6",
+    "callbacks": "callbacks-pw-7",
 }
 
 

@@ -8,6 +8,7 @@ from graphql import GraphQLNonNull, GraphQLObjectType
 from examples.actions import ACTIONS_FILE
 from services.actions.config import ActionsConfigError, load_actions
 from services.actions.output import OutputProblem, output_problem
+from services.common.callback_urls import AllowedHosts
 
 SDL = """type Mutation {
   place_order(input: place_order_input!): order
@@ -177,3 +178,41 @@ def test_outputs_are_checked_against_the_declared_type(tmp_path: Path) -> None:
     assert output_problem([1], order) == OutputProblem(
         "got array for the action webhook response, expecting order", "$"
     )
+
+
+def with_callback(url: str, *, line_of: str = "place_order") -> str:
+    """YAML with ``callback_url: url`` in one action's definition."""
+    marker = f"  - name: {line_of}\n    definition:\n"
+    return YAML.replace(marker, marker + f"      callback_url: {url}\n")
+
+
+def test_an_allowed_callback_url_is_loaded(tmp_path: Path) -> None:
+    hosts = AllowedHosts.parse("hooks.example.com")
+    config = load_actions(
+        write(tmp_path, with_callback("https://hooks.example.com/{{KEY}}")),
+        ENV,
+        callback_hosts=hosts,
+    )
+
+    assert config.actions["place_order"].callback_url == "https://hooks.example.com/k"
+    assert config.actions["quote"].callback_url is None
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "message"),
+    [
+        (with_callback("https://elsewhere.example.net/in"), r"actions.yaml:4: callbacks to"),
+        (with_callback("http://169.254.169.254/"), r"actions.yaml:4: callbacks to"),
+        (
+            with_callback("https://hooks.example.com/in", line_of="cancel_order"),
+            r"actions.yaml:\d+: only asynchronous actions can have a callback_url",
+        ),
+    ],
+)
+def test_a_callback_url_that_may_not_be_called_stops_the_start(
+    tmp_path: Path, yaml_text: str, message: str
+) -> None:
+    with pytest.raises(ActionsConfigError, match=message):
+        load_actions(
+            write(tmp_path, yaml_text), ENV, callback_hosts=AllowedHosts.parse("hooks.example.com")
+        )
