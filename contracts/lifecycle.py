@@ -116,6 +116,7 @@ def evolve(view: OperationView | None, event: OperationEvent, sequence: int) -> 
                 code=event.code if isinstance(event, OperationFailed) else None,
                 error=event.error if isinstance(event, OperationFailed) else None,
                 response=event.response,
+                response_ref=event.response_ref,
                 terminal_sequence=sequence,
                 last_sequence=last_sequence,
             )

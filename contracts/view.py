@@ -6,6 +6,8 @@ from typing import Any
 
 import msgspec
 
+from contracts.events import ResultReference
+
 
 class TaskStatus(StrEnum):
     """Where an operation is in its life (the names are Business NXT's)."""
@@ -44,6 +46,8 @@ class OperationView(msgspec.Struct, frozen=True, kw_only=True):
     ``listing_ordinal`` is the request's place in the principal's listing (None for operations
     queued before requests carried it); internal, not part of the GraphQL API.
     ``progress`` is the newest progress reported (None until the operation reports any).
+    ``response_ref``, when set, stands for ``response``: the result is an object in the results
+    bucket (a large one), which the projector never reads; the edge does, for clients.
     """
 
     operation_id: str
@@ -59,6 +63,7 @@ class OperationView(msgspec.Struct, frozen=True, kw_only=True):
     code: str | None = None
     error: str | None = None
     response: dict[str, Any] | None = None
+    response_ref: ResultReference | None = None
     last_sequence: int = 0
     terminal_sequence: int | None = None
     listing_ordinal: int | None = None

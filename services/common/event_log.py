@@ -11,13 +11,10 @@ executors race on it.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import json
 from dataclasses import dataclass, field
 from typing import Final
 
-import nats.errors
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from nats.js.errors import APIError, NotFoundError
@@ -40,6 +37,7 @@ from contracts.names import STREAM, event_subject, operation_subjects
 from contracts.view import OperationView
 from services.common.poison import admit
 from services.common.reply_inbox import ReplyInbox
+from services.common.stream_reads import direct_batch
 from services.common.tracing import add_traceparent
 
 # A stored event is acknowledged (and a read answered) within this, or the caller retries.
@@ -218,30 +216,9 @@ class EventLog:
         return (message.seq, event) if isinstance(event, OperationStarted) else None
 
     async def _batch_get(self, request: dict[str, object]) -> list[tuple[int, str, bytes]]:
-        """Send one batched direct get; collect its messages until the end-of-batch status."""
-        messages: list[tuple[int, str, bytes]] = []
-        async with self.inbox.route() as (reply_subject, replies):
-            await self.nc.publish(
-                f"$JS.API.DIRECT.GET.{self.stream}",
-                json.dumps(request).encode(),
-                reply=reply_subject,
-            )
-            async with asyncio.timeout(REQUEST_TIMEOUT_S):
-                while len(messages) <= MAX_BATCH:
-                    reply = await replies.get()
-                    headers = reply.headers or {}
-                    status = headers.get("Status")
-                    if status is None:
-                        messages.append(
-                            (int(headers["Nats-Sequence"]), headers["Nats-Subject"], reply.data)
-                        )
-                    elif status in ("204", "404"):
-                        return messages  # end of batch, or nothing stored for this filter
-                    elif status == "503":
-                        raise nats.errors.NoRespondersError
-                    else:
-                        raise APIError(code=int(status), description=headers.get("Description"))
-        raise APIError(description=f"more than {MAX_BATCH} messages for {request}")
+        return await direct_batch(
+            self.inbox, self.stream, request, limit=MAX_BATCH, timeout_s=REQUEST_TIMEOUT_S
+        )
 
     async def close(self) -> None:
         """Drop the reply subscription (the connection itself belongs to the caller)."""

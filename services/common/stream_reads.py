@@ -2,12 +2,17 @@
 consumer fed to a callback, ended by the server's own count of what there was to read."""
 
 import asyncio
+import json
 from collections.abc import Callable
 from typing import Final
 
+import nats.errors
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy
+from nats.js.errors import APIError
+
+from services.common.reply_inbox import ReplyInbox
 
 # A read's consumer is gone as soon as it is read; let the server drop it quickly.
 READ_INACTIVE_THRESHOLD_S: Final = 5.0
@@ -74,3 +79,33 @@ async def read_stream(
     finally:
         await subscription.unsubscribe()
     return received
+
+
+async def direct_batch(
+    inbox: ReplyInbox, stream: str, request: dict[str, object], *, limit: int, timeout_s: float
+) -> list[tuple[int, str, bytes]]:
+    """(sequence, subject, payload) of the messages one batched direct get on ``stream``
+    answers (``multi_last``, or ``batch`` from a ``seq``), collected until the server's
+    end-of-batch status; an empty list when nothing matches. More than ``limit`` messages is
+    an error: the request should have bounded them."""
+    messages: list[tuple[int, str, bytes]] = []
+    async with inbox.route() as (reply_subject, replies):
+        await inbox.nc.publish(
+            f"$JS.API.DIRECT.GET.{stream}", json.dumps(request).encode(), reply=reply_subject
+        )
+        async with asyncio.timeout(timeout_s):
+            while len(messages) <= limit:
+                reply = await replies.get()
+                headers = reply.headers or {}
+                status = headers.get("Status")
+                if status is None:
+                    messages.append(
+                        (int(headers["Nats-Sequence"]), headers["Nats-Subject"], reply.data)
+                    )
+                elif status in ("204", "404"):
+                    return messages  # end of batch, or nothing stored for this filter
+                elif status == "503":
+                    raise nats.errors.NoRespondersError
+                else:
+                    raise APIError(code=int(status), description=headers.get("Description"))
+    raise APIError(description=f"more than {limit} messages for {request}")

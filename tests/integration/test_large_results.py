@@ -1,0 +1,186 @@
+"""Results of any size, end to end: a real nats-server, and the edge, executor and projector as
+processes of their own (services/cli.py), so the edge's memory during a download is its own."""
+
+import gzip
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from nats.js import JetStreamContext
+
+from contracts.events import OperationCompleted
+from examples.ledger.schema import ledger_row
+from services.common.jetstream import connect
+from services.common.reply_inbox import ReplyInbox
+from services.common.results import ResultStore
+from services.common.settings import Settings
+from services.edge.auth import issue_token
+from tests.stack import eventually, stored_events
+from tests.support.processes import ServiceStack
+
+pytestmark = [pytest.mark.nats, pytest.mark.e2e]
+
+SECRET = "large-results-secret-long-enough-for-hs256"
+OWNER = ("acme", "alice")
+STRANGER = ("acme", "bob")
+# About 520 bytes a row: some 47 MB of result.
+EXPORT_ROWS = 90_000
+EXPORT = (
+    "mutation($q: String!) { asyncQuery(query: $q) { operationId } }",
+    "query { ledgerExport(rows: %d) { line accountNo name amount } }",
+)
+RESULT = "query($id: String!) { asyncResult(id: $id) { status errorCode data dataUrl } }"
+DELETE = "mutation($id: String!) { asyncDelete(id: $id) { operationId } }"
+
+
+def headers(who: tuple[str, str]) -> dict[str, str]:
+    """A bearer token for ``who``, as the edge's JWT settings accept it."""
+    token = issue_token(Settings(jwt_secret=SECRET), tenant=who[0], user=who[1], ttl_s=600)
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def call(
+    http: httpx.AsyncClient, query: str, variables: dict[str, Any], who: tuple[str, str] = OWNER
+) -> dict[str, Any]:
+    """One GraphQL request as ``who``; the whole response body."""
+    response = await http.post(
+        "/graphql", json={"query": query, "variables": variables}, headers=headers(who)
+    )
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def export(http: httpx.AsyncClient, rows: int) -> str:
+    """Queue a ledger export of ``rows`` rows as the owner; its operation id."""
+    submit, inner = EXPORT
+    body = await call(http, submit, {"q": inner % rows})
+    operation_id: str = body["data"]["asyncQuery"]["operationId"]
+    return operation_id
+
+
+async def finished(http: httpx.AsyncClient, operation_id: str) -> None:
+    """Wait until the operation has ended (status only: its data is not read meanwhile)."""
+
+    async def ended() -> bool | None:
+        query = "query($id: String!) { asyncResult(id: $id) { status } }"
+        status = (await call(http, query, {"id": operation_id}))["data"]["asyncResult"]["status"]
+        return True if status in ("SUCCESS", "ERROR") else None
+
+    await eventually(ended, timeout_s=90, what=f"{operation_id} ending")
+
+
+@pytest.fixture
+async def stack(nats_url: str, tmp_path: Path) -> AsyncIterator[ServiceStack]:
+    """The three services with JWT principals, as separate processes."""
+    async with ServiceStack(nats_url, tmp_path, {"ASYNCGATE_JWT_SECRET": SECRET}) as services:
+        yield services
+
+
+@pytest.fixture
+async def http(stack: ServiceStack) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client for the stack's edge."""
+    async with httpx.AsyncClient(base_url=stack.base_url, timeout=60) as client:
+        yield client
+
+
+@pytest.fixture
+async def looking(stack: ServiceStack) -> AsyncIterator[tuple[JetStreamContext, ResultStore]]:
+    """The test's own look at the stream and the results bucket. (Not the ``js`` fixture: its
+    provisioning would give the executors' consumer the test settings' 5 s ack wait.)"""
+    nc = await connect(Settings.from_env(stack.env), "asyncgate-test")
+    try:
+        yield nc.jetstream(), ResultStore(nc.jetstream(), ReplyInbox(nc))
+    finally:
+        await nc.drain()
+
+
+async def download(
+    http: httpx.AsyncClient, url: str, who: tuple[str, str] = OWNER, **more: str
+) -> tuple[httpx.Response, bytes]:
+    """GET ``url`` as ``who``; the response and its body as sent (not decoded)."""
+    async with http.stream("GET", url, headers=headers(who) | more) as response:
+        raw = b"".join([chunk async for chunk in response.aiter_raw()])
+    return response, raw
+
+
+async def test_a_50_mb_export_reads_back_whole_and_downloads_byte_identical_then_is_deleted(
+    stack: ServiceStack,
+    http: httpx.AsyncClient,
+    looking: tuple[JetStreamContext, ResultStore],
+) -> None:
+    js, results = looking
+    started = time.perf_counter()
+    operation_id = await export(http, EXPORT_ROWS)
+    await finished(http, operation_id)
+    stored_at = time.perf_counter()
+    url = f"/results/{operation_id}"
+    edge_before = stack.edge.memory_bytes(peak=True)
+
+    # httpx asks for gzip unless told otherwise.
+    plain, plain_body = await download(http, url, **{"Accept-Encoding": "identity"})
+    downloaded_at = time.perf_counter()
+    zipped, zipped_body = await download(http, url, **{"Accept-Encoding": "gzip"})
+    edge_after_downloads = stack.edge.memory_bytes(peak=True)
+    read_started = time.perf_counter()
+    result = (await call(http, RESULT, {"id": operation_id}))["data"]["asyncResult"]
+    read_at = time.perf_counter()
+    stranger, stranger_body = await download(http, url, STRANGER)
+    missing, missing_body = await download(http, f"/results/{uuid.uuid4()}")
+
+    assert (result["status"], result["errorCode"]) == ("SUCCESS", None), result
+    data = result["data"].encode()
+    rows = json.loads(data)["data"]["ledgerExport"]
+    print(  # noqa: T201 (the report's numbers, shown with pytest -s)
+        f"\n{len(data) / 1e6:.1f} MB: run and store {stored_at - started:.1f} s, download "
+        f"{downloaded_at - stored_at:.2f} s, asyncResult.data {read_at - read_started:.2f} s; "
+        f"edge peak RSS {edge_before / 1e6:.0f} -> {edge_after_downloads / 1e6:.0f} MB over "
+        "both downloads"
+    )
+    assert result["status"] == "SUCCESS"
+    assert len(data) > 45_000_000
+    assert len(rows) == EXPORT_ROWS
+    assert rows[-1] == {
+        "line": EXPORT_ROWS,
+        "accountNo": ledger_row(EXPORT_ROWS).account_no,
+        "name": ledger_row(EXPORT_ROWS).name,
+        "amount": ledger_row(EXPORT_ROWS).amount,
+    }
+    assert result["dataUrl"] == url
+    assert plain.status_code == 200
+    assert plain.headers["content-type"] == "application/json"
+    assert plain.headers["content-length"] == str(len(data))
+    assert plain_body == data
+    assert zipped.status_code == 200
+    assert zipped.headers["content-encoding"] == "gzip"
+    assert zipped.headers["transfer-encoding"] == "chunked"
+    assert len(zipped_body) < len(data) / 5
+    assert gzip.decompress(zipped_body) == data
+    # Streamed: the edge never held the object (its peak grew by a fraction of it).
+    assert edge_after_downloads - edge_before < 20_000_000
+    assert (stranger.status_code, missing.status_code) == (404, 404)
+    assert stranger_body == missing_body
+    assert json.loads(stranger_body)["errors"][0]["extensions"]["code"] == "NOT_FOUND"
+
+    # The terminal event carries the reference, not the body.
+    (terminal,) = [
+        event
+        for _, event in await stored_events(js)
+        if isinstance(event, OperationCompleted) and event.operation_id == operation_id
+    ]
+    assert terminal.response is None
+    assert terminal.response_ref is not None
+    assert terminal.response_ref.size == len(data)
+    assert await results.exists(terminal.response_ref.name)
+
+    deleted = await call(http, DELETE, {"id": operation_id})
+    after_delete, _ = await download(http, url)
+
+    assert deleted["data"]["asyncDelete"] == {"operationId": operation_id}
+    assert not await results.exists(terminal.response_ref.name)
+    assert after_delete.status_code == 404
