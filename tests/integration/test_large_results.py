@@ -11,16 +11,21 @@ from typing import Any
 
 import httpx
 import pytest
+from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 
 from contracts.events import OperationCompleted
+from contracts.names import VIEW_BUCKET
 from examples.ledger.schema import ledger_row
 from services.common.jetstream import connect
 from services.common.reply_inbox import ReplyInbox
 from services.common.results import ResultStore
 from services.common.settings import Settings
 from services.edge.auth import issue_token
-from tests.stack import eventually, stored_events
+from services.executor.app import create_app as create_executor
+from services.projector.app import create_app as create_projector
+from services.projector.replay import rebuild_views
+from tests.stack import eventually, running, serving_edge, stored_events, stored_views
 from tests.support.processes import ServiceStack
 
 pytestmark = [pytest.mark.nats, pytest.mark.e2e]
@@ -184,3 +189,90 @@ async def test_a_50_mb_export_reads_back_whole_and_downloads_byte_identical_then
     assert deleted["data"]["asyncDelete"] == {"operationId": operation_id}
     assert not await results.exists(terminal.response_ref.name)
     assert after_delete.status_code == 404
+
+
+# Small limits, so that small exports take every path: a row is about 520 bytes of JSON.
+SMALL_LIMITS = {"inline_result_bytes": 1024, "max_read_bytes": 30_000, "max_result_bytes": 100_000}
+
+
+@pytest.fixture
+async def small(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """The three services in this process, with JWT principals and SMALL_LIMITS."""
+    configured = settings.replace(jwt_secret=SECRET, **SMALL_LIMITS)
+    async with (
+        running(create_projector(configured)),
+        running(create_executor(configured)),
+        serving_edge(configured) as client,
+    ):
+        yield client
+
+
+async def finished_result(http: httpx.AsyncClient, rows: int) -> tuple[str, dict[str, Any]]:
+    """Export ``rows`` rows and wait for the end; the id and asyncResult's status, code and
+    dataUrl (not data)."""
+    operation_id = await export(http, rows)
+    await finished(http, operation_id)
+    query = "query($id: String!) { asyncResult(id: $id) { status errorCode dataUrl } }"
+    result = (await call(http, query, {"id": operation_id}))["data"]["asyncResult"]
+    return operation_id, result
+
+
+async def test_every_result_reads_the_same_through_data_and_data_url_and_survives_a_replay(
+    small: httpx.AsyncClient, nc: NatsClient, js: JetStreamContext
+) -> None:
+    stored_id, _ = await finished_result(small, 20)  # about 10 kB: in the bucket
+    inline_id, _ = await finished_result(small, 1)  # under 1 kB: in the event
+    before = {}
+    for operation_id in (stored_id, inline_id):
+        result = (await call(small, RESULT, {"id": operation_id}))["data"]["asyncResult"]
+        _, body = await download(small, result["dataUrl"], **{"Accept-Encoding": "identity"})
+        _, zipped = await download(small, result["dataUrl"], **{"Accept-Encoding": "gzip"})
+        assert body == gzip.decompress(zipped) == result["data"].encode()
+        before[operation_id] = result["data"]
+    # The view lost and rebuilt from the stream: it still refers to the object.
+    views = await stored_views(js)
+    key = next(key for key, view in views.items() if view.operation_id == stored_id)
+    await js.purge_stream(f"KV_{VIEW_BUCKET}", subject=f"$KV.{VIEW_BUCKET}.{key}")
+    await rebuild_views(nc)
+    after = (await call(small, RESULT, {"id": stored_id}))["data"]["asyncResult"]
+
+    assert views[key].response is None
+    assert views[key].response_ref is not None
+    assert json.loads(before[stored_id])["data"]["ledgerExport"][19]["line"] == 20
+    assert (await stored_views(js))[key].response_ref == views[key].response_ref
+    assert after["data"] == before[stored_id]
+
+
+async def test_a_result_over_the_read_limit_points_to_its_download(
+    small: httpx.AsyncClient,
+) -> None:
+    operation_id, result = await finished_result(small, 100)  # about 52 kB
+    read = await call(small, RESULT, {"id": operation_id})
+    response, body = await download(small, result["dataUrl"], **{"Accept-Encoding": "identity"})
+
+    assert result == {"status": "SUCCESS", "errorCode": None, "dataUrl": result["dataUrl"]}
+    (error,) = read["errors"]
+    assert error["extensions"]["code"] == "RESULT_TOO_LARGE_TO_READ"
+    assert error["extensions"]["dataUrl"] == result["dataUrl"]
+    assert "dataUrl" in error["message"]
+    assert read["data"] == {"asyncResult": None}
+    assert response.status_code == 200
+    assert len(json.loads(body)["data"]["ledgerExport"]) == 100
+    assert error["extensions"]["size"] == len(body)
+
+
+async def test_results_over_the_hard_cap_end_too_large_and_bad_sizes_are_refused(
+    small: httpx.AsyncClient,
+) -> None:
+    _, too_large = await finished_result(small, 300)  # about 156 kB, over 100 kB
+    refused = await call(small, "{ ledgerExport(rows: 400001) { line } }", {})
+    unauthenticated = await small.get(f"/results/{uuid.uuid4()}")
+    malformed, malformed_body = await download(small, "/results/not-an-id")
+    missing, missing_body = await download(small, f"/results/{uuid.uuid4()}")
+
+    assert too_large == {"status": "ERROR", "errorCode": "RESULT_TOO_LARGE", "dataUrl": None}
+    assert refused["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+    assert unauthenticated.status_code == 401
+    assert unauthenticated.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+    assert (malformed.status_code, malformed_body) == (missing.status_code, missing_body)
+    assert missing.status_code == 404
