@@ -14,9 +14,10 @@ Order matters, so that nothing brings it back:
 3. Its events are purged from the stream (a purge filtered on the operation's subjects), so a
    replay or a rebuild does not see it.
 4. Then its result object, if its result was too large for its events
-   (services/common/results.py), then its listing entry and its view are removed. The object
-   goes before the view, so a delete retried after a failure still finds which one it was. The view goes last: a projector folding an
-   event meanwhile finds no request in the stream and stores no view for it
+   (services/common/results.py): before the view, so a delete retried after a failure still
+   finds which object it was. Then its listing entry and its view are removed. The view goes
+   last: a projector folding an event meanwhile finds no request in the stream and stores no
+   view for it
    (services/projector/view_writer.py), and neither does a replay.
 
 Its idempotency record is left to expire with the retention window: the key stays spent, so a

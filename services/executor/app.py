@@ -20,6 +20,7 @@ from contracts.names import EXECUTOR_DURABLE, REQUESTED_EVENTS
 from services.actions.config import Retry, load_actions
 from services.actions.handler import handler_client
 from services.common.metrics import ExecutorMetrics, MetricsServer
+from services.common.results import ResultStore
 from services.common.runtime import (
     ConnectionWatch,
     JetStreamHandles,
@@ -28,7 +29,6 @@ from services.common.runtime import (
     exit_process,
     worker_name,
 )
-from services.common.results import ResultStore
 from services.common.settings import Settings
 from services.common.target import load_schema, with_document_caches
 from services.common.tracing import Tracing

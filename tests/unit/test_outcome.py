@@ -10,6 +10,7 @@ from contracts.events import (
     OperationFailed,
     OperationRequested,
     ResultReference,
+    TerminalEvent,
     decode_event,
     encode_event,
 )
@@ -92,7 +93,7 @@ def test_a_result_within_the_inline_limit_stays_in_the_event() -> None:
 
 
 def test_the_inline_limit_is_the_encoded_responses_size() -> None:
-    def sized(extra: int) -> OperationCompleted:
+    def sized(extra: int) -> TerminalEvent:
         # {"data":{"b":"..."}} is 17 bytes around the string.
         return outcome_of(REQUEST, {"data": {"b": "x" * (2048 - 17 + extra)}})
 
@@ -192,7 +193,7 @@ def test_a_reference_round_trips_and_events_without_one_still_decode() -> None:
     assert isinstance(decoded, OperationFailed)
     assert (decoded.response, decoded.response_ref) == ({"data": None}, None)
     with pytest.raises(TypeError):
-        ResultReference("op.ev", 1, "d")  # type: ignore[misc]  # keyword-only, as events are
+        ResultReference("op.ev", 1, "d")  # type: ignore[call-arg]  # keyword-only, as events are
     with pytest.raises(AttributeError):
         REFERENCE.size = 2  # type: ignore[misc]  # frozen
 
