@@ -1,6 +1,7 @@
 """Results of any size, end to end: a real nats-server, and the edge, executor and projector as
 processes of their own (services/cli.py), so the edge's memory during a download is its own."""
 
+import asyncio
 import gzip
 import json
 import time
@@ -16,8 +17,11 @@ from nats.js import JetStreamContext
 
 from contracts.events import OperationCompleted
 from contracts.names import VIEW_BUCKET
+from examples.actions import ACTIONS_FILE
+from examples.actions.handler import app as demo_handler
 from examples.ledger.schema import ledger_row
 from services.common.jetstream import connect
+from services.common.nats_server import free_port
 from services.common.reply_inbox import ReplyInbox
 from services.common.results import ResultStore
 from services.common.settings import Settings
@@ -25,8 +29,18 @@ from services.edge.auth import issue_token
 from services.executor.app import create_app as create_executor
 from services.projector.app import create_app as create_projector
 from services.projector.replay import rebuild_views
-from tests.stack import eventually, running, serving_edge, stored_events, stored_views
+from tests.seed_requests import HASURA_SEED_ID, HASURA_SEED_MUTATION, HASURA_SEED_SUBSCRIPTION
+from tests.stack import (
+    eventually,
+    graphql,
+    running,
+    serving,
+    serving_edge,
+    stored_events,
+    stored_views,
+)
 from tests.support.processes import ServiceStack
+from tests.ws_client import graphql_websocket
 
 pytestmark = [pytest.mark.nats, pytest.mark.e2e]
 
@@ -281,3 +295,35 @@ async def test_results_over_the_hard_cap_end_too_large_and_bad_sizes_are_refused
     assert unauthenticated.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
     assert (malformed.status_code, malformed_body) == (missing.status_code, missing_body)
     assert missing.status_code == 404
+
+
+async def test_an_action_output_kept_in_the_bucket_reads_as_any_other(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, js: JetStreamContext
+) -> None:
+    demo_port = free_port()
+    monkeypatch.setenv("ASYNCGATE_DEMO_HANDLER_URL", f"http://127.0.0.1:{demo_port}")
+    # Every output kept apart, however small: the demo's order is a few hundred bytes.
+    settings = settings.replace(actions_file=ACTIONS_FILE, inline_result_bytes=1)
+    async with (
+        serving(demo_handler, demo_port),
+        running(create_projector(settings)),
+        running(create_executor(settings)),
+        serving_edge(settings) as client,
+    ):
+        queued = await graphql(
+            client, HASURA_SEED_MUTATION, {"order_input": {"product_id": "p-7", "quantity": 3}}
+        )
+        action_id = queued["data"]["place_order"]
+        url = str(client.base_url).replace("http://", "ws://") + "/graphql"
+        async with graphql_websocket(url) as ws:
+            sid = await ws.start(HASURA_SEED_SUBSCRIPTION.replace(HASURA_SEED_ID, action_id))
+            pushed = (await asyncio.wait_for(ws.collect({sid}), 20))[sid]
+        query = await graphql(client, f'{{ place_order(id: "{action_id}") {{ output errors }} }}')
+
+    final = pushed[-1]["payload"]["data"]["place_order"]
+    assert final["errors"] is None
+    assert (final["output"]["product_id"], final["output"]["status"]) == ("p-7", "placed")
+    assert query["data"]["place_order"] == final
+    [completed] = [e for _, e in await stored_events(js) if isinstance(e, OperationCompleted)]
+    assert completed.response is None
+    assert completed.response_ref is not None
