@@ -154,6 +154,7 @@ async def test_a_50_mb_export_reads_back_whole_and_downloads_byte_identical_then
     read_started = time.perf_counter()
     result = (await call(http, RESULT, {"id": operation_id}))["data"]["asyncResult"]
     read_at = time.perf_counter()
+    edge_after_read = stack.edge.memory_bytes(peak=True)
     stranger, stranger_body = await download(http, url, STRANGER)
     missing, missing_body = await download(http, f"/results/{uuid.uuid4()}")
 
@@ -164,7 +165,7 @@ async def test_a_50_mb_export_reads_back_whole_and_downloads_byte_identical_then
         f"\n{len(data) / 1e6:.1f} MB: run and store {stored_at - started:.1f} s, download "
         f"{downloaded_at - stored_at:.2f} s, asyncResult.data {read_at - read_started:.2f} s; "
         f"edge peak RSS {edge_before / 1e6:.0f} -> {edge_after_downloads / 1e6:.0f} MB over "
-        "both downloads"
+        f"both downloads, {edge_after_read / 1e6:.0f} MB after data"
     )
     assert result["status"] == "SUCCESS"
     assert len(data) > 45_000_000
