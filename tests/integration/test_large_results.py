@@ -15,11 +15,12 @@ import pytest
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 
-from contracts.events import OperationCompleted
-from contracts.names import VIEW_BUCKET
+from contracts.events import OperationCompleted, OperationRequested, correlation_of
+from contracts.names import VIEW_BUCKET, result_object_name
 from examples.actions import ACTIONS_FILE
 from examples.actions.handler import app as demo_handler
 from examples.ledger.schema import ledger_row
+from services.common.event_log import EventLog
 from services.common.jetstream import connect
 from services.common.nats_server import free_port
 from services.common.reply_inbox import ReplyInbox
@@ -27,6 +28,8 @@ from services.common.results import ResultStore
 from services.common.settings import Settings
 from services.edge.auth import issue_token
 from services.executor.app import create_app as create_executor
+from services.executor.handlers import record_outcome
+from services.executor.outcome import ResultLimits
 from services.projector.app import create_app as create_projector
 from services.projector.replay import rebuild_views
 from tests.seed_requests import HASURA_SEED_ID, HASURA_SEED_MUTATION, HASURA_SEED_SUBSCRIPTION
@@ -328,3 +331,32 @@ async def test_an_action_output_kept_in_the_bucket_reads_as_any_other(
     [completed] = [e for _, e in await stored_events(js) if isinstance(e, OperationCompleted)]
     assert completed.response is None
     assert completed.response_ref is not None
+
+
+async def test_an_outcome_that_loses_to_another_attempts_removes_its_object(
+    event_log: EventLog, js: JetStreamContext
+) -> None:
+    request = OperationRequested(
+        operation_id="lost-race", tenant="t", principal="u", trace_id="tr", query="{ a }"
+    )
+    requested_at = await event_log.append(request, msg_id="lost-race")
+    winner = OperationCompleted(**correlation_of(request), response={"data": {"a": 1}})
+    await event_log.append(winner, msg_id="lost-race.winner")
+    results = ResultStore(js, event_log.inbox)
+    loser = OperationCompleted(**correlation_of(request), response={"data": {"a": "x" * 5000}})
+    name = result_object_name(request.operation_id, loser.event_id)
+
+    stored = await record_outcome(
+        event_log,
+        request,
+        loser,
+        after=requested_at,  # it read the facts before the winner was stored
+        limits=ResultLimits(max_payload=1 << 20, inline_bytes=1024),
+        results=results,
+    )
+
+    assert stored is None
+    assert not await results.exists(name)
+    facts = await event_log.facts("t", "lost-race")
+    assert facts.terminal is not None
+    assert facts.terminal[1].event_id == winner.event_id
