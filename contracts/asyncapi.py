@@ -43,7 +43,7 @@ from contracts.events import (
     OperationRequested,
     OperationStarted,
 )
-from contracts.names import DEAD_LETTER_ROOT, STREAM, SUBJECT_ROOT
+from contracts.names import DEAD_LETTER_ROOT, RESULTS_BUCKET, STREAM, SUBJECT_ROOT
 
 DOCUMENT_PATH: Final = Path(__file__).parent / "asyncapi.yaml"
 _SCHEMAS: Final = "#/components/schemas/"
@@ -105,12 +105,22 @@ The body is the event as JSON (the payload schemas below, also in contracts/sche
 message also carries the event's CloudEvents 1.0 attributes as headers (binary content mode):
 `ce-id` (the event id), `ce-type`, `ce-source`, `ce-time`, `ce-subject` (the operation id).
 
+A result larger than the gateway keeps inline (ASYNCGATE_INLINE_RESULT_BYTES, 256 KiB by
+default) is not in its terminal event: `response` is null and `response_ref` gives the `name`,
+`size` and `digest` (`SHA-256=` and base64url) of an object in the JetStream Object Store
+bucket `{RESULTS_BUCKET}`, written before the event and kept as long as the operation's view.
+Read it with any Object Store client (the `consumer` user may read that bucket), e.g. in
+Python `await (await js.object_store("{RESULTS_BUCKET}")).get(name)`; its bytes are the JSON
+`response` would have held. Events stored before results could be stored apart never carry
+`response_ref`.
+
 Delivery from a JetStream consumer is at least once: deduplicate on `ce-id` (the body's
 `event_id`). Tenant and user ids that are not plain tokens appear in subjects as `=` and their
 unpadded base64url.
 
 Not part of this contract: the key-value buckets (`$KV.*`) and listing counters, which are
-asyncgate's own state; read an operation's view through the GraphQL API.
+asyncgate's own state; read an operation's view through the GraphQL API. The results bucket is
+part of it only as far as `response_ref` names its objects.
 """
 
 

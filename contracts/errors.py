@@ -45,6 +45,8 @@ class ErrorCode(StrEnum):
     OPERATION_FAILED = "OPERATION_FAILED"
     TIMEOUT = "TIMEOUT"
     RESULT_TOO_LARGE = "RESULT_TOO_LARGE"
+    # Reading a result: too large for asyncResult.data (download it from dataUrl).
+    RESULT_TOO_LARGE_TO_READ = "RESULT_TOO_LARGE_TO_READ"
     ATTEMPTS_EXHAUSTED = "ATTEMPTS_EXHAUSTED"
     CANCELLED = "CANCELLED"
     EXPIRED = "EXPIRED"

@@ -120,8 +120,24 @@ class OperationStarted(Event, frozen=True, kw_only=True, tag="started"):
     delivery: int = 0
 
 
+class ResultReference(msgspec.Struct, frozen=True, kw_only=True):
+    """Where a result too large to carry in its event is kept: the object ``name`` in the
+    results bucket (contracts.names.RESULTS_BUCKET, a JetStream Object Store), ``size`` bytes
+    of JSON whose SHA-256 is ``digest`` (``SHA-256=`` and the digest in base64url, as the
+    Object Store writes it). The object holds exactly the JSON ``response`` would have held.
+    """
+
+    name: str
+    size: int
+    digest: str
+
+
 class OperationCompleted(Event, frozen=True, kw_only=True, tag="completed"):
     """The operation produced data: ``response`` is the synchronous GraphQL response.
+
+    A response over ASYNCGATE_INLINE_RESULT_BYTES is not carried: ``response`` is then null and
+    ``response_ref`` says where the object holding it is (stored before this event). Events
+    stored before results could be stored apart have no ``response_ref``.
 
     What ran: ``operation_name`` is the GraphQL operation name of the document (null for an
     anonymous operation), ``action`` the action's name (null unless an action ran). Both are
@@ -129,7 +145,8 @@ class OperationCompleted(Event, frozen=True, kw_only=True, tag="completed"):
     callback (so the callbacks service reads the request only for these).
     """
 
-    response: dict[str, Any]
+    response: dict[str, Any] | None = None
+    response_ref: ResultReference | None = None
     operation_name: str | None = None
     action: str | None = None
     callback: bool = False
@@ -139,12 +156,14 @@ class OperationFailed(Event, frozen=True, kw_only=True, tag="failed"):
     """The operation produced no data; ``response`` holds the GraphQL response if there was one.
 
     ``code`` is a stable error code and ``error`` a message for people. ``operation_name``,
-    ``action`` and ``callback`` as in OperationCompleted.
+    ``action``, ``callback`` and ``response_ref`` (standing for a large ``response``) as in
+    OperationCompleted.
     """
 
     code: str
     error: str
     response: dict[str, Any] | None = None
+    response_ref: ResultReference | None = None
     operation_name: str | None = None
     action: str | None = None
     callback: bool = False

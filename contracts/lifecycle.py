@@ -112,6 +112,7 @@ def _with_ending(
         code=event.code if isinstance(event, OperationFailed) else None,
         error=event.error if isinstance(event, OperationFailed) else None,
         response=event.response,
+        response_ref=event.response_ref,
         terminal_sequence=sequence,
         last_sequence=last_sequence,
     )

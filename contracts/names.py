@@ -40,6 +40,11 @@ LISTING_COUNTER_ROOT: Final = "listing.count"
 # holds the operation the key queued and a digest of what was asked (services/edge/idempotency.py).
 IDEMPOTENCY_BUCKET: Final = "asyncgate_idempotency"
 
+# Results too large to carry in their terminal event (over ASYNCGATE_INLINE_RESULT_BYTES): a
+# JetStream Object Store (stream OBJ_asyncgate_results), kept as long as the views. The executor
+# writes an object before the event that refers to it; the edge reads and deletes them.
+RESULTS_BUCKET: Final = "asyncgate_results"
+
 EXECUTOR_DURABLE: Final = "asyncgate-executor"
 PROJECTOR_DURABLE: Final = "asyncgate-projector"
 CALLBACKS_DURABLE: Final = "asyncgate-callbacks"
@@ -153,6 +158,13 @@ def parse_event_subject(subject: str) -> tuple[str, str, str] | None:
         return None
     tenant, operation_id, event_type = tokens[_SUBJECT_ROOT_TOKENS:]
     return tenant, operation_id, event_type
+
+
+def result_object_name(operation_id: str, event_id: str) -> str:
+    """The name of the object holding the result of the terminal event ``event_id`` of an
+    operation. Retrying the write of one outcome rewrites the same object; another attempt's
+    outcome (which may differ) never overwrites the one a stored event refers to."""
+    return f"{operation_id}.{event_id}"
 
 
 def terminal_msg_id(operation_id: str) -> str:

@@ -6,6 +6,8 @@ from typing import Any
 
 import msgspec
 
+from contracts.events import ResultReference
+
 
 class TaskStatus(StrEnum):
     """Where an operation is in its life (the names are Business NXT's)."""
@@ -66,6 +68,8 @@ class OperationView(msgspec.Struct, frozen=True, kw_only=True):
     queued before requests carried it); internal, not part of the GraphQL API.
     ``progress`` is the newest progress reported (None until the operation reports any).
     ``callback`` is how its callback has gone (None when its request asked for none).
+    ``response_ref``, when set, stands for ``response``: the result is an object in the results
+    bucket (a large one), which the projector never reads; the edge does, for clients.
     """
 
     operation_id: str
@@ -81,6 +85,7 @@ class OperationView(msgspec.Struct, frozen=True, kw_only=True):
     code: str | None = None
     error: str | None = None
     response: dict[str, Any] | None = None
+    response_ref: ResultReference | None = None
     last_sequence: int = 0
     terminal_sequence: int | None = None
     listing_ordinal: int | None = None

@@ -23,6 +23,7 @@ from services.common.layout import (
     limits_bucket_config,
     listing_bucket_config,
     listing_counter_stream_config,
+    results_bucket_config,
     stream_config,
     view_bucket_config,
 )
@@ -65,6 +66,7 @@ async def provision(js: JetStreamContext, settings: Settings) -> list[str]:
             await _bucket(js, listing_bucket_config(settings)),
             await _stream(js, listing_counter_stream_config(settings)),
             await _bucket(js, idempotency_bucket_config(settings)),
+            await _stream(js, results_bucket_config(settings)),
         ]
         for consumer in service_consumers(settings):
             await js.add_consumer(STREAM, consumer)
@@ -72,7 +74,10 @@ async def provision(js: JetStreamContext, settings: Settings) -> list[str]:
         return report
 
     report = await riding_through(everything, what="provisioning", budget_s=CHECK_RIDE_THROUGH_S)
-    await check_provisioned(js, layout_for(settings, limits=True, listing=True, idempotency=True))
+    await check_provisioned(
+        js,
+        layout_for(settings, limits=True, listing=True, idempotency=True, results=True),
+    )
     return report
 
 

@@ -11,6 +11,7 @@ import msgspec
 
 from contracts.events import OperationCompleted, TerminalEvent
 from contracts.view import OperationView
+from services.common.results import data_url
 from services.edge.formats import iso_timestamp
 
 _encoder = msgspec.json.Encoder()
@@ -30,7 +31,10 @@ def callback_body(view: OperationView, ended: TerminalEvent) -> bytes:
         "action": view.action,
         "error": view.error,
         "errorCode": view.code,
+        # A large result is kept apart (services/common/results.py): ``data`` is then "null",
+        # and the receiver downloads it from ``dataUrl`` with the owner's credentials.
         "data": _encoder.encode(view.response).decode(),
+        "dataUrl": data_url(view),
         "createdAt": iso_timestamp(view.created_at),
         "startedAt": iso_timestamp(view.started_at),
         "completedAt": iso_timestamp(view.completed_at),

@@ -41,9 +41,16 @@ class Batch:
 
 
 async def batch_get(
-    nc: NatsClient, inbox: ReplyInbox, stream: str, request: dict[str, object], *, limit: int
+    nc: NatsClient,
+    inbox: ReplyInbox,
+    stream: str,
+    request: dict[str, object],
+    *,
+    limit: int,
+    timeout_s: float = REQUEST_TIMEOUT_S,
 ) -> Batch:
-    """Send one batched direct get; collect its messages until the end-of-batch status.
+    """Send one batched direct get (``multi_last``, or ``batch`` from a ``seq``); collect its
+    messages until the end-of-batch status, all within ``timeout_s``.
 
     More than ``limit`` messages is an APIError: a bound on what the caller can expect.
     """
@@ -52,7 +59,7 @@ async def batch_get(
         await nc.publish(
             f"$JS.API.DIRECT.GET.{stream}", json.dumps(request).encode(), reply=reply_subject
         )
-        async with asyncio.timeout(REQUEST_TIMEOUT_S):
+        async with asyncio.timeout(timeout_s):
             while len(messages) <= limit:
                 reply = await replies.get()
                 headers = reply.headers or {}

@@ -11,7 +11,13 @@ from typing import Final
 
 import nats.errors
 from nats.js import JetStreamContext
-from nats.js.api import KeyValueConfig, RetentionPolicy, StorageType, StreamConfig
+from nats.js.api import (
+    DiscardPolicy,
+    KeyValueConfig,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
 from nats.js.errors import NotFoundError
 
 from contracts.names import (
@@ -23,6 +29,7 @@ from contracts.names import (
     LISTING_BUCKET,
     LISTING_COUNTER_ROOT,
     LISTING_COUNTER_STREAM,
+    RESULTS_BUCKET,
     STREAM,
     VIEW_BUCKET,
 )
@@ -137,6 +144,24 @@ def listing_counter_stream_config(settings: Settings) -> StreamConfig:
     )
 
 
+def results_bucket_config(settings: Settings) -> StreamConfig:
+    """The results too large for their events: a JetStream Object Store (the stream nats-py's
+    ``create_object_store`` makes: chunks and metadata subjects, rollups, direct gets), kept as
+    long as the views, so an object expires with the view that refers to it."""
+    return StreamConfig(
+        name=f"OBJ_{RESULTS_BUCKET}",
+        description="asyncgate results too large for their terminal events",
+        subjects=[f"$O.{RESULTS_BUCKET}.C.>", f"$O.{RESULTS_BUCKET}.M.>"],
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE,
+        max_age=settings.result_ttl_s,
+        num_replicas=settings.replicas,
+        discard=DiscardPolicy.NEW,
+        allow_rollup_hdrs=True,
+        allow_direct=True,
+    )
+
+
 def bucket_stream(config: KeyValueConfig) -> StreamConfig:
     """The stream a bucket lives in, as far as asyncgate relies on it."""
     return StreamConfig(
@@ -158,11 +183,16 @@ class Layout:
 
 
 def layout_for(
-    settings: Settings, *, limits: bool = False, listing: bool = False, idempotency: bool = False
+    settings: Settings,
+    *,
+    limits: bool = False,
+    listing: bool = False,
+    idempotency: bool = False,
+    results: bool = False,
 ) -> Layout:
     """Everything a service relies on: the event stream, the dead letters, the view bucket, and
     for the edge the limits bucket, the listing (its bucket and counters) and the idempotency
-    keys."""
+    keys; for the executor and the edge the results bucket."""
     streams = [
         stream_config(settings),
         dead_letter_stream_config(settings),
@@ -175,6 +205,8 @@ def layout_for(
         streams.append(listing_counter_stream_config(settings))
     if idempotency:
         streams.append(bucket_stream(idempotency_bucket_config(settings)))
+    if results:
+        streams.append(results_bucket_config(settings))
     return Layout(streams=tuple(streams))
 
 

@@ -258,15 +258,18 @@ class JetStreamHandles:
         settings: Settings,
         watch: ConnectionWatch,
         consumer: ConsumerConfig,
+        *,
+        results: bool = False,
     ) -> None:
-        """Connect the broker; check the streams and buckets; declare the service's consumer.
+        """Connect the broker; check the streams and buckets (with ``results``, the results
+        bucket too); declare the service's consumer.
 
         Raises NotProvisionedError if JetStream does not hold what the service relies on.
         """
         await broker.connect()
         watch.watch(broker.connection)
         js = self.js = broker.connection.jetstream()
-        await check_provisioned(js, layout_for(settings))
+        await check_provisioned(js, layout_for(settings, results=results))
         self.kv = await js.key_value(VIEW_BUCKET)
         # Its own consumer (its ack wait and delivery limit are its settings), declared here,
         # where a cluster's leader election is waited out, rather than left to FastStream's

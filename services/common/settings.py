@@ -127,6 +127,12 @@ class Settings(BaseSettings):
     max_aliases: PositiveInt = 30
     max_tokens: PositiveInt = 2000
     max_body_bytes: PositiveInt = 256 * 1024
+    # A result whose JSON is larger than this is kept in the results bucket (an Object Store)
+    # and its terminal event refers to it; at most max_result_bytes are kept (RESULT_TOO_LARGE
+    # above), and asyncResult.data returns at most max_read_bytes (dataUrl has no limit).
+    inline_result_bytes: PositiveInt = 256 * 1024
+    max_result_bytes: PositiveInt = 1024 * 1024 * 1024
+    max_read_bytes: PositiveInt = 64 * 1024 * 1024
     max_header_bytes: PositiveInt = 32 * 1024
     jwt_secret: SecretStr = SecretStr("")
     jwt_public_key_file: OptionalPath = None

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 import strawberry
 from graphql import (
     GraphQLArgument,
@@ -61,15 +62,20 @@ def request_query(info: GraphQLResolveInfo[EdgeContext]) -> str:
     return "\n".join(print_ast(part) for part in parts)
 
 
-def action_result(view: OperationView) -> dict[str, Any]:
+async def action_result(context: EdgeContext, view: OperationView) -> dict[str, Any]:
     """What Hasura's async action query answers for a stored operation: ``errors`` is Hasura's
     stored error object (``{"error", "path", "code"}``), for the handler's failure or, for one
-    of asyncgate's own endings (CANCELLED, EXPIRED, ...), with asyncgate's code."""
+    of asyncgate's own endings (CANCELLED, EXPIRED, ...), with asyncgate's code. An output large
+    enough to be kept in the results bucket is read from there, within the request's read
+    limit."""
+    response = view.response
+    if view.response_ref is not None:
+        response = msgspec.json.decode(await context.result_json(view))
     output = errors = None
-    if view.status is TaskStatus.SUCCESS and view.response is not None:
-        output = view.response.get("data")
+    if view.status is TaskStatus.SUCCESS and response is not None:
+        output = response.get("data")
     elif view.status is TaskStatus.ERROR:
-        stored = (view.response or {}).get("errors") or [
+        stored = (response or {}).get("errors") or [
             hasura_error(view.error or "", code=view.code or UNEXPECTED)
         ]
         errors = async_errors(stored[0])
@@ -127,7 +133,9 @@ def _read(action: ActionDefinition) -> Callable[..., Any]:
         operation_id = operation_id_argument(id)
         with unavailable_without_nats("reading actions", connected=context.nats_connected):
             view = await context.find_operation(operation_id)
-        return action_result(view) if view is not None and view.action == action.name else None
+        if view is None or view.action != action.name:
+            return None
+        return await action_result(context, view)
 
     return resolve
 
@@ -144,7 +152,7 @@ def _follow(action: ActionDefinition) -> Callable[..., AsyncIterator[dict[str, A
                 if view is None or view.action != action.name:
                     yield None
                     return
-                yield action_result(view)
+                yield await action_result(context, view)
 
     return subscribe
 

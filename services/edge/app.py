@@ -1,6 +1,7 @@
 """The edge's composition root: a Starlette app whose lifespan holds the NATS connection.
 
-Routes: /graphql (GraphiQL in a browser, GraphQL over HTTP), /graphiql/static/... (GraphiQL's
+Routes: /graphql (GraphiQL in a browser, GraphQL over HTTP), /results/<id> (an operation's
+result, for its owner: asyncResult's dataUrl), /graphiql/static/... (GraphiQL's
 scripts and stylesheets, so it needs no internet), /healthz (the process is alive), /readyz
 (NATS is connected and the stream and view bucket exist), /metrics (Prometheus).
 """
@@ -34,6 +35,7 @@ from services.common.identity import ANONYMOUS, UNAUTHENTICATED
 from services.common.jetstream import connected_within
 from services.common.layout import NotProvisionedError, is_ready
 from services.common.metrics import EdgeMetrics, exposition
+from services.common.results import RESULTS_PATH
 from services.common.runtime import exit_process, freeze_startup_objects
 from services.common.settings import Settings
 from services.common.target import InProcessTarget, Target, load_schema
@@ -42,6 +44,7 @@ from services.edge.actions import add_actions
 from services.edge.auth import AuthenticationError, Authenticator, check_exposure
 from services.edge.connection import EdgeConnection
 from services.edge.context import EdgeContext
+from services.edge.downloads import ReadBudget, ResultDownloads
 from services.edge.errors import error_body, http_error_code
 from services.edge.forwarding import ForwardedResult, Forwarding, UpstreamForwarding
 from services.edge.graphiql import STATIC_PREFIX as GRAPHIQL_STATIC
@@ -169,6 +172,7 @@ class EdgeGraphQL(GraphQL[EdgeContext, None]):
         self._retention = timedelta(seconds=settings.result_ttl_s)
         self._start_within_s = settings.start_within_s
         self._callback_hosts = settings.callback_hosts
+        self._max_read_bytes = settings.max_read_bytes
         self._connection = connection
         self._inner_documents = DocumentCache()
         self._graphiql_page = offline_page(super().graphql_ide_html)
@@ -230,9 +234,10 @@ class EdgeGraphQL(GraphQL[EdgeContext, None]):
         connection = self._connection
         nc, events, kv, http = connection.nc, connection.events, connection.kv, connection.http
         limits, listing = connection.limits, connection.listing
-        idempotency = connection.idempotency
+        idempotency, results = connection.idempotency, connection.results
         if (
             nc is None
+            or results is None
             or events is None
             or kv is None
             or http is None
@@ -241,9 +246,11 @@ class EdgeGraphQL(GraphQL[EdgeContext, None]):
             or idempotency is None
         ):
             raise RuntimeError("the edge received a request before its lifespan started")
+        read_budget: ReadBudget | None = ReadBudget(self._max_read_bytes)
         if isinstance(request, WebSocket):
             # Identified from connection_init, in on_ws_connect, before any operation runs.
             principal = UNAUTHENTICATED if self._authenticator.enabled else ANONYMOUS
+            read_budget = None  # the context lasts as long as the connection
         elif request.method == "GET" and self.should_render_graphql_ide(
             self.request_adapter_class(request)
         ):
@@ -262,6 +269,9 @@ class EdgeGraphQL(GraphQL[EdgeContext, None]):
             limits=limits,
             listing=listing,
             idempotency=idempotency,
+            results=results,
+            max_read_bytes=self._max_read_bytes,
+            read_budget=read_budget,
             shape=self._shape,
             inner_documents=self._inner_documents,
             http=http,
@@ -352,6 +362,8 @@ def create_app(
             finally:
                 await tracing.shutdown()
 
+    downloads = ResultDownloads(connection, authenticator, timedelta(seconds=settings.result_ttl_s))
+
     async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "alive"})
 
@@ -383,6 +395,7 @@ def create_app(
             Route("/readyz", readyz),
             Route("/metrics", prometheus),
             Route("/graphql", graphql_app, methods=["GET", "POST"]),
+            Route(f"{RESULTS_PATH}/{{operation_id}}", downloads.serve, methods=["GET"]),
             Route(f"{GRAPHIQL_STATIC}{{path:path}}", serve_graphiql_asset, methods=["GET"]),
             WebSocketRoute("/graphql", graphql_app),
         ],

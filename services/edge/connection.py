@@ -21,6 +21,7 @@ from services.common.layout import (
     layout_for,
 )
 from services.common.listing import Listing
+from services.common.results import ResultStore
 from services.common.runtime import ConnectionWatch
 from services.common.settings import Settings
 from services.edge.limits import Limiter
@@ -43,6 +44,8 @@ class EdgeConnection:
     limits: Limiter | None = None
     listing: Listing | None = None
     idempotency: KeyValue | None = None
+    # Large results: read for asyncResult.data and downloads, removed by asyncDelete.
+    results: ResultStore | None = None
     watch: ConnectionWatch | None = None
 
     async def open(self, settings: Settings, *, on_connection_lost: Callable[[], None]) -> None:
@@ -67,7 +70,7 @@ class EdgeConnection:
         self.events = EventLog(nc, js, source=EDGE_SOURCE)
         try:
             await check_provisioned(
-                js, layout_for(settings, limits=True, listing=True, idempotency=True)
+                js, layout_for(settings, limits=True, listing=True, idempotency=True, results=True)
             )
         except NotProvisionedError as error:
             log.critical("edge will not start: %s", error)
@@ -81,6 +84,7 @@ class EdgeConnection:
         )
         self.listing = Listing.over(nc)
         self.idempotency = await js.key_value(IDEMPOTENCY_BUCKET)
+        self.results = ResultStore(js, self.events.inbox)
         # Core subscriptions per watched key: nothing to create on the server until a client
         # subscribes.
         self.views.start(nc, self.kv)
@@ -101,4 +105,4 @@ class EdgeConnection:
         if self.nc is not None:
             await close_connection(self.nc)
         self.nc = self.js = self.kv = self.events = self.http = self.limits = self.listing = None
-        self.idempotency = None
+        self.idempotency = self.results = None

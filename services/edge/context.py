@@ -19,8 +19,10 @@ from services.common.event_log import EventLog
 from services.common.identity import OperationContext
 from services.common.listing import Listing
 from services.common.metrics import EdgeMetrics
+from services.common.results import ResultStore
 from services.common.target import Target
 from services.common.tracing import Tracing, trace_id_of
+from services.edge.downloads import ReadBudget, result_json
 from services.edge.errors import coded_error
 from services.edge.forwarding import Forwarding
 from services.edge.limits import Limiter
@@ -47,6 +49,12 @@ class EdgeContext(OperationContext):
     http: httpx.AsyncClient
     client_headers: Mapping[str, str]
     retention: timedelta
+    # Large results (services/common/results.py) and how much of them ``data`` reads: within
+    # one HTTP request, ``read_budget`` in all; on a WebSocket (whose context lasts as long as
+    # the connection, so None here) ``max_read_bytes`` per field.
+    results: ResultStore
+    max_read_bytes: int
+    read_budget: ReadBudget | None = None
     # ASYNCGATE_START_WITHIN_S: the start deadline of a request that sets none (0: none).
     start_within_s: float = 0.0
     # ASYNCGATE_CALLBACK_ALLOWED_HOSTS: where callback URLs may point (none: nowhere).
@@ -106,6 +114,12 @@ class EdgeContext(OperationContext):
         if self.forwarding is None:
             return None
         return self.forwarding.identity(self.principal, self.client_headers, operation_id)
+
+    async def result_json(self, view: OperationView) -> bytes:
+        """The operation's result as ``data`` returns it (read from the results bucket when
+        the view refers to an object); a coded error when over the read limit or gone."""
+        budget = self.read_budget or ReadBudget(self.max_read_bytes)
+        return await result_json(view, self.results, budget, self.max_read_bytes)
 
     async def find_operation(self, operation_id: str) -> OperationView | None:
         """The caller's operation, or None if it is not theirs, never existed or expired."""

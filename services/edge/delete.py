@@ -13,8 +13,11 @@ Order matters, so that nothing brings it back:
    themselves once its request is gone from the stream).
 3. Its events are purged from the stream (a purge filtered on the operation's subjects), so a
    replay or a rebuild does not see it.
-4. Then its listing entry and its view are removed. The view goes last: a projector folding an
-   event meanwhile finds no request in the stream and stores no view for it
+4. Then its result object, if its result was too large for its events
+   (services/common/results.py): before the view, so a delete retried after a failure still
+   finds which object it was. Then its listing entry and its view are removed. The view goes
+   last: a projector folding an event meanwhile finds no request in the stream and stores no
+   view for it
    (services/projector/view_writer.py), and neither does a replay.
 
 Its idempotency record is left to expire with the retention window: the key stays spent, so a
@@ -66,12 +69,20 @@ async def delete_operation(context: EdgeContext, operation_id: str) -> bool | No
     principal = context.principal
     key = view_key(principal.tenant, principal.user, operation_id)
     await _folded(context, key)
+    if was_unfinished:
+        # It ended just now, perhaps with a result stored apart: read what it refers to.
+        view = await context.find_operation(operation_id) or view
     js = context.events.js
     await riding_through(
         lambda: js.purge_stream(STREAM, subject=operation_subjects(principal.tenant, operation_id)),
         what=f"purging {operation_id}",
         budget_s=RIDE,
     )
+    if view.response_ref is not None:
+        name = view.response_ref.name
+        await riding_through(
+            lambda: context.results.delete(name), what=f"removing {name}", budget_s=RIDE
+        )
     await riding_through(
         lambda: context.listing.remove(
             principal.tenant, principal.user, operation_id, view.listing_ordinal

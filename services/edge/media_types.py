@@ -87,3 +87,17 @@ def is_request_error(body: Mapping[str, Any]) -> bool:
     if body.get("data") is not None or not isinstance(errors, list) or not errors:
         return False
     return all(isinstance(error, Mapping) and "path" not in error for error in errors)
+
+
+def accepts_gzip(accept_encoding: str | None) -> bool:
+    """True when the Accept-Encoding header takes gzip (named, or ``*``, with a quality above
+    0; a named gzip decides over ``*``)."""
+    wildcard = 0.0
+    for coding in (accept_encoding or "").split(","):
+        name, *parameters = coding.split(";")
+        name = name.strip().lower()
+        if name in ("gzip", "x-gzip"):
+            return _quality(parameters) > 0
+        if name == "*":
+            wildcard = _quality(parameters)
+    return wildcard > 0

@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, NewType
 
-import msgspec
 import strawberry
 from graphql import GraphQLError, ObjectValueNode, ValueNode, value_from_ast_untyped
 from strawberry.extensions import SchemaExtension
@@ -17,6 +16,7 @@ from strawberry.types import ExecutionContext
 from contracts.errors import ErrorCode
 from contracts.events import OperationRequested
 from contracts.view import CallbackState, OperationView, TaskStatus
+from services.common.results import data_url
 from services.common.target import document_caches
 from services.edge.cancel import CancelOutcome, cancel_operation
 from services.edge.context import EdgeContext
@@ -93,9 +93,23 @@ class AsyncOperation:
     status: TaskStatus
     error: str | None = strawberry.field(description="Why the operation ended in ERROR.")
     error_code: str | None = strawberry.field(description="A stable code for the error.")
-    data: str = strawberry.field(
-        description='The stringified JSON of the synchronous result; "null" until there is one.'
+
+    @strawberry.field(
+        description='The stringified JSON of the synchronous result; "null" until there is one. '
+        "A result larger than the server reads whole (64 MiB by default) is an error with "
+        "code RESULT_TOO_LARGE_TO_READ: download it from dataUrl instead."
     )
+    async def data(self, info: strawberry.Info[EdgeContext, None]) -> str:
+        return (await info.context.result_json(self.view)).decode()
+
+    @strawberry.field(
+        description="Where the result can be downloaded (GET, with the credentials this "
+        "endpoint takes): the same JSON as data, of any size, gzipped if accepted. Null "
+        "until there is a result."
+    )
+    def data_url(self) -> str | None:
+        return data_url(self.view)
+
     created_at: str | None
     started_at: str | None
     completed_at: str | None
@@ -106,6 +120,7 @@ class AsyncOperation:
     callback: AsyncCallback | None = strawberry.field(
         description="How its callback went; null when it was queued without a callbackUrl."
     )
+    view: strawberry.Private[OperationView]
 
     @classmethod
     def from_view(cls, view: OperationView) -> "AsyncOperation":
@@ -115,7 +130,6 @@ class AsyncOperation:
             status=view.status,
             error=view.error,
             error_code=view.code,
-            data=msgspec.json.encode(view.response).decode(),
             created_at=iso_timestamp(view.created_at),
             started_at=iso_timestamp(view.started_at),
             completed_at=iso_timestamp(view.completed_at),
@@ -134,6 +148,7 @@ class AsyncOperation:
                 attempts=view.callback.attempts,
                 last_error=view.callback.last_error,
             ),
+            view=view,
         )
 
 

@@ -21,6 +21,7 @@ from contracts.names import EXECUTOR_DURABLE, REQUESTED_EVENTS
 from services.actions.config import Retry, load_actions
 from services.actions.handler import handler_client
 from services.common.metrics import ExecutorMetrics, MetricsServer
+from services.common.results import ResultStore
 from services.common.runtime import (
     ConnectionWatch,
     JetStreamHandles,
@@ -38,6 +39,7 @@ from services.common.upstream.target import UpstreamTarget
 from services.common.work_slots import WorkSlots
 from services.executor.cancellation import CancellableRuns
 from services.executor.deliveries import SERVICE, Deliveries
+from services.executor.outcome import ResultLimits
 from services.executor.progress import ProgressPublisher
 from services.executor.retries import RetryPolicies
 from services.executor.runner import OperationRunner
@@ -122,7 +124,7 @@ def create_app(
 
     async def start() -> None:
         nonlocal deliveries, metrics_server
-        await handles.open(broker, settings, watch, consumer_config(settings))
+        await handles.open(broker, settings, watch, consumer_config(settings), results=True)
         js, _, events = handles.require()
         await runs.listen(events.nc)
         deliveries = Deliveries(
@@ -131,7 +133,12 @@ def create_app(
             run=runs,
             worker=worker,
             max_attempts=settings.executor_max_attempts,
-            max_payload=handles.max_payload,
+            limits=ResultLimits(
+                max_payload=handles.max_payload,
+                inline_bytes=settings.inline_result_bytes,
+                max_result_bytes=settings.max_result_bytes,
+            ),
+            results=ResultStore(js, events.inbox),
             ack_wait_s=settings.executor_ack_wait_s,
             tracing=tracing,
             metrics=metrics,

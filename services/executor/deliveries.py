@@ -24,6 +24,7 @@ from services.common.dead_letters import set_aside
 from services.common.event_log import EventLog
 from services.common.metrics import ExecutorMetrics
 from services.common.poison import Unusable, admit
+from services.common.results import ResultStore
 from services.common.runtime import retry_delay
 from services.common.tracing import Tracing, traceparent_of
 from services.executor.handlers import (
@@ -33,6 +34,7 @@ from services.executor.handlers import (
     handle_requested,
     no_retry,
 )
+from services.executor.outcome import ResultLimits
 
 log = logging.getLogger("asyncgate.executor")
 
@@ -53,7 +55,9 @@ class Deliveries:
     run: Callable[[OperationRequested, int], Awaitable[TerminalEvent]]
     worker: str
     max_attempts: int
-    max_payload: int
+    # Where results go: inline, or written to the results bucket first.
+    limits: ResultLimits
+    results: ResultStore
     ack_wait_s: float
     tracing: Tracing
     metrics: ExecutorMetrics
@@ -91,7 +95,8 @@ class Deliveries:
                 events=self.events,
                 run=self.run,
                 worker=self.worker,
-                max_payload=self.max_payload,
+                limits=self.limits,
+                results=self.results,
                 keep_alive=raw.in_progress,
                 keep_alive_every_s=self.ack_wait_s / 3,
                 fresh=self._fresh(metadata.timestamp),

@@ -9,9 +9,12 @@ import asyncio
 import contextlib
 import functools
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Final
+
+import nats.errors
 
 from contracts.errors import ErrorCode
 from contracts.events import (
@@ -23,9 +26,10 @@ from contracts.events import (
     cancelled,
     correlation_of,
 )
-from contracts.names import terminal_msg_id
+from contracts.names import result_object_name, terminal_msg_id
 from services.actions.config import Retry
 from services.common.event_log import AppendConflictError, EventLog, OperationFacts
+from services.common.results import ResultStore
 from services.common.retry import riding_through
 from services.executor.decide import (
     AlreadyEnded,
@@ -38,9 +42,12 @@ from services.executor.decide import (
     decide,
 )
 from services.executor.outcome import (
+    Inline,
+    ResultLimits,
     failed,
-    fit_to_message,
     naming_what_ran,
+    place_result,
+    with_reference,
 )
 from services.executor.retries import NO_RETRY, retry_of
 
@@ -54,6 +61,9 @@ MAX_DECISIONS: Final = 10
 # operation run again, waits longer.
 STEP_RIDE_THROUGH_S: Final = 15.0
 OUTCOME_RIDE_THROUGH_S: Final = 30.0
+# Writing a large result takes time of its own: its budget grows by a second per this many bytes
+# (a rate far below what a healthy NATS takes, about 100 MB/s measured here).
+RESULT_BYTES_PER_S: Final = 4 * 1024 * 1024
 
 
 class SupersededDeliveryError(Exception):
@@ -122,7 +132,8 @@ async def handle_requested(
     events: EventLog,
     run: Callable[[OperationRequested, int], Awaitable[TerminalEvent]],
     worker: str,
-    max_payload: int,
+    limits: ResultLimits,
+    results: ResultStore,
     keep_alive: Callable[[], Awaitable[None]],
     keep_alive_every_s: float,
     fresh: bool = True,
@@ -167,7 +178,8 @@ async def handle_requested(
                         request,
                         cancelled(request),
                         after=facts.last_sequence,
-                        max_payload=max_payload,
+                        limits=limits,
+                        results=results,
                     )
                 case Exhausted(lost_attempts=lost):
                     exhausted = failed(
@@ -180,7 +192,8 @@ async def handle_requested(
                         request,
                         exhausted,
                         after=facts.last_sequence,
-                        max_payload=max_payload,
+                        limits=limits,
+                        results=results,
                     )
                 case RetryLater(retry_at=retry_at):
                     raise RetryScheduledError(operation, retry_at)
@@ -196,7 +209,8 @@ async def handle_requested(
                         request,
                         expired,
                         after=facts.last_sequence,
-                        max_payload=max_payload,
+                        limits=limits,
+                        results=results,
                     )
                 case Run(attempt=attempt, record_start=record_start):
                     started = OperationStarted(
@@ -226,7 +240,7 @@ async def handle_requested(
                             raise RetryScheduledError(operation, retry.retry_at)
                         continue  # it ended or was cancelled meanwhile: decide again
                     return await record_outcome(
-                        events, request, outcome, after=after, max_payload=max_payload
+                        events, request, outcome, after=after, limits=limits, results=results
                     )
     raise ContestedOperationError(operation)
 
@@ -345,15 +359,19 @@ async def record_outcome(
     outcome: TerminalEvent,
     *,
     after: int,
-    max_payload: int,
+    limits: ResultLimits,
+    results: ResultStore,
 ) -> TerminalEvent | None:
     """Store ``outcome`` as the operation's one terminal event; None if another one was first.
 
-    A finished outcome is precious (an action's handler must not be called again for nothing),
-    so NATS trouble is ridden out for longer than other steps; a refused write means the stream
+    A large result is written to the results bucket first, so the stored event never refers to
+    nothing; an outcome that loses to another attempt's removes its object again. A finished
+    outcome is precious (an action's handler must not be called again for nothing), so NATS
+    trouble is ridden out for longer than other steps; a refused write means the stream
     changed, so the facts are read again.
     """
-    outcome, payload = fit_to_message(request, naming_what_ran(request, outcome), max_payload)
+    placed = await _placed(request, naming_what_ran(request, outcome), limits, results)
+    outcome, payload = placed.event, placed.payload
     operation = request.operation_id
     for _ in range(MAX_DECISIONS):
         stored_at = await _append_guarded(
@@ -370,6 +388,49 @@ async def record_outcome(
         facts = await _read_facts(events, request, budget_s=OUTCOME_RIDE_THROUGH_S)
         if facts.terminal is not None:
             # Ours, stored by a try whose acknowledgement was lost, or another attempt's.
-            return outcome if facts.terminal[1].event_id == outcome.event_id else None
+            if facts.terminal[1].event_id == outcome.event_id:
+                return outcome
+            if outcome.response_ref is not None:
+                await _discard_result(results, outcome.response_ref.name)
+            return None
         after = facts.last_sequence
     raise ContestedOperationError(operation)
+
+
+async def _placed(
+    request: OperationRequested,
+    outcome: TerminalEvent,
+    limits: ResultLimits,
+    results: ResultStore,
+) -> Inline:
+    """``outcome`` ready to store: inline, or referring to its result written as an object."""
+    placed = place_result(request, outcome, limits)
+    if isinstance(placed, Inline):
+        return placed
+    name = result_object_name(request.operation_id, outcome.event_id)
+    began = time.monotonic()
+    # Rewriting the same object on a retry is harmless: same name, same bytes.
+    reference = await riding_through(
+        lambda: results.put(name, placed.body),
+        what=f"storing the result of {request.operation_id}",
+        budget_s=OUTCOME_RIDE_THROUGH_S + len(placed.body) / RESULT_BYTES_PER_S,
+    )
+    log.info(
+        "operation %s: stored its result of %d bytes as %s in %.2f s",
+        request.operation_id,
+        reference.size,
+        name,
+        time.monotonic() - began,
+    )
+    referring = with_reference(request, placed.event, reference, limits)
+    if referring.event.response_ref is None:
+        await _discard_result(results, name)  # too large even so: nothing will refer to it
+    return referring
+
+
+async def _discard_result(results: ResultStore, name: str) -> None:
+    """Remove the object of an outcome that is not stored (left to expire if NATS is away)."""
+    try:
+        await results.delete(name)
+    except (nats.errors.Error, TimeoutError) as error:
+        log.warning("could not remove the result %s (%s); it will expire", name, error)

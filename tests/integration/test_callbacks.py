@@ -169,6 +169,7 @@ async def test_a_finished_operation_is_posted_signed_to_its_callback(
     assert payload["data"]["operationId"] == operation_id
     assert payload["data"]["status"] == "SUCCESS"
     assert json.loads(payload["data"]["data"]) == {"data": {"slowReport": "report ready after 0 s"}}
+    assert payload["data"]["dataUrl"] == f"/results/{operation_id}"
     assert payload["data"]["createdAt"]
     assert payload["data"]["completedAt"]
     assert post.headers["webhook-id"] == terminal[0].event_id

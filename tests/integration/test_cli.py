@@ -150,6 +150,10 @@ def test_services_refuse_to_start_until_nats_is_provisioned_as_their_settings_sa
     assert "stream ASYNCGATE_OPERATIONS: created" in first.stdout
     assert "consumer asyncgate-executor: ready" in first.stdout
     assert "stream ASYNCGATE_OPERATIONS: as configured" in again.stdout
+    # The results bucket: an Object Store kept as long as the views, provisioned the same way.
+    assert "stream OBJ_asyncgate_results: created" in first.stdout
+    assert "stream OBJ_asyncgate_results: as configured" in again.stdout
+    assert "stream OBJ_asyncgate_results: updated" in updated.stdout
     assert mismatched.returncode == 78
     assert "KV_asyncgate_operations has max_age 345600.0 s, not 720000.0 s" in mismatched.stderr
     assert "bucket asyncgate_operations: updated" in updated.stdout

@@ -52,6 +52,20 @@ CONSUMER_MAY_USE = {
     "$JS.API.CONSUMER.INFO.ASYNCGATE_OPERATIONS.intruder",
     "$JS.API.CONSUMER.DELETE.ASYNCGATE_OPERATIONS.intruder",
     "$JS.API.CONSUMER.MSG.NEXT.ASYNCGATE_OPERATIONS.intruder",
+    # Reading the large results terminal events refer to, as nats-py's Object Store does: the
+    # stream holding the chunks (by name lookup), the metadata, and an ordered consumer of the
+    # chunks (the services keep no consumer on that stream); direct gets, for batching readers.
+    "$JS.API.STREAM.NAMES",
+    "$JS.API.STREAM.INFO.OBJ_asyncgate_results",
+    "$JS.API.STREAM.MSG.GET.OBJ_asyncgate_results",
+    "$JS.API.DIRECT.GET.OBJ_asyncgate_results",
+    "$JS.API.DIRECT.GET.OBJ_asyncgate_results.some.subject",
+    "$JS.API.CONSUMER.CREATE.OBJ_asyncgate_results",
+    *(
+        f"$JS.API.CONSUMER.CREATE.OBJ_asyncgate_results.{name}{suffix}"
+        for name in ("asyncgate-executor", "asyncgate-projector", "intruder")
+        for suffix in ("", ".some.filter")
+    ),
 }
 
 

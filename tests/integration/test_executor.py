@@ -21,6 +21,7 @@ from contracts.events import (
 )
 from examples.ledger.schema import schema as ledger_schema
 from services.common.event_log import EventLog
+from services.common.results import ResultStore
 from services.common.settings import Settings
 from services.common.target import InProcessTarget
 from services.executor.app import create_app as create_executor
@@ -28,6 +29,7 @@ from services.executor.handlers import (
     SupersededDeliveryError,
     handle_requested,
 )
+from services.executor.outcome import ResultLimits
 from services.executor.runner import OperationRunner
 from tests.stack import dead_letters, eventually, running, stored_events
 
@@ -233,7 +235,8 @@ async def handle(
         events=log,
         run=run or OperationRunner(target=InProcessTarget(ledger_schema), timeout_s=10),
         worker=f"w{delivery}",
-        max_payload=1 << 20,
+        limits=ResultLimits(max_payload=1 << 20),
+        results=ResultStore(log.js, log.inbox),
         keep_alive=keep_alive,
         keep_alive_every_s=keep_alive_every_s,
     )

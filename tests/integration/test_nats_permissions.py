@@ -3,6 +3,7 @@ its whole job, and nothing more. Against a real nats-server running that configu
 
 import asyncio
 import dataclasses
+import json
 import os
 import re
 import subprocess
@@ -22,6 +23,7 @@ from contracts.events import (
     OperationFailed,
     OperationRequested,
     OperationStarted,
+    decode_event,
     encode_event,
     event_type,
 )
@@ -29,6 +31,7 @@ from contracts.names import (
     DEAD_LETTER_STREAM,
     LIMITS_BUCKET,
     PROJECTOR_DURABLE,
+    RESULTS_BUCKET,
     STREAM,
     VIEW_BUCKET,
     limits_key,
@@ -37,6 +40,8 @@ from contracts.view import TaskStatus, decode_view
 from services.common.active_operations import decode_limits
 from services.common.identity import ANONYMOUS
 from services.common.nats_server import free_port, nats_server_binary, wait_for_port
+from services.common.reply_inbox import ReplyInbox
+from services.common.results import ResultStore
 from services.common.settings import Settings
 from services.executor.app import create_app as create_executor
 from services.projector.app import create_app as create_projector
@@ -111,8 +116,11 @@ def as_service(settings: Settings, service: str) -> Settings:
 async def test_each_service_does_its_whole_job_as_its_own_user(
     settings: Settings, secured_nats: SecuredNats
 ) -> None:
-    # With a cap on active operations, so the projector's part of the limits runs too.
-    settings = settings.replace(nats_url=secured_nats.url, max_active_per_user=5)
+    # With a cap on active operations, so the projector's part of the limits runs too, and
+    # every result kept in the results bucket, so writing, reading and deleting objects do.
+    settings = settings.replace(
+        nats_url=secured_nats.url, max_active_per_user=5, inline_result_bytes=1
+    )
     async with (
         running(create_projector(as_service(settings, "projector"))),
         running(create_executor(as_service(settings, "executor"))),
@@ -144,6 +152,25 @@ async def test_each_service_does_its_whole_job_as_its_own_user(
             return found if found == [{"status": "SUCCESS"}] * 2 else None
 
         await eventually(listed, what="both operations listed as SUCCESS")
+        read = await graphql(client, FETCH_RESULTS, {"oid": operation_id})
+        # A consumer of completion events reads the result a terminal event refers to, with
+        # nats-py's own Object Store client.
+        consumer = await nats.connect(
+            secured_nats.url, user="consumer", password=PASSWORDS["consumer"]
+        )
+        try:
+            terminal = await consumer.jetstream().subscribe(
+                f"ops.events.default.{operation_id}.completed", stream=STREAM, ordered_consumer=True
+            )
+            completed = decode_event((await terminal.next_msg(timeout=5)).data)
+            await terminal.unsubscribe()
+            assert isinstance(completed, OperationCompleted)
+            reference = completed.response_ref
+            assert reference is not None
+            store = await consumer.jetstream().object_store(RESULTS_BUCKET)
+            consumed = (await store.get(reference.name)).data
+        finally:
+            await consumer.close()
         limits = await nats.connect(secured_nats.url, user="edge", password=PASSWORDS["edge"])
         try:
             bucket = await limits.jetstream().key_value(LIMITS_BUCKET)
@@ -164,6 +191,10 @@ async def test_each_service_does_its_whole_job_as_its_own_user(
         left = (await graphql(client, "{ asyncRequests { operationId } }"))["data"]
 
     assert early["data"]["asyncResult"]["operationId"] == operation_id
+    assert consumed is not None
+    assert read["data"]["asyncResult"]["data"] == consumed.decode()
+    assert json.loads(consumed)["data"]["useCompany"]["generalLedgerAccount"]["totalCount"]
+    assert not await objects_left(secured_nats.url, reference.name)
     assert keyed[0] == keyed[1] != operation_id
     assert deleted["data"]["asyncDelete"] == {"operationId": operation_id}
     assert left["asyncRequests"] == [{"operationId": keyed[0]}]
@@ -215,6 +246,7 @@ def test_the_shipped_server_configurations_are_valid(config: str) -> None:
 STREAMS = ("ASYNCGATE_OPERATIONS", "ASYNCGATE_DEAD_LETTERS", "KV_asyncgate_operations")
 STREAMS_AND_LIMITS = (
     *STREAMS,
+    "OBJ_asyncgate_results",
     "KV_asyncgate_limits",
     "KV_asyncgate_listing",
     "ASYNCGATE_LISTING_COUNTERS",
@@ -316,10 +348,25 @@ MAY_USE = {
         "$JS.API.STREAM.PURGE.ASYNCGATE_OPERATIONS",
         "$JS.API.STREAM.PURGE.KV_asyncgate_operations",
         "$JS.API.STREAM.PURGE.KV_asyncgate_listing",
+        # Large results: read (metadata by subject, chunks in batches) and, with their
+        # operation, deleted.
+        "$JS.API.STREAM.INFO.OBJ_asyncgate_results",
+        "$JS.API.DIRECT.GET.OBJ_asyncgate_results",
+        "$JS.API.DIRECT.GET.OBJ_asyncgate_results.some.subject",
+        "$JS.API.STREAM.PURGE.OBJ_asyncgate_results",
     },
     "executor": CHECKING
     | own_consumer("asyncgate-executor")
-    | {"$JS.API.DIRECT.GET.ASYNCGATE_OPERATIONS"},
+    | {
+        "$JS.API.DIRECT.GET.ASYNCGATE_OPERATIONS",
+        # Large results: written with nats-py's Object Store (which reads a name's metadata
+        # and purges the chunks of a failed or replaced write); an outcome that lost removes
+        # its object again.
+        "$JS.API.STREAM.INFO.OBJ_asyncgate_results",
+        "$JS.API.STREAM.MSG.GET.OBJ_asyncgate_results",
+        "$JS.API.DIRECT.GET.OBJ_asyncgate_results.some.subject",
+        "$JS.API.STREAM.PURGE.OBJ_asyncgate_results",
+    },
     "projector": CHECKING
     | own_consumer("asyncgate-projector")
     | {
@@ -330,6 +377,15 @@ MAY_USE = {
         "$JS.API.DIRECT.GET.KV_asyncgate_limits.some.subject",
     },
 }
+
+
+async def objects_left(url: str, name: str) -> bool:
+    """Whether the results bucket still holds the object ``name`` (looked at as the edge)."""
+    edge = await nats.connect(url, user="edge", password=PASSWORDS["edge"])
+    try:
+        return await ResultStore(edge.jetstream(), ReplyInbox(edge)).exists(name)
+    finally:
+        await edge.close()
 
 
 async def allowed_subjects(url: str, user: str, subjects: list[str]) -> set[str]:

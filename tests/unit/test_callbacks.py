@@ -3,6 +3,7 @@ addresses, the retry decision, and the fold of callback events into the view."""
 
 import ipaddress
 import itertools
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -17,10 +18,12 @@ from contracts.events import (
     OperationCompleted,
     OperationEvent,
     OperationRequested,
+    ResultReference,
     what_ran,
 )
 from contracts.lifecycle import fold
 from contracts.view import CallbackState, CallbackStatus
+from services.callbacks.payload import callback_body
 from services.callbacks.schedule import Answer, Delivered, GiveUp, RetryAt, judge
 from services.callbacks.sender import AddressNotAllowedError, checked_address, pinned_url
 from services.callbacks.signing import (
@@ -239,6 +242,16 @@ def test_a_request_without_a_callback_has_none_in_its_view() -> None:
 
     assert fold([(1, plain)])["op"].callback is None
     assert fold([(1, REQUEST)])["op"].callback == CallbackStatus()
+
+
+def test_a_callback_for_a_result_kept_apart_names_where_to_download_it() -> None:
+    reference = ResultReference(name="op.e", size=300_000, digest="SHA-256=x")
+    ended = OperationCompleted(**ENVELOPE, response=None, response_ref=reference)
+    view = fold([(1, REQUEST), (2, ended)])["op"]
+
+    state = json.loads(callback_body(view, ended))["data"]
+
+    assert (state["status"], state["data"], state["dataUrl"]) == ("SUCCESS", "null", "/results/op")
 
 
 HISTORY: list[CallbackEvent] = [

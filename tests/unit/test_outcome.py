@@ -1,6 +1,7 @@
 """Which terminal event an attempt ends in, decided without I/O."""
 
 import msgspec
+import pytest
 
 from contracts.errors import ErrorCode
 from contracts.events import (
@@ -8,14 +9,20 @@ from contracts.events import (
     OperationCompleted,
     OperationFailed,
     OperationRequested,
+    ResultReference,
+    TerminalEvent,
     decode_event,
     encode_event,
 )
 from services.executor.outcome import (
+    Inline,
+    ResultLimits,
+    ToStore,
     failed,
-    fit_to_message,
     naming_what_ran,
     outcome_of,
+    place_result,
+    with_reference,
 )
 
 REQUEST = OperationRequested(
@@ -61,26 +68,52 @@ def test_mixed_codes_fall_back_to_operation_failed() -> None:
     assert outcome.code == "X"
 
 
-def test_a_result_too_large_for_a_message_becomes_a_clear_failure() -> None:
+SMALL_MESSAGES = ResultLimits(max_payload=4096, inline_bytes=2048, max_result_bytes=100_000)
+
+
+def test_a_result_over_the_inline_limit_is_stored_as_an_object() -> None:
     big = outcome_of(REQUEST, {"data": {"blob": "x" * 5000}})
 
-    event, payload = fit_to_message(REQUEST, big, max_payload=4096)
+    placed = place_result(REQUEST, big, SMALL_MESSAGES)
 
-    assert isinstance(event, OperationFailed)
-    assert event.code == ErrorCode.RESULT_TOO_LARGE
-    assert "bytes" in event.error
-    assert len(payload) < 4096
+    assert isinstance(placed, ToStore)
+    assert placed.event is big
+    # Exactly the JSON asyncResult.data would have returned for an inline result.
+    assert placed.body == msgspec.json.encode(big.response)
 
 
-def test_a_result_that_fits_is_kept_as_it_is() -> None:
+def test_a_result_within_the_inline_limit_stays_in_the_event() -> None:
     small = outcome_of(REQUEST, {"data": {"blob": "x"}})
 
-    event, _ = fit_to_message(REQUEST, small, max_payload=4096)
+    placed = place_result(REQUEST, small, SMALL_MESSAGES)
 
-    assert event is small
+    assert isinstance(placed, Inline)
+    assert placed.event is small
+    assert placed.payload == encode_event(small)
 
 
-def test_a_result_whose_view_would_not_fit_fails_too() -> None:
+def test_the_inline_limit_is_the_encoded_responses_size() -> None:
+    def sized(extra: int) -> TerminalEvent:
+        # {"data":{"b":"..."}} is 17 bytes around the string.
+        return outcome_of(REQUEST, {"data": {"b": "x" * (2048 - 17 + extra)}})
+
+    assert isinstance(place_result(REQUEST, sized(0), SMALL_MESSAGES), Inline)
+    assert isinstance(place_result(REQUEST, sized(1), SMALL_MESSAGES), ToStore)
+
+
+def test_a_result_over_the_hard_cap_becomes_a_clear_failure() -> None:
+    huge = outcome_of(REQUEST, {"data": {"blob": "x" * 100_001}})
+
+    placed = place_result(REQUEST, huge, SMALL_MESSAGES)
+
+    assert isinstance(placed, Inline)
+    assert isinstance(placed.event, OperationFailed)
+    assert placed.event.code == ErrorCode.RESULT_TOO_LARGE
+    assert "100000 bytes are stored" in placed.event.error
+    assert len(placed.payload) < 4096
+
+
+def test_a_small_result_whose_view_would_not_fit_a_message_is_stored_as_an_object() -> None:
     # The view repeats the request's operation name; the event alone would fit.
     named = OperationRequested(
         operation_id="op",
@@ -92,11 +125,77 @@ def test_a_result_whose_view_would_not_fit_fails_too() -> None:
     )
     result = outcome_of(named, {"data": {"blob": "x" * 2000}})
 
-    event, _ = fit_to_message(named, result, max_payload=4096)
+    assert isinstance(place_result(named, result, SMALL_MESSAGES), ToStore)
+    assert isinstance(place_result(REQUEST, result, SMALL_MESSAGES), Inline)
 
-    assert isinstance(event, OperationFailed)
-    assert event.code == ErrorCode.RESULT_TOO_LARGE
-    assert fit_to_message(REQUEST, result, max_payload=4096)[0] is result
+
+REFERENCE = ResultReference(name="op.ev", size=5017, digest="SHA-256=abc=")
+
+
+def test_the_stored_event_carries_the_reference_instead_of_the_body() -> None:
+    big = naming_what_ran(ACTION_REQUEST, outcome_of(ACTION_REQUEST, {"data": {"b": "x" * 5000}}))
+
+    placed = with_reference(ACTION_REQUEST, big, REFERENCE, SMALL_MESSAGES)
+
+    stored = decode_event(placed.payload)
+    assert isinstance(stored, OperationCompleted)
+    assert stored.response is None
+    assert stored.response_ref == REFERENCE
+    assert (stored.event_id, stored.operation_name, stored.action) == (big.event_id, "Pay", "pay")
+
+
+def test_a_failure_with_a_large_response_refers_to_it_and_keeps_its_code() -> None:
+    errors = [{"message": "m" * 40, "extensions": {"code": "NOT_FOUND"}}] * 100
+    failure = outcome_of(REQUEST, {"data": None, "errors": errors})
+
+    placed = place_result(REQUEST, failure, SMALL_MESSAGES)
+    assert isinstance(placed, ToStore)
+    stored = with_reference(REQUEST, placed.event, REFERENCE, SMALL_MESSAGES).event
+
+    assert isinstance(stored, OperationFailed)
+    assert (stored.code, stored.response, stored.response_ref) == ("NOT_FOUND", None, REFERENCE)
+    assert stored.error.endswith("... (100 errors in all)")
+
+
+def test_an_event_too_large_even_without_its_response_becomes_a_clear_failure() -> None:
+    # An error message of its own too long for a message: no reference can shrink it.
+    failure = msgspec.structs.replace(
+        failed(REQUEST, "BROKEN", "e" * 5000), response={"data": None}
+    )
+
+    placed = with_reference(REQUEST, failure, REFERENCE, SMALL_MESSAGES)
+
+    assert isinstance(placed.event, OperationFailed)
+    assert placed.event.code == ErrorCode.RESULT_TOO_LARGE
+    assert placed.event.response_ref is None
+
+
+def test_a_reference_round_trips_and_events_without_one_still_decode() -> None:
+    old = msgspec.json.encode(
+        {
+            "type": "failed",
+            "operation_id": "op",
+            "tenant": "t",
+            "principal": "u",
+            "trace_id": "tr",
+            "occurred_at": "2026-01-01T00:00:00Z",
+            "code": "X",
+            "error": "e",
+            "response": {"data": None},
+        }
+    )
+    with_ref = OperationCompleted(
+        operation_id="op", tenant="t", principal="u", trace_id="tr", response_ref=REFERENCE
+    )
+
+    assert decode_event(encode_event(with_ref)) == with_ref
+    decoded = decode_event(old)
+    assert isinstance(decoded, OperationFailed)
+    assert (decoded.response, decoded.response_ref) == ({"data": None}, None)
+    with pytest.raises(TypeError):
+        ResultReference("op.ev", 1, "d")  # type: ignore[call-arg]  # keyword-only, as events are
+    with pytest.raises(AttributeError):
+        REFERENCE.size = 2  # type: ignore[misc]  # frozen
 
 
 ACTION_REQUEST = OperationRequested(
@@ -125,9 +224,11 @@ def test_terminal_events_name_the_operation_and_the_action_that_ran() -> None:
 
 
 def test_a_result_too_large_still_names_what_ran() -> None:
-    big = naming_what_ran(ACTION_REQUEST, outcome_of(ACTION_REQUEST, {"data": {"b": "x" * 5000}}))
+    big = naming_what_ran(
+        ACTION_REQUEST, outcome_of(ACTION_REQUEST, {"data": {"b": "x" * 100_001}})
+    )
 
-    event, _ = fit_to_message(ACTION_REQUEST, big, max_payload=4096)
+    event = place_result(ACTION_REQUEST, big, SMALL_MESSAGES).event
 
     assert isinstance(event, OperationFailed)
     assert event.code == ErrorCode.RESULT_TOO_LARGE
