@@ -7,6 +7,7 @@ target schema talks to its own database.
 
 import asyncio
 import base64
+import time
 
 import strawberry
 from graphql import GraphQLError
@@ -28,6 +29,8 @@ _POSTING_TEXT = (
     "Merverdiavgift er behandlet etter gjeldende satser."
 )
 MAX_REPORT_SECONDS = 3600.0
+# busyReport holds a CPU: a minute at most.
+MAX_BUSY_SECONDS = 60.0
 # slowReport's sections: it reports progress after each one.
 REPORT_STEPS = 10
 
@@ -226,6 +229,21 @@ class Query:
                 done=step, total=REPORT_STEPS, message=f"{step} of {REPORT_STEPS} sections"
             )
         return f"report ready after {seconds:g} s"
+
+    @strawberry.field
+    def busy_report(self, seconds: float) -> str:
+        """A report that computes for ``seconds`` without ever yielding, holding the event loop
+        the whole time, as a CPU-bound resolver or one making a blocking call does."""
+        if not 0 <= seconds <= MAX_BUSY_SECONDS:
+            raise GraphQLError(
+                f"seconds must be between 0 and {MAX_BUSY_SECONDS:g}",
+                extensions={"code": "BAD_USER_INPUT"},
+            )
+        until = time.monotonic() + seconds
+        spins = 0
+        while time.monotonic() < until:
+            spins += 1
+        return f"report computed in {seconds:g} s"
 
 
 @strawberry.type

@@ -8,6 +8,7 @@ can. So every request with a readable body ends in a terminal event; an unreadab
 aside on the dead-letter stream.
 """
 
+import asyncio
 import logging
 from collections.abc import Callable
 
@@ -20,6 +21,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from contracts.names import EXECUTOR_DURABLE, REQUESTED_EVENTS
 from services.actions.config import Retry, load_actions
 from services.actions.handler import handler_client
+from services.common.jetstream import connect
 from services.common.metrics import ExecutorMetrics, MetricsServer
 from services.common.results import ResultStore
 from services.common.runtime import (
@@ -39,6 +41,7 @@ from services.common.upstream.target import UpstreamTarget
 from services.common.work_slots import WorkSlots
 from services.executor.cancellation import CancellableRuns
 from services.executor.deliveries import SERVICE, Deliveries
+from services.executor.heartbeats import Heartbeats
 from services.executor.outcome import ResultLimits
 from services.executor.progress import ProgressPublisher
 from services.executor.retries import RetryPolicies
@@ -112,6 +115,11 @@ def create_app(
     slots = WorkSlots(settings.executor_concurrency)
     runs = CancellableRuns(metrics.timed(run))
     deliveries: Deliveries | None = None
+    # A third of the ack wait: a lost report or two still leaves the delivery in hand.
+    heartbeats = Heartbeats(
+        lambda: connect(settings, f"asyncgate-{SERVICE}-heartbeats"),
+        every_s=settings.executor_ack_wait_s / 3,
+    )
 
     @batch_subscriber(broker, consumer_config(settings), room=slots.wait_for_room)
     async def on_operation_requested(messages: list[Msg]) -> None:
@@ -125,6 +133,7 @@ def create_app(
     async def start() -> None:
         nonlocal deliveries, metrics_server
         await handles.open(broker, settings, watch, consumer_config(settings), results=True)
+        await asyncio.to_thread(heartbeats.start)
         js, _, events = handles.require()
         await runs.listen(events.nc)
         deliveries = Deliveries(
@@ -139,7 +148,7 @@ def create_app(
                 max_result_bytes=settings.max_result_bytes,
             ),
             results=ResultStore(js, events.inbox),
-            ack_wait_s=settings.executor_ack_wait_s,
+            heartbeats=heartbeats,
             tracing=tracing,
             metrics=metrics,
             retries=RetryPolicies(
@@ -156,6 +165,7 @@ def create_app(
         # Before the broker stops: what still runs needs the connection to store its ending.
         await slots.close(settings.shutdown_grace_s)
         await runs.close()
+        await asyncio.to_thread(heartbeats.stop)
 
     async def stop_telemetry() -> None:
         if metrics_server is not None:

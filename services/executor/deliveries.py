@@ -34,6 +34,7 @@ from services.executor.handlers import (
     handle_requested,
     no_retry,
 )
+from services.executor.heartbeats import Heartbeats
 from services.executor.outcome import ResultLimits
 
 log = logging.getLogger("asyncgate.executor")
@@ -58,7 +59,8 @@ class Deliveries:
     # Where results go: inline, or written to the results bucket first.
     limits: ResultLimits
     results: ResultStore
-    ack_wait_s: float
+    # Reports each delivery in hand in progress, whatever holds the event loop.
+    heartbeats: Heartbeats
     tracing: Tracing
     metrics: ExecutorMetrics
     # How often a request that fails for a passing reason is tried (default: once).
@@ -87,21 +89,20 @@ class Deliveries:
         metadata = raw.metadata
         delivery = metadata.num_delivered
         try:
-            outcome = await handle_requested(
-                request,
-                delivery=delivery,
-                requested_at=metadata.sequence.stream,
-                max_attempts=self.max_attempts,
-                events=self.events,
-                run=self.run,
-                worker=self.worker,
-                limits=self.limits,
-                results=self.results,
-                keep_alive=raw.in_progress,
-                keep_alive_every_s=self.ack_wait_s / 3,
-                fresh=self._fresh(metadata.timestamp),
-                retries=self.retries,
-            )
+            with self.heartbeats.holding(raw.reply):
+                outcome = await handle_requested(
+                    request,
+                    delivery=delivery,
+                    requested_at=metadata.sequence.stream,
+                    max_attempts=self.max_attempts,
+                    events=self.events,
+                    run=self.run,
+                    worker=self.worker,
+                    limits=self.limits,
+                    results=self.results,
+                    fresh=self._fresh(metadata.timestamp),
+                    retries=self.retries,
+                )
         except SupersededDeliveryError:
             # Neither ack nor nak: the newer delivery owns the request now.
             return

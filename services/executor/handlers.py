@@ -10,7 +10,7 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Final
 
@@ -96,33 +96,6 @@ def no_retry(_request: OperationRequested) -> Retry:
     return NO_RETRY
 
 
-@contextlib.asynccontextmanager
-async def keeping_alive(
-    keep_alive: Callable[[], Awaitable[None]], every_s: float
-) -> AsyncIterator[None]:
-    """Tell JetStream the message is still in hand, so a long operation is not redelivered.
-
-    A failed beat is logged and tried again at the next one; it never ends the block or
-    discards what the block produced.
-    """
-
-    async def beat() -> None:
-        while True:
-            await asyncio.sleep(every_s)
-            try:
-                await keep_alive()
-            except Exception as error:  # any failure: the next beat tries again
-                log.warning("could not report progress to JetStream (%s); retrying", error)
-
-    task = asyncio.create_task(beat())
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
 async def handle_requested(
     request: OperationRequested,
     *,
@@ -134,8 +107,6 @@ async def handle_requested(
     worker: str,
     limits: ResultLimits,
     results: ResultStore,
-    keep_alive: Callable[[], Awaitable[None]],
-    keep_alive_every_s: float,
     fresh: bool = True,
     retries: Callable[[OperationRequested], Retry] = no_retry,
 ) -> TerminalEvent | None:
@@ -146,7 +117,7 @@ async def handle_requested(
     SupersededDeliveryError when a newer delivery runs it, and NATS errors when a step could not
     be stored even after riding out a leader election (the caller hands the delivery back).
     Returns only once the operation's terminal event is stored, so the caller may then
-    acknowledge. The message is kept alive throughout, not only while the operation runs.
+    acknowledge. The caller keeps the message alive throughout (services/executor/heartbeats.py).
 
     A first delivery of a ``fresh`` request does not read the stream: the request is then the
     operation's only fact as far as anyone can know, and the guarded write of its start says
@@ -161,87 +132,86 @@ async def handle_requested(
     first_look: OperationFacts | None = None
     if delivery == 1 and fresh:
         first_look = OperationFacts(requested=(requested_at, request), last_sequence=requested_at)
-    async with keeping_alive(keep_alive, keep_alive_every_s):
-        for _ in range(MAX_DECISIONS):
-            facts = first_look or await _read_facts(events, request, budget_s=STEP_RIDE_THROUGH_S)
-            speculative, first_look = first_look is not None, None
-            now = datetime.now(UTC)
-            match decide(facts, delivery=delivery, max_attempts=max_attempts, now=now):
-                case AlreadyEnded():
-                    return None
-                case Superseded(newer_attempt=newer):
-                    log.info("operation %s: attempt %d runs it; standing back", operation, newer)
-                    raise SupersededDeliveryError(operation)
-                case Cancelled():
-                    return await record_outcome(
-                        events,
-                        request,
-                        cancelled(request),
-                        after=facts.last_sequence,
-                        limits=limits,
-                        results=results,
-                    )
-                case Exhausted(lost_attempts=lost):
-                    exhausted = failed(
-                        request,
-                        ErrorCode.ATTEMPTS_EXHAUSTED,
-                        f"no attempt finished: the executors running it were lost {lost} times",
-                    )
-                    return await record_outcome(
-                        events,
-                        request,
-                        exhausted,
-                        after=facts.last_sequence,
-                        limits=limits,
-                        results=results,
-                    )
-                case RetryLater(retry_at=retry_at):
-                    raise RetryScheduledError(operation, retry_at)
-                case Expired(start_by=start_by):
-                    late_s = (now - start_by).total_seconds()
-                    expired = failed(
-                        request,
-                        ErrorCode.EXPIRED,
-                        f"not started by its deadline ({late_s:.1f} s ago); it never ran",
-                    )
-                    return await record_outcome(
-                        events,
-                        request,
-                        expired,
-                        after=facts.last_sequence,
-                        limits=limits,
-                        results=results,
-                    )
-                case Run(attempt=attempt, record_start=record_start):
-                    started = OperationStarted(
-                        **correlation_of(request), attempt=attempt, worker=worker, delivery=delivery
-                    )
-                    ran = await _start_and_run(
-                        events,
-                        request,
-                        started,
-                        run,
-                        after=facts.last_sequence,
-                        record_start=record_start,
-                        overlap=speculative,
-                    )
-                    if ran is None:
-                        continue  # the stream changed since the facts were read: decide again
-                    after, outcome = ran
-                    retry = retry_of(
-                        request,
-                        outcome,
-                        attempt=attempt,
-                        retry=retries(request),
-                        now=datetime.now(UTC),
-                    )
-                    if retry is not None:
-                        if await _record_retry(events, request, retry, after=after):
-                            raise RetryScheduledError(operation, retry.retry_at)
-                        continue  # it ended or was cancelled meanwhile: decide again
-                    return await record_outcome(
-                        events, request, outcome, after=after, limits=limits, results=results
-                    )
+    for _ in range(MAX_DECISIONS):
+        facts = first_look or await _read_facts(events, request, budget_s=STEP_RIDE_THROUGH_S)
+        speculative, first_look = first_look is not None, None
+        now = datetime.now(UTC)
+        match decide(facts, delivery=delivery, max_attempts=max_attempts, now=now):
+            case AlreadyEnded():
+                return None
+            case Superseded(newer_attempt=newer):
+                log.info("operation %s: attempt %d runs it; standing back", operation, newer)
+                raise SupersededDeliveryError(operation)
+            case Cancelled():
+                return await record_outcome(
+                    events,
+                    request,
+                    cancelled(request),
+                    after=facts.last_sequence,
+                    limits=limits,
+                    results=results,
+                )
+            case Exhausted(lost_attempts=lost):
+                exhausted = failed(
+                    request,
+                    ErrorCode.ATTEMPTS_EXHAUSTED,
+                    f"no attempt finished: the executors running it were lost {lost} times",
+                )
+                return await record_outcome(
+                    events,
+                    request,
+                    exhausted,
+                    after=facts.last_sequence,
+                    limits=limits,
+                    results=results,
+                )
+            case RetryLater(retry_at=retry_at):
+                raise RetryScheduledError(operation, retry_at)
+            case Expired(start_by=start_by):
+                late_s = (now - start_by).total_seconds()
+                expired = failed(
+                    request,
+                    ErrorCode.EXPIRED,
+                    f"not started by its deadline ({late_s:.1f} s ago); it never ran",
+                )
+                return await record_outcome(
+                    events,
+                    request,
+                    expired,
+                    after=facts.last_sequence,
+                    limits=limits,
+                    results=results,
+                )
+            case Run(attempt=attempt, record_start=record_start):
+                started = OperationStarted(
+                    **correlation_of(request), attempt=attempt, worker=worker, delivery=delivery
+                )
+                ran = await _start_and_run(
+                    events,
+                    request,
+                    started,
+                    run,
+                    after=facts.last_sequence,
+                    record_start=record_start,
+                    overlap=speculative,
+                )
+                if ran is None:
+                    continue  # the stream changed since the facts were read: decide again
+                after, outcome = ran
+                retry = retry_of(
+                    request,
+                    outcome,
+                    attempt=attempt,
+                    retry=retries(request),
+                    now=datetime.now(UTC),
+                )
+                if retry is not None:
+                    if await _record_retry(events, request, retry, after=after):
+                        raise RetryScheduledError(operation, retry.retry_at)
+                    continue  # it ended or was cancelled meanwhile: decide again
+                return await record_outcome(
+                    events, request, outcome, after=after, limits=limits, results=results
+                )
     raise ContestedOperationError(operation)
 
 

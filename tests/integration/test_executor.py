@@ -210,18 +210,12 @@ async def test_deliveries_handed_back_for_nats_trouble_use_up_no_attempt(
     assert isinstance(outcome, OperationCompleted)
 
 
-async def noop() -> None:
-    """A keep-alive that has nothing to keep alive."""
-
-
 async def handle(
     log: EventLog,
     delivered: OperationRequested,
     *,
     delivery: int,
     run: Callable[[OperationRequested, int], Awaitable[TerminalEvent]] | None = None,
-    keep_alive: Callable[[], Awaitable[None]] = noop,
-    keep_alive_every_s: float = 10,
 ) -> TerminalEvent | None:
     """One delivery of ``delivered`` to an executor that allows four attempts (by default,
     running the ledger schema)."""
@@ -237,8 +231,6 @@ async def handle(
         worker=f"w{delivery}",
         limits=ResultLimits(max_payload=1 << 20),
         results=ResultStore(log.js, log.inbox),
-        keep_alive=keep_alive,
-        keep_alive_every_s=keep_alive_every_s,
     )
 
 
@@ -326,25 +318,3 @@ async def test_two_deliveries_racing_on_one_operation_store_one_terminal_event(
     # The one that stored it says so; the other one learns the operation ended.
     assert sorted(outcome is None for outcome in outcomes) == [False, True]
     assert [e.attempt for e in of_type(events, OperationStarted)] == [1, 2]
-
-
-async def test_a_failing_progress_report_never_discards_a_finished_outcome(
-    event_log: EventLog, js: JetStreamContext
-) -> None:
-    flaky = request("flaky-heartbeat", "{ slowReport(seconds: 0.3) }")
-    await submit(event_log, flaky)
-    beats = 0
-
-    async def failing_keep_alive() -> None:
-        nonlocal beats
-        beats += 1
-        raise TimeoutError("JetStream did not answer the progress report")
-
-    outcome = await handle(
-        event_log, flaky, delivery=1, keep_alive=failing_keep_alive, keep_alive_every_s=0.05
-    )
-
-    assert isinstance(outcome, OperationCompleted)
-    assert beats >= 3
-    stored = of_type([event for _, event in await stored_events(js)], OperationCompleted)
-    assert stored == [outcome]
