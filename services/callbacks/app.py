@@ -9,6 +9,7 @@ else's callbacks. The consumer has no delivery limit and no cap on messages awai
 acknowledgement: callbacks waiting hours for their next attempt must not stop new ones.
 """
 
+import functools
 import logging
 from collections.abc import Callable
 
@@ -79,7 +80,7 @@ def create_app(
             raise RuntimeError("events arrived before start-up finished")
         for raw in messages:
             if wants_callback(raw.data):
-                slots.start(callbacks.handle(raw))
+                await slots.take(raw, functools.partial(callbacks.handle, raw))
             else:
                 await raw.ack()
 

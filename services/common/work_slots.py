@@ -4,13 +4,18 @@ The consumer loop asks ``wait_for_room`` how many messages it may take, so it ne
 than it can work on (a message waiting in the process would burn its ack wait for nothing), and
 each taken message runs as its own task. Stopping first closes the door, then gives the running
 tasks a grace period, then cancels the rest (each hands its message back as it is cancelled).
+A message that a pull already under way brings in after the door closed is handed back at once,
+for another replica, instead of being begun by a service on its way out.
 """
 
 import asyncio
 import contextlib
 import logging
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
+
+import nats.errors
+from nats.aio.msg import Msg
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +42,16 @@ class WorkSlots:
             self._room.clear()
             await self._room.wait()
         return self.free
+
+    async def take(self, message: Msg, work: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run ``work()`` for ``message`` in a slot of its own; once the slots are closed, hand
+        the message back instead (JetStream redelivers it, to another replica if there is one)."""
+        if self._closed:
+            # If NATS is away the message comes back after its ack wait all the same.
+            with contextlib.suppress(nats.errors.Error):
+                await message.nak()
+            return
+        self.start(work())
 
     def start(self, work: Coroutine[Any, Any, None]) -> None:
         """Run ``work`` in a slot of its own (the caller took no more than ``free``)."""

@@ -9,6 +9,7 @@ aside on the dead-letter stream.
 """
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable
 
@@ -128,7 +129,7 @@ def create_app(
         if deliveries is None:
             raise RuntimeError("requests arrived before start-up finished")
         for raw in messages:
-            slots.start(deliveries.handle(raw))
+            await slots.take(raw, functools.partial(deliveries.handle, raw))
 
     async def start() -> None:
         nonlocal deliveries, metrics_server
