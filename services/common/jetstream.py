@@ -6,10 +6,10 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import nats
 from nats.aio.client import Client as NatsClient
 
 from services.common.nats_auth import nats_connect_options
+from services.common.nats_headers import FastHeadersClient
 from services.common.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -30,14 +30,11 @@ async def connect(
         options["reconnected_cb"] = on_reconnect
     if on_closed is not None:
         options["closed_cb"] = on_closed
-    return await nats.connect(
-        settings.nats_servers,
-        name=name,
-        **options,
-        max_reconnect_attempts=-1,
-        reconnect_time_wait=0.5,
-        connect_timeout=5,
-    )
+    # nats-py annotates the wait as int; it takes seconds as a float.
+    options.update(max_reconnect_attempts=-1, reconnect_time_wait=0.5, connect_timeout=5)
+    nc = FastHeadersClient()
+    await nc.connect(settings.nats_servers, name=name, **options)
+    return nc
 
 
 def stored_at(reply: str) -> tuple[int, float]:
