@@ -6,13 +6,14 @@ same ``ASYNCGATE_NATS_*`` settings the services use.
 """
 
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 import nats
 import nats.errors
 from nats.aio.client import Client as NatsClient
 
 from services.common.nats_auth import nats_connect_options
+from services.common.nats_headers import FastHeadersClient
 from services.common.nats_server import NATS_URL_FILE, recorded_nats_url
 from services.common.settings import Settings
 
@@ -68,15 +69,17 @@ async def connect_operator(settings: Settings, location: NatsLocation) -> NatsCl
     reasons = _Reasons()
     where = ",".join(location.servers)
     try:
-        return await nats.connect(
-            location.servers,
-            name="asyncgate-ops",
+        options: dict[str, Any] = nats_connect_options(settings)
+        # nats-py annotates the waits as int; it takes seconds as floats.
+        options.update(
             connect_timeout=CONNECT_TIMEOUT_S,
             max_reconnect_attempts=1,
             reconnect_time_wait=0.2,
             error_cb=reasons.note,
-            **nats_connect_options(settings),
         )
+        nc = FastHeadersClient()
+        await nc.connect(location.servers, name="asyncgate-ops", **options)
+        return nc
     except (OSError, TimeoutError, nats.errors.Error) as error:
         reason = "; ".join(reasons.last) or str(error) or type(error).__name__
         raise OpsError(f"cannot reach NATS at {where} ({location.source}): {reason}") from None
