@@ -110,7 +110,9 @@ class ResultDownloads:
         operation_id = request.path_params["operation_id"]
         gzipped = accepts_gzip(request.headers.get("accept-encoding"))
         try:
-            return await self._result(principal, operation_id, gzipped=gzipped)
+            return await self._result(
+                principal, operation_id, gzipped=gzipped, head=request.method == "HEAD"
+            )
         except ResultUnavailableError:
             return JSONResponse(error_body(NO_RESULT, ErrorCode.NOT_FOUND), 404)
         except (nats.errors.Error, TimeoutError) as error:
@@ -124,9 +126,12 @@ class ResultDownloads:
                 headers={"Retry-After": "1"},
             )
 
-    async def _result(self, principal: Principal, operation_id: str, *, gzipped: bool) -> Response:
+    async def _result(
+        self, principal: Principal, operation_id: str, *, gzipped: bool, head: bool = False
+    ) -> Response:
         """The principal's result; ResultUnavailableError for anything that is not one (the
-        same 404 whatever the reason, so an id tells nobody whether it is someone else's)."""
+        same 404 whatever the reason, so an id tells nobody whether it is someone else's).
+        For ``head``, only the headers GET would send: a stored object is looked up, not read."""
         try:
             operation_id_argument(operation_id)
         except GraphQLError:
@@ -150,6 +155,16 @@ class ResultDownloads:
         reference = view.response_ref
         if reference is None:
             return _whole(msgspec.json.encode(view.response), gzipped=gzipped)
+        if head:
+            if not await results.exists(reference.name):
+                raise ResultUnavailableError(operation_id)
+            if gzipped:
+                response = Response(media_type=JSON, headers=_headers(_GZIPPED))
+                # GET streams it compressed, with no length known beforehand.
+                del response.headers["content-length"]
+                return response
+            length = {"content-length": str(reference.size)}
+            return Response(media_type=JSON, headers=_headers(length))
         chunks = await _opened(results, reference)
         if gzipped:
             return StreamingResponse(

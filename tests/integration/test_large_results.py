@@ -266,6 +266,28 @@ async def test_every_result_reads_the_same_through_data_and_data_url_and_survive
     assert after["data"] == before[stored_id]
 
 
+async def test_head_on_a_stored_result_answers_its_headers_without_the_body(
+    small: httpx.AsyncClient, js: JetStreamContext
+) -> None:
+    stored_id, result = await finished_result(small, 20)
+    size = len((await download(small, result["dataUrl"]))[1])
+
+    plain = await small.head(result["dataUrl"], headers=headers(OWNER) | {"Accept-Encoding": ""})
+    zipped = await small.head(result["dataUrl"], headers=headers(OWNER))
+    stranger = await small.head(result["dataUrl"], headers=headers(STRANGER))
+    [stored] = [v for v in (await stored_views(js)).values() if v.operation_id == stored_id]
+
+    assert stored.response_ref is not None  # the case that would read the object
+    assert (plain.status_code, plain.headers["content-length"], plain.content) == (
+        200,
+        str(size),
+        b"",
+    )
+    assert (zipped.status_code, zipped.headers["content-encoding"]) == (200, "gzip")
+    assert "content-length" not in zipped.headers
+    assert stranger.status_code == 404
+
+
 async def test_a_result_over_the_read_limit_points_to_its_download(
     small: httpx.AsyncClient,
 ) -> None:
