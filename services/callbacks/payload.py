@@ -12,7 +12,7 @@ import msgspec
 from contracts.events import OperationCompleted, TerminalEvent
 from contracts.view import OperationView
 from services.common.results import data_url
-from services.edge.formats import iso_timestamp
+from services.common.timestamps import iso_timestamp
 
 _encoder = msgspec.json.Encoder()
 

@@ -36,10 +36,11 @@ from services.actions.handler import ActionSucceeded, call_handler, forwardable
 from services.actions.hasura import UNEXPECTED, async_errors, hasura_error
 from services.common.identity import Principal
 from services.common.identity import session_variables as hasura_session
+from services.common.timestamps import iso_timestamp
 from services.edge.context import EdgeContext
 from services.edge.deadlines import start_deadline
 from services.edge.errors import PassedOnError, unavailable_without_nats
-from services.edge.formats import iso_timestamp, operation_id_argument
+from services.edge.formats import operation_id_argument
 from services.edge.idempotency import document_digest, key_of, submit_once
 
 # The queueing mutation's own argument, beside the action's: see services/edge/idempotency.py.

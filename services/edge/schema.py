@@ -18,6 +18,7 @@ from contracts.events import OperationRequested
 from contracts.view import CallbackState, OperationView, TaskStatus
 from services.common.results import data_url
 from services.common.target import document_caches
+from services.common.timestamps import iso_timestamp
 from services.edge.cancel import CancelOutcome, cancel_operation
 from services.edge.context import EdgeContext
 from services.edge.deadlines import positive_seconds, start_deadline
@@ -28,7 +29,7 @@ from services.edge.errors import (
     ensure_codes,
     unavailable_without_nats,
 )
-from services.edge.formats import iso_timestamp, operation_id_argument
+from services.edge.formats import operation_id_argument
 from services.edge.idempotency import document_digest, key_of, submit_once
 from services.edge.reads import NotInListError, list_operations
 from services.edge.shape_limits import ShapeLimits

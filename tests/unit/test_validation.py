@@ -8,7 +8,8 @@ from graphql import GraphQLError, OperationType
 
 from examples.ledger.schema import schema
 from services.common.documents import DocumentCache
-from services.edge.formats import iso_timestamp, operation_id_argument
+from services.common.timestamps import iso_timestamp
+from services.edge.formats import operation_id_argument
 from services.edge.shape_limits import ShapeLimits
 from services.edge.validation import ValidatedOperation, validate_inner
 
