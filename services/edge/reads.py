@@ -14,6 +14,7 @@ from contracts.view import OperationView, TaskStatus, decode_view
 from services.common.event_log import EventLog
 from services.common.identity import Principal
 from services.common.listing import Listing
+from services.common.retry import riding_through
 from services.common.views import read_view
 from services.edge.watch import ViewWatchHub
 
@@ -173,6 +174,9 @@ async def _views(
     return await _caught_up(events, principal, views)
 
 
+# How long a subscription's first read may take, retries included, before it ends unavailable.
+FIRST_READ_BUDGET_S: Final = 12.0
+
 # Open operations per user are bounded by the per-user limit (10 by default); this bounds the
 # concurrent stream reads when that limit is off.
 MAX_CONCURRENT_CATCH_UPS = 32
@@ -207,9 +211,15 @@ async def follow_operation(
     Yields None once (and ends) if the principal has no such operation, or when it is removed.
     """
     async with hub.watching(view_key(principal.tenant, principal.user, operation_id)) as changes:
-        # Watching starts before the first read, so no change can fall between the two.
-        current = await find_operation(
-            events, kv, principal, operation_id, now=now, retention=retention
+        # Watching starts before the first read, so no change can fall between the two. A
+        # subscription lives long: a read JetStream answers late (a thousand subscriptions
+        # opening at once on a busy machine) is tried again rather than ending it.
+        current = await riding_through(
+            lambda: find_operation(
+                events, kv, principal, operation_id, now=now, retention=retention
+            ),
+            what=f"following {operation_id}",
+            budget_s=FIRST_READ_BUDGET_S,
         )
         yield current
         while current is not None and not current.status.is_terminal:
