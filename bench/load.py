@@ -9,8 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-import httpx
-
+from bench.http_client import HttpError, LeanClient, Response
 from bench.probes import percentile
 
 # The seed's ledger query (../shared/seeds, tests/seed_requests.py) without the item fields it
@@ -27,8 +26,6 @@ LIST_DOCUMENT: Final = "{ asyncRequests(first: 100) { operationId status } }"
 FINAL_STATUSES: Final = frozenset({"SUCCESS", "ERROR", "CANCELLED"})
 
 HTTP_TIMEOUT_S: Final = 30.0
-# Below uvicorn's 5 s keep-alive, so a client never reuses a connection the server is closing.
-KEEPALIVE_EXPIRY_S: Final = 2.0
 # strawberry's default max_subscriptions_per_connection.
 SUBSCRIPTIONS_PER_CONNECTION: Final = 100
 MAX_REPORTED_FAILURES: Final = 5
@@ -66,34 +63,27 @@ class LoadResult:
 
 
 # A request: given a client, send one and return (the id it made or None, a problem or None).
-Request = Callable[[httpx.AsyncClient], Awaitable[tuple[str | None, str | None]]]
+Request = Callable[[LeanClient], Awaitable[tuple[str | None, str | None]]]
 
 
 @contextlib.asynccontextmanager
-async def http_clients(base_url: str, count: int) -> AsyncIterator[list[httpx.AsyncClient]]:
-    """``count`` HTTP clients of one keep-alive connection each, like independent callers."""
-    limits = httpx.Limits(
-        max_connections=1, max_keepalive_connections=1, keepalive_expiry=KEEPALIVE_EXPIRY_S
-    )
-    async with contextlib.AsyncExitStack() as stack:
-        clients = [
-            await stack.enter_async_context(
-                # Never through a proxy: all traffic stays on 127.0.0.1.
-                httpx.AsyncClient(
-                    base_url=base_url, limits=limits, timeout=HTTP_TIMEOUT_S, trust_env=False
-                )
-            )
-            for _ in range(count)
-        ]
+async def http_clients(base_url: str, count: int) -> AsyncIterator[list[LeanClient]]:
+    """``count`` HTTP clients of one keep-alive connection each, like independent callers
+    (bench/http_client.py says why not httpx)."""
+    clients = [LeanClient(base_url, timeout_s=HTTP_TIMEOUT_S) for _ in range(count)]
+    try:
         yield clients
+    finally:
+        for client in clients:
+            await client.aclose()
 
 
-async def closed_loop(clients: list[httpx.AsyncClient], count: int, request: Request) -> LoadResult:
+async def closed_loop(clients: list[LeanClient], count: int, request: Request) -> LoadResult:
     """``count`` requests, each client sending its next as soon as its last is answered."""
     result = LoadResult()
     remaining = iter(range(count))  # shared: every index is taken by exactly one client
 
-    async def worker(client: httpx.AsyncClient) -> None:
+    async def worker(client: LeanClient) -> None:
         for _ in remaining:
             began = time.perf_counter()
             made, problem = await request(client)
@@ -111,7 +101,7 @@ async def closed_loop(clients: list[httpx.AsyncClient], count: int, request: Req
     return result
 
 
-def _data(response: httpx.Response, name: str) -> Any:
+def _data(response: Response, name: str) -> Any:
     """``data.<name>`` of a GraphQL response without errors, else None."""
     if response.status_code != 200:
         return None
@@ -121,16 +111,16 @@ def _data(response: httpx.Response, name: str) -> Any:
     return body["data"].get(name)
 
 
-def _problem(response: httpx.Response) -> str:
+def _problem(response: Response) -> str:
     return f"HTTP {response.status_code}: {response.text[:200]}"
 
 
-async def sync_query(client: httpx.AsyncClient) -> tuple[str | None, str | None]:
+async def sync_query(client: LeanClient) -> tuple[str | None, str | None]:
     """W0: the ledger query answered in the request."""
     try:
         response = await client.post("/graphql", json={"query": LEDGER_QUERY})
-    except httpx.HTTPError as error:
-        return None, f"{type(error).__name__}: {error}"
+    except HttpError as error:
+        return None, str(error)
     company = _data(response, "useCompany")
     return None, None if company is not None else _problem(response)
 
@@ -139,11 +129,11 @@ def async_submit(query: str) -> Request:
     """asyncQuery of ``query``; the request makes an operation id."""
     body = {"query": SUBMIT_DOCUMENT, "variables": {"query": query}}
 
-    async def submit(client: httpx.AsyncClient) -> tuple[str | None, str | None]:
+    async def submit(client: LeanClient) -> tuple[str | None, str | None]:
         try:
             response = await client.post("/graphql", json=body)
-        except httpx.HTTPError as error:
-            return None, f"{type(error).__name__}: {error}"
+        except HttpError as error:
+            return None, str(error)
         operation = _data(response, "asyncQuery")
         if not isinstance(operation, dict) or not isinstance(operation.get("operationId"), str):
             return None, _problem(response)
@@ -155,20 +145,23 @@ def async_submit(query: str) -> Request:
 def celery_submit(query: str) -> Request:
     """The peer's POST /submit of ``query``; the request makes a task id."""
 
-    async def submit(client: httpx.AsyncClient) -> tuple[str | None, str | None]:
+    async def submit(client: LeanClient) -> tuple[str | None, str | None]:
         try:
             response = await client.post("/submit", json={"query": query})
-        except httpx.HTTPError as error:
-            return None, f"{type(error).__name__}: {error}"
+        except HttpError as error:
+            return None, str(error)
         task_id = response.json().get("id") if response.status_code == 200 else None
         return (task_id, None) if isinstance(task_id, str) else (None, _problem(response))
 
     return submit
 
 
-async def list_requests(client: httpx.AsyncClient) -> tuple[str | None, str | None]:
+async def list_requests(client: LeanClient) -> tuple[str | None, str | None]:
     """asyncRequests(first: 100)."""
-    response = await client.post("/graphql", json={"query": LIST_DOCUMENT})
+    try:
+        response = await client.post("/graphql", json={"query": LIST_DOCUMENT})
+    except HttpError as error:
+        return None, str(error)
     listed = _data(response, "asyncRequests")
     return None, None if isinstance(listed, list) else _problem(response)
 

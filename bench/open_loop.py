@@ -8,8 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
-
+from bench.http_client import LeanClient
 from bench.load import (
     FINAL_STATUSES,
     FOLLOW_DOCUMENT,
@@ -113,11 +112,11 @@ class OpenLoopResult:
 
 # One offered operation: send it with the client, then wait for its final state; returns the
 # operation's id, when its submit was answered and when its final state was seen.
-Offer = Callable[[httpx.AsyncClient], Awaitable[tuple[str, float, float]]]
+Offer = Callable[[LeanClient], Awaitable[tuple[str, float, float]]]
 
 
 async def open_loop(
-    clients: list[httpx.AsyncClient], rate: float, count: int, offer: Offer, timeout_s: float
+    clients: list[LeanClient], rate: float, count: int, offer: Offer, timeout_s: float
 ) -> OpenLoopResult:
     """``count`` operations started ``rate`` per second whatever the answers (clients used in
     turn); latency from sending each submit to seeing its final state."""
@@ -154,7 +153,7 @@ def asyncgate_offer(pool: SubscriptionPool, query: str) -> Offer:
     """Submit through asyncQuery, then follow the operation through a subscription."""
     submit = async_submit(query)
 
-    async def offer(client: httpx.AsyncClient) -> tuple[str, float, float]:
+    async def offer(client: LeanClient) -> tuple[str, float, float]:
         made, problem = await submit(client)
         answered = time.perf_counter()
         if made is None:
@@ -169,7 +168,7 @@ def celery_offer(feed: DoneFeed, query: str) -> Offer:
     """Submit to the peer's endpoint, then wait for the result backend to announce the result."""
     submit = celery_submit(query)
 
-    async def offer(client: httpx.AsyncClient) -> tuple[str, float, float]:
+    async def offer(client: LeanClient) -> tuple[str, float, float]:
         made, problem = await submit(client)
         answered = time.perf_counter()
         if made is None:

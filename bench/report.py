@@ -163,7 +163,10 @@ METHOD: Final = """\
   as broker and result backend, `celery worker --pool prefork -c 2`, and a Starlette endpoint
   under uvicorn that enqueues the task; the task runs the same query on the same example
   schema (`examples/ledger`). The load generator is one more Python process on the same
-  2 cores, shared by both systems, so the figures include its competition for the CPU.
+  2 cores, shared by both systems, so the figures include its competition for the CPU. Its
+  HTTP client is a plain keep-alive HTTP/1.1 client (`bench/http_client.py`): httpx, used
+  until 2026-11-30, added about 3 ms to every request and cost about 2 ms of CPU per request,
+  so earlier runs' latencies and rates are not comparable with these.
 - **Rounds.** Each round measures asyncgate (W0, W1, open loop at each rate, W2) and the peer
   (W1, open loop), alternating which goes first; the table gives the median over rounds and
   the raw numbers per round follow.

@@ -10,10 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from bench import workloads
 from bench.feeds import ViewFeed, result_feed, view_feed
+from bench.http_client import LeanClient
 from bench.load import (
     LEDGER_QUERY,
     DoneFeed,
@@ -56,11 +55,11 @@ class Systems:
     """Everything running during the rounds."""
 
     asyncgate: AsyncgateStack
-    asyncgate_clients: list[httpx.AsyncClient]
+    asyncgate_clients: list[LeanClient]
     views: ViewFeed
     pool: SubscriptionPool
     peer: CeleryPeer | None
-    peer_clients: list[httpx.AsyncClient]
+    peer_clients: list[LeanClient]
     results: DoneFeed | None
 
 
@@ -145,7 +144,7 @@ async def run(options: Options) -> dict[str, Any]:
             )
             peer: CeleryPeer | None = None
             results: DoneFeed | None = None
-            peer_clients: list[httpx.AsyncClient] = []
+            peer_clients: list[LeanClient] = []
             if redis_binary is not None:
                 _say("starting redis-server, the Celery worker and its endpoint")
                 peer = await stack.enter_async_context(

@@ -8,11 +8,11 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Final
 
-import httpx
 import nats
 from nats.js.api import StorageType, StreamConfig
 
 from bench.feeds import ViewFeed
+from bench.http_client import LeanClient
 from bench.load import (
     LEDGER_QUERY,
     SLOW_REPORT_QUERY,
@@ -61,7 +61,7 @@ class Sizes:
 
 
 async def w0_sync(
-    clients: list[httpx.AsyncClient], pids: dict[str, list[int]], sizes: Sizes
+    clients: list[LeanClient], pids: dict[str, list[int]], sizes: Sizes
 ) -> dict[str, Any]:
     """W0: the ledger query answered synchronously by the edge; CPU per request too."""
     before = CpuSnapshot.take(pids)
@@ -72,7 +72,7 @@ async def w0_sync(
 
 
 async def _closed_loop_completion(
-    clients: list[httpx.AsyncClient],
+    clients: list[LeanClient],
     count: int,
     request: Request,
     *,
@@ -119,7 +119,7 @@ def _edge_out_msgs(stack: AsyncgateStack) -> tuple[float, float]:
 
 
 async def w1_asyncgate(
-    stack: AsyncgateStack, clients: list[httpx.AsyncClient], feed: ViewFeed, sizes: Sizes
+    stack: AsyncgateStack, clients: list[LeanClient], feed: ViewFeed, sizes: Sizes
 ) -> dict[str, Any]:
     """W1: asyncQuery closed-loop; submit figures, completion rate, CPU per operation, and what
     the idle edge was sent meanwhile."""
@@ -139,7 +139,7 @@ async def w1_asyncgate(
 
 
 async def w1_celery(
-    peer: CeleryPeer, clients: list[httpx.AsyncClient], feed: DoneFeed, sizes: Sizes
+    peer: CeleryPeer, clients: list[LeanClient], feed: DoneFeed, sizes: Sizes
 ) -> dict[str, Any]:
     """W1 on the peer: submit closed-loop, completion from the result backend."""
     _, figures = await _closed_loop_completion(
@@ -154,7 +154,7 @@ async def w1_celery(
 
 
 async def open_loop_asyncgate(
-    clients: list[httpx.AsyncClient],
+    clients: list[LeanClient],
     pool: SubscriptionPool,
     feed: ViewFeed,
     rate: float,
@@ -178,7 +178,7 @@ async def open_loop_asyncgate(
 
 
 async def open_loop_celery(
-    clients: list[httpx.AsyncClient], feed: DoneFeed, rate: float, sizes: Sizes
+    clients: list[LeanClient], feed: DoneFeed, rate: float, sizes: Sizes
 ) -> dict[str, Any]:
     """Work offered at ``rate`` to the peer: submit → result announced by the result backend."""
     count = max(1, round(rate * sizes.open_loop_s))
@@ -189,7 +189,7 @@ async def open_loop_celery(
 
 
 async def w2_slow_reports(
-    clients: list[httpx.AsyncClient], feed: ViewFeed, sizes: Sizes
+    clients: list[LeanClient], feed: ViewFeed, sizes: Sizes
 ) -> dict[str, Any]:
     """W2: many slowReport(0.2) with default settings; last done after last submit."""
     load = await closed_loop(clients, sizes.w2_operations, async_submit(SLOW_REPORT_QUERY))
@@ -206,7 +206,7 @@ async def w2_slow_reports(
 
 
 async def edge_memory(
-    stack: AsyncgateStack, clients: list[httpx.AsyncClient], feed: ViewFeed, sizes: Sizes
+    stack: AsyncgateStack, clients: list[LeanClient], feed: ViewFeed, sizes: Sizes
 ) -> dict[str, Any]:
     """Edge RSS with ``sizes.subscriptions`` subscriptions open on operations that cannot end
     meanwhile (the executor is frozen with SIGSTOP until they are counted, then thawed)."""
@@ -278,9 +278,7 @@ def _finished_view(operation_id: str, sequence: int, ordinal: int) -> bytes:
 SEED_CHUNK = 500
 
 
-async def listing(
-    stack: AsyncgateStack, clients: list[httpx.AsyncClient], sizes: Sizes
-) -> dict[str, Any]:
+async def listing(stack: AsyncgateStack, clients: list[LeanClient], sizes: Sizes) -> dict[str, Any]:
     """asyncRequests(first: 100) for a user with ``sizes.history`` retained operations.
 
     The missing ones are written straight into the view bucket as the projector would write
