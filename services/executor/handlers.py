@@ -119,10 +119,12 @@ async def handle_requested(
     Returns only once the operation's terminal event is stored, so the caller may then
     acknowledge. The caller keeps the message alive throughout (services/executor/heartbeats.py).
 
-    A first delivery of a ``fresh`` request does not read the stream: the request is then the
+    A first delivery does not read the stream: nobody else has held the request, so it is the
     operation's only fact as far as anyone can know, and the guarded write of its start says
-    otherwise if it is not. A request that waited in the queue is read first instead, so one
-    cancelled meanwhile is never begun.
+    otherwise if it is not (a cancel request, say): the facts are read then. A ``fresh`` request
+    runs while its start is being stored; one that waited in the queue, more likely cancelled
+    meanwhile, only once its start is stored, so it is never begun if it was. (It used to be
+    read first: one more request per operation exactly when the queue is long.)
 
     An attempt that fails for a passing reason with attempts left (``retries`` says how many a
     request has) is stored as OperationAttemptFailed and RetryScheduledError raised: the caller
@@ -130,13 +132,16 @@ async def handle_requested(
     """
     operation = request.operation_id
     first_look: OperationFacts | None = None
-    if delivery == 1 and fresh:
+    if delivery == 1:
         first_look = OperationFacts(requested=(requested_at, request), last_sequence=requested_at)
     for _ in range(MAX_DECISIONS):
         facts = first_look or await _read_facts(events, request, budget_s=STEP_RIDE_THROUGH_S)
         speculative, first_look = first_look is not None, None
         now = datetime.now(UTC)
-        match decide(facts, delivery=delivery, max_attempts=max_attempts, now=now):
+        decision = decide(facts, delivery=delivery, max_attempts=max_attempts, now=now)
+        if speculative and not isinstance(decision, Run):
+            continue  # ending it unrun (expired): only on what the stream really holds
+        match decision:
             case AlreadyEnded():
                 return None
             case Superseded(newer_attempt=newer):
@@ -193,7 +198,7 @@ async def handle_requested(
                     run,
                     after=facts.last_sequence,
                     record_start=record_start,
-                    overlap=speculative,
+                    overlap=speculative and fresh,
                 )
                 if ran is None:
                     continue  # the stream changed since the facts were read: decide again

@@ -10,6 +10,7 @@ from nats.js import JetStreamContext
 
 from contracts.errors import ErrorCode
 from contracts.events import (
+    OperationCancelRequested,
     OperationCompleted,
     OperationEvent,
     OperationFailed,
@@ -177,6 +178,49 @@ async def test_a_redelivered_request_that_already_ended_is_not_run_again(
     assert len(await stored_events(js)) == before
 
 
+@pytest.mark.parametrize("fresh", [True, False], ids=["just-stored", "waited"])
+async def test_a_first_delivery_cancelled_meanwhile_is_never_begun(
+    js: JetStreamContext, event_log: EventLog, fresh: bool
+) -> None:
+    waited = request(f"waited-{fresh}", "{ slowReport(seconds: 0) }")
+    await submit(event_log, waited)
+    # Cancelled while it waited: its owner's request, stored, and no ending yet.
+    cancel = OperationCancelRequested(**correlation_of(waited))
+    await event_log.append(cancel, msg_id=f"{waited.operation_id}.cancel_requested")
+    runs: list[int] = []
+
+    async def run(delivered: OperationRequested, attempt: int) -> TerminalEvent:
+        runs.append(attempt)
+        await asyncio.sleep(10)  # cancelled long before, when its start is refused
+        return OperationCompleted(**correlation_of(delivered), response={})
+
+    outcome = await handle(event_log, waited, delivery=1, run=run, fresh=fresh)
+
+    assert isinstance(outcome, OperationFailed)
+    assert outcome.code == ErrorCode.CANCELLED
+    events = [event for _, event in await stored_events(js)]
+    assert of_type(events, OperationStarted) == []
+    # Begun while its start was stored only when it was fresh, and then cancelled unfinished.
+    assert runs == ([1] if fresh else [])
+
+
+async def test_a_first_delivery_that_waited_runs_once_without_reading_first(
+    js: JetStreamContext, event_log: EventLog
+) -> None:
+    waited = request("waited-long", "{ slowReport(seconds: 0) }")
+    await submit(event_log, waited)
+
+    outcome = await handle(event_log, waited, delivery=1, fresh=False)
+
+    assert isinstance(outcome, OperationCompleted)
+    events = [event for _, event in await stored_events(js)]
+    assert [type(event) for event in events] == [
+        OperationRequested,
+        OperationStarted,
+        OperationCompleted,
+    ]
+
+
 async def test_the_delivery_after_the_last_lost_attempt_ends_the_operation(
     js: JetStreamContext, event_log: EventLog
 ) -> None:
@@ -216,9 +260,10 @@ async def handle(
     *,
     delivery: int,
     run: Callable[[OperationRequested, int], Awaitable[TerminalEvent]] | None = None,
+    fresh: bool = True,
 ) -> TerminalEvent | None:
     """One delivery of ``delivered`` to an executor that allows four attempts (by default,
-    running the ledger schema)."""
+    running the ledger schema); ``fresh``: the request was stored just now, not long ago."""
     stored = (await log.facts(delivered.tenant, delivered.operation_id)).requested
     assert stored is not None
     return await handle_requested(
@@ -231,6 +276,7 @@ async def handle(
         worker=f"w{delivery}",
         limits=ResultLimits(max_payload=1 << 20),
         results=ResultStore(log.js, log.inbox),
+        fresh=fresh,
     )
 
 
