@@ -147,42 +147,13 @@ async def handle_requested(
             case Superseded(newer_attempt=newer):
                 log.info("operation %s: attempt %d runs it; standing back", operation, newer)
                 raise SupersededDeliveryError(operation)
-            case Cancelled():
-                return await record_outcome(
-                    events,
-                    request,
-                    cancelled(request),
-                    after=facts.last_sequence,
-                    limits=limits,
-                    results=results,
-                )
-            case Exhausted(lost_attempts=lost):
-                exhausted = failed(
-                    request,
-                    ErrorCode.ATTEMPTS_EXHAUSTED,
-                    f"no attempt finished: the executors running it were lost {lost} times",
-                )
-                return await record_outcome(
-                    events,
-                    request,
-                    exhausted,
-                    after=facts.last_sequence,
-                    limits=limits,
-                    results=results,
-                )
             case RetryLater(retry_at=retry_at):
                 raise RetryScheduledError(operation, retry_at)
-            case Expired(start_by=start_by):
-                late_s = (now - start_by).total_seconds()
-                expired = failed(
-                    request,
-                    ErrorCode.EXPIRED,
-                    f"not started by its deadline ({late_s:.1f} s ago); it never ran",
-                )
+            case Cancelled() | Exhausted() | Expired():
                 return await record_outcome(
                     events,
                     request,
-                    expired,
+                    _unrun_ending(request, decision, now),
                     after=facts.last_sequence,
                     limits=limits,
                     results=results,
@@ -218,6 +189,28 @@ async def handle_requested(
                     events, request, outcome, after=after, limits=limits, results=results
                 )
     raise ContestedOperationError(operation)
+
+
+def _unrun_ending(
+    request: OperationRequested, decision: Cancelled | Exhausted | Expired, now: datetime
+) -> TerminalEvent:
+    """The terminal event of an operation that ends without running (again)."""
+    match decision:
+        case Cancelled():
+            return cancelled(request)
+        case Exhausted(lost_attempts=lost):
+            return failed(
+                request,
+                ErrorCode.ATTEMPTS_EXHAUSTED,
+                f"no attempt finished: the executors running it were lost {lost} times",
+            )
+        case Expired(start_by=start_by):
+            late_s = (now - start_by).total_seconds()
+            return failed(
+                request,
+                ErrorCode.EXPIRED,
+                f"not started by its deadline ({late_s:.1f} s ago); it never ran",
+            )
 
 
 async def _start_and_run(
