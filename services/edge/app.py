@@ -42,6 +42,7 @@ from services.common.target import InProcessTarget, Target, load_schema
 from services.common.tracing import TRACEPARENT, Tracing, valid_traceparent
 from services.edge.actions import add_actions
 from services.edge.auth import AuthenticationError, Authenticator, check_exposure
+from services.edge.compiled_submits import CompiledSubmits, submit_compiled
 from services.edge.connection import EdgeConnection
 from services.edge.context import EdgeContext
 from services.edge.downloads import ReadBudget, ResultDownloads
@@ -59,7 +60,7 @@ from services.edge.media_types import (
     is_request_error,
     response_media_type,
 )
-from services.edge.schema import build_schema
+from services.edge.schema import TRACE_ID_EXTENSION, build_schema
 from services.edge.shape_limits import ShapeLimits
 from services.edge.upstream_mode import EdgeUpstream
 from services.edge.websockets import LegacyWSHandler, TransportWSHandler
@@ -96,7 +97,13 @@ class EdgeGraphQL(GraphQL[EdgeContext, None]):
             return
         request = Request(scope=scope, receive=receive)
         try:
-            response = await self.run(request)
+            response = None
+            if self._compiled_submits is not None:
+                response = await submit_compiled(
+                    self, self._compiled_submits, request, trace_key=TRACE_ID_EXTENSION
+                )
+            if response is None:
+                response = await self.run(request)
         except HTTPException as refused:
             response = JSONResponse(
                 error_body(refused.reason, http_error_code(refused.status_code, refused.reason)),
@@ -161,8 +168,12 @@ class EdgeGraphQL(GraphQL[EdgeContext, None]):
         shape: ShapeLimits,
         tracing: Tracing,
         metrics: EdgeMetrics,
+        compile_submits: bool = False,
     ) -> None:
         super().__init__(schema)
+        # Only where the schema carries nothing but the edge's own extensions: the compiled
+        # path runs none (services/edge/compiled_submits.py).
+        self._compiled_submits = CompiledSubmits(schema._schema, shape) if compile_submits else None
         self._tracing = tracing
         self._metrics = metrics
         self._authenticator = authenticator
@@ -327,6 +338,8 @@ def create_app(
         )
     shape = ShapeLimits.from_settings(settings)
     schema, target, upstream = _schema_and_target(settings, shape)
+    # A target schema's own extensions run on every request, submits included.
+    target_extensions = target.schema.extensions if isinstance(target, InProcessTarget) else ()
     connection = EdgeConnection()
     tracing = Tracing.from_env("edge")
     metrics = EdgeMetrics()
@@ -340,6 +353,7 @@ def create_app(
         shape=shape,
         tracing=tracing,
         metrics=metrics,
+        compile_submits=upstream is None and not target_extensions,
     )
 
     @asynccontextmanager

@@ -74,6 +74,9 @@ class EdgeContext(OperationContext):
     # The HTTP response being built for this request (None over a WebSocket): headers set on it
     # during resolution reach the client, as a synchronous action's Set-Cookie does.
     response: Response | None = None
+    # What the compiled path for submits met queueing this request's operation: the resolver
+    # raises it, so that it is answered as every other error (services/edge/compiled_submits.py).
+    submit_failure: Exception | None = None
     _request_id_taken: bool = field(default=False, init=False, repr=False)
 
     @property

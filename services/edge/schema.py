@@ -14,14 +14,13 @@ from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
 from contracts.errors import ErrorCode
-from contracts.events import OperationRequested
 from contracts.view import CallbackState, OperationView, TaskStatus
 from services.common.results import data_url
 from services.common.target import document_caches
 from services.common.timestamps import iso_timestamp
+from services.edge.async_query import queue_operation
 from services.edge.cancel import CancelOutcome, cancel_operation
 from services.edge.context import EdgeContext
-from services.edge.deadlines import positive_seconds, start_deadline
 from services.edge.delete import delete_operation
 from services.edge.errors import (
     MaskUnexpectedErrors,
@@ -30,10 +29,8 @@ from services.edge.errors import (
     unavailable_without_nats,
 )
 from services.edge.formats import operation_id_argument
-from services.edge.idempotency import document_digest, key_of, submit_once
 from services.edge.reads import NotInListError, list_operations
 from services.edge.shape_limits import ShapeLimits
-from services.edge.validation import validate_inner
 
 Dictionary = NewType("Dictionary", dict[str, Any])
 
@@ -262,44 +259,21 @@ class AsyncMutations:
         ] = None,
     ) -> AsyncOperation:
         context = info.context
-        callback = context.callback_url(callback_url)
-        key = key_of(context, idempotency_key)
-        positive_seconds(start_within, "startWithin")
-        positive_seconds(timeout_s, "timeout")
-        operation = await validate_inner(
-            context.target_graphql_schema,
+        if context.submit_failure is not None:
+            # The compiled path met it already (services/edge/compiled_submits.py); raised
+            # here, it is answered as every other error is.
+            raise context.submit_failure
+        view = await queue_operation(
+            context,
             query=query,
             args=args,
             operation_name=operation_name,
-            limits=context.shape,
-            cache=context.inner_documents,
-        )
-        operation_id = context.new_operation_id()
-        requested = OperationRequested(
-            # The request is stored once per operation (deduplicated by its id), so the
-            # operation's id is a unique id for the event too: one random id, not two.
-            event_id=operation_id,
-            operation_id=operation_id,
-            tenant=context.principal.tenant,
-            principal=context.principal.user,
-            trace_id=context.trace_id,
-            query=operation.query,
-            variables=operation.variables,
-            operation_name=operation.operation_name,
-            start_by=start_deadline(start_within, context.start_within_s, datetime.now(UTC)),
+            idempotency_key=idempotency_key,
+            start_within=start_within,
             timeout_s=timeout_s,
-            forwarded=context.forwarded_identity(operation_id),
-            callback_url=callback,
+            callback_url=callback_url,
         )
-        asked: dict[str, object] = {
-            "query": query,
-            "variables": args or {},
-            "operation_name": operation_name,
-        }
-        # Only when given, so that keys used before callbacks existed still match.
-        digest = document_digest(asked if callback is None else asked | {"callback_url": callback})
-        submitted = await submit_once(context, requested, key=key, digest=digest)
-        return AsyncOperation.from_view(submitted.view)
+        return AsyncOperation.from_view(view)
 
 
 @strawberry.type(description="What asyncCancel came to, and the operation's state after it.")
