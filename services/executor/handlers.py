@@ -49,6 +49,7 @@ from services.executor.outcome import (
     place_result,
     with_reference,
 )
+from services.executor.progress import START_STORED
 from services.executor.retries import NO_RETRY, retry_of
 
 log = logging.getLogger(__name__)
@@ -231,23 +232,44 @@ async def _start_and_run(
     first delivery nobody else can hold the request, so a refusal is rare, and it cancels the
     run before its outcome is used.
     """
+    start_stored: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
     if not record_start:
-        return after, await run(request, started.attempt)
+        start_stored.set_result(True)
+        return after, await _run_knowing(start_stored, run, request, started.attempt)
     if not overlap:
         recorded = await _record_start(events, started, after=after)
-        return None if recorded is None else (recorded, await run(request, started.attempt))
-    running = asyncio.ensure_future(run(request, started.attempt))
+        if recorded is None:
+            return None
+        start_stored.set_result(True)
+        return recorded, await _run_knowing(start_stored, run, request, started.attempt)
+    running = asyncio.ensure_future(_run_knowing(start_stored, run, request, started.attempt))
     try:
         recorded = await _record_start(events, started, after=after)
     except BaseException:
+        start_stored.set_result(False)
         running.cancel()
         raise
+    start_stored.set_result(recorded is not None)
     if recorded is None:
         running.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await running
         return None
     return recorded, await running
+
+
+async def _run_knowing(
+    start_stored: asyncio.Future[bool],
+    run: Callable[[OperationRequested, int], Awaitable[TerminalEvent]],
+    request: OperationRequested,
+    attempt: int,
+) -> TerminalEvent:
+    """``run`` the attempt, telling its progress reports when its start is stored."""
+    token = START_STORED.set(start_stored)
+    try:
+        return await run(request, attempt)
+    finally:
+        START_STORED.reset(token)
 
 
 async def _read_facts(

@@ -8,7 +8,11 @@ watcher's last progress is the last one reported.
 Nothing is published before the attempt's start is visible on the stream. A first delivery runs
 the operation while its start is still being stored (services/executor/handlers.py), and that
 start is a write guarded on the operation's last sequence: a progress event stored ahead of it
-would make the start refused and the run begin again.
+would make the start refused and the run begin again. The handler says when the start is stored
+(``START_STORED``, a context variable the run's task inherits), so nothing is read to find out.
+
+The first event waits PUBLISH_EVERY_S from the attempt's beginning like every later one: an
+operation that ends sooner stores only its final report, one event rather than two.
 """
 
 import asyncio
@@ -16,6 +20,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Final
 
@@ -31,6 +36,10 @@ PUBLISH_EVERY_S: Final = 0.25
 START_VISIBLE_WITHIN_S: Final = 5.0
 START_POLL_S: Final = 0.02
 
+# Set by the executor's handler around an attempt's run: resolves True once the attempt's start
+# is stored, False if it was refused. Unset (a run started otherwise): the stream is read.
+START_STORED: ContextVar["asyncio.Future[bool] | None"] = ContextVar("start_stored", default=None)
+
 
 class ThrottledProgress(ProgressReporter):
     """One attempt's reporter: keeps the newest report and publishes it, throttled."""
@@ -41,7 +50,8 @@ class ThrottledProgress(ProgressReporter):
         self._events = events
         self._reports = 0
         self._pending: OperationProgressed | None = None
-        self._last_sent = -PUBLISH_EVERY_S
+        self._last_sent = time.monotonic()
+        self._start_stored = START_STORED.get()
         self._start_seen = False
         self._closing = asyncio.Event()
         self._pump: asyncio.Task[None] | None = None
@@ -89,6 +99,12 @@ class ThrottledProgress(ProgressReporter):
     async def _start_visible(self) -> bool:
         """Wait until this attempt's start is on the stream; False if it never shows (or the
         operation has ended): its reports are then dropped."""
+        if self._start_stored is not None:
+            try:
+                async with asyncio.timeout(START_VISIBLE_WITHIN_S):
+                    return await asyncio.shield(self._start_stored)
+            except TimeoutError:
+                return False
         deadline = time.monotonic() + START_VISIBLE_WITHIN_S
         operation = self._request.operation_id
         while time.monotonic() < deadline:

@@ -97,6 +97,25 @@ async def test_a_thousand_quick_reports_become_a_handful_of_events_ending_with_t
     assert max(s for s, _ in reports) < ending[0], "all progress is stored before the ending"
 
 
+async def test_an_operation_quicker_than_the_throttle_stores_only_its_last_report(
+    stack: httpx.AsyncClient, js: JetStreamContext
+) -> None:
+    operation_ids = [await submit(stack, "{ reportingOften(times: 10) }") for _ in range(5)]
+
+    async def finished() -> bool | None:
+        for operation_id in operation_ids:
+            state = (await graphql(stack, RESULT, {"id": operation_id}))["data"]["asyncResult"]
+            if state["status"] != "SUCCESS":
+                return None
+        return True
+
+    await eventually(finished, what="the operations' success")
+    reports = [e for _, e in await stored_events(js) if isinstance(e, OperationProgressed)]
+    # One event each, the last report, though the first report came at once.
+    assert sorted(e.operation_id for e in reports) == sorted(operation_ids)
+    assert {(e.done, e.report) for e in reports} == {(10, 10)}
+
+
 async def test_progress_is_published_at_most_a_few_times_a_second(
     stack: httpx.AsyncClient, js: JetStreamContext
 ) -> None:
