@@ -49,7 +49,9 @@ class ThrottledProgress(ProgressReporter):
         self._attempt = attempt
         self._events = events
         self._reports = 0
-        self._pending: OperationProgressed | None = None
+        # The newest report not yet published (report number, done, total, message): the
+        # event, with its id and time, is made only for the reports that are published.
+        self._pending: tuple[int, int, int, str | None] | None = None
         self._last_sent = time.monotonic()
         self._start_stored = START_STORED.get()
         self._start_seen = False
@@ -59,14 +61,7 @@ class ThrottledProgress(ProgressReporter):
 
     def _accept(self, done: int, total: int, message: str | None) -> None:
         self._reports += 1
-        self._pending = OperationProgressed(
-            **correlation_of(self._request),
-            attempt=self._attempt,
-            report=self._reports,
-            done=done,
-            total=total,
-            message=message,
-        )
+        self._pending = (self._reports, done, total, message)
         if self._pump is None or self._pump.done():
             try:
                 running_here = asyncio.get_running_loop() is self._loop
@@ -92,7 +87,15 @@ class ThrottledProgress(ProgressReporter):
             if wait_s > 0 and not self._closing.is_set():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._closing.wait(), wait_s)
-            event, self._pending = self._pending, None
+            (report, done, total, message), self._pending = self._pending, None
+            event = OperationProgressed(
+                **correlation_of(self._request),
+                attempt=self._attempt,
+                report=report,
+                done=done,
+                total=total,
+                message=message,
+            )
             await self._publish(event)
             self._last_sent = time.monotonic()
 
