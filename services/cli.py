@@ -273,6 +273,19 @@ def _run_ops(argv: list[str]) -> int:
     return 0
 
 
+def configure_logging() -> None:
+    """INFO and above to standard error, one line each; httpx's own lines only from WARNING.
+
+    httpx logs every request's whole URL at INFO, and a URL asyncgate calls can carry a
+    credential (a token in an action handler's, an upstream's or a callback receiver's query
+    string); asyncgate's own lines about those calls leave the URL out.
+    """
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line and run one command."""
     argv = sys.argv[1:] if argv is None else argv
@@ -298,9 +311,7 @@ def main(argv: list[str] | None = None) -> int:
         if name == "config":
             command.add_argument("--json", action="store_true", help="print JSON, for scripts")
     arguments = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging()
     try:
         settings = Settings.from_env()
         return COMMANDS[arguments.command][0](settings, arguments)
