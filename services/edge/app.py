@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route, WebSocketRoute
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
@@ -301,6 +301,30 @@ class EdgeGraphQL(GraphQL[EdgeContext, None]):
         )
 
 
+class _QuietKnownStartupFailure:
+    """A start-up refused for a reason already logged in one line (JetStream not provisioned)
+    is not logged again as a traceback: Starlette sends the whole traceback as the failure's
+    message, and uvicorn logs it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+
+        async def quiet_send(message: Message) -> None:
+            known = getattr(scope.get("app"), "state", None)
+            if message["type"] == "lifespan.startup.failed" and getattr(
+                known, "not_provisioned", False
+            ):
+                message = {**message, "message": ""}
+            await send(message)
+
+        await self.app(scope, receive, quiet_send)
+
+
 def _schema_and_target(
     settings: Settings, shape: ShapeLimits
 ) -> tuple[strawberry.Schema, Target, EdgeUpstream | None]:
@@ -415,6 +439,7 @@ def create_app(
         ],
         lifespan=lifespan,
     )
+    app.add_middleware(_QuietKnownStartupFailure)
     app.add_middleware(
         RequestLimits,
         max_bytes=settings.max_body_bytes,
