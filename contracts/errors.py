@@ -47,6 +47,7 @@ class ErrorCode(StrEnum):
     RESULT_TOO_LARGE = "RESULT_TOO_LARGE"
     # Reading a result: too large for asyncResult.data (download it from dataUrl).
     RESULT_TOO_LARGE_TO_READ = "RESULT_TOO_LARGE_TO_READ"
+    RESULT_READS_BUSY = "RESULT_READS_BUSY"
     ATTEMPTS_EXHAUSTED = "ATTEMPTS_EXHAUSTED"
     CANCELLED = "CANCELLED"
     EXPIRED = "EXPIRED"

@@ -133,6 +133,8 @@ class Settings(BaseSettings):
     inline_result_bytes: PositiveInt = 256 * 1024
     max_result_bytes: PositiveInt = 1024 * 1024 * 1024
     max_read_bytes: PositiveInt = 64 * 1024 * 1024
+    # Across all of an edge's requests: stored results it holds for asyncResult.data at once.
+    max_reading_bytes: PositiveInt = 256 * 1024 * 1024
     max_header_bytes: PositiveInt = 32 * 1024
     jwt_secret: SecretStr = SecretStr("")
     jwt_public_key_file: OptionalPath = None

@@ -45,7 +45,7 @@ from services.edge.auth import AuthenticationError, Authenticator, check_exposur
 from services.edge.compiled_submits import CompiledSubmits, submit_compiled
 from services.edge.connection import EdgeConnection
 from services.edge.context import EdgeContext
-from services.edge.downloads import ReadBudget, ResultDownloads
+from services.edge.downloads import ResultDownloads
 from services.edge.errors import error_body, http_error_code
 from services.edge.forwarding import ForwardedResult, Forwarding, UpstreamForwarding
 from services.edge.graphiql import STATIC_PREFIX as GRAPHIQL_STATIC
@@ -60,6 +60,7 @@ from services.edge.media_types import (
     is_request_error,
     response_media_type,
 )
+from services.edge.result_memory import ReadBudget, ResultMemory
 from services.edge.schema import TRACE_ID_EXTENSION, build_schema
 from services.edge.shape_limits import ShapeLimits
 from services.edge.upstream_mode import EdgeUpstream
@@ -97,6 +98,16 @@ class EdgeGraphQL(GraphQL[EdgeContext, None]):
             return
         request = Request(scope=scope, receive=receive)
         try:
+            response = await self._answer(request)
+            await response(scope, receive, send)
+        finally:
+            # The results this request read whole are sent (or never will be): give them back.
+            budget = getattr(request.state, "read_budget", None)
+            if isinstance(budget, ReadBudget):
+                budget.release()
+
+    async def _answer(self, request: Request) -> Response:
+        try:
             response = None
             if self._compiled_submits is not None:
                 response = await submit_compiled(
@@ -112,7 +123,7 @@ class EdgeGraphQL(GraphQL[EdgeContext, None]):
                 # RFC 9110: a 415 may say which media types the request could have been sent in.
                 headers={"accept": JSON} if refused.status_code == 415 else None,
             )
-        await response(scope, receive, send)
+        return response
 
     async def parse_http_body(
         self, request: AsyncHTTPRequestAdapter
@@ -168,6 +179,7 @@ class EdgeGraphQL(GraphQL[EdgeContext, None]):
         shape: ShapeLimits,
         tracing: Tracing,
         metrics: EdgeMetrics,
+        result_memory: ResultMemory,
         compile_submits: bool = False,
     ) -> None:
         super().__init__(schema)
@@ -184,6 +196,7 @@ class EdgeGraphQL(GraphQL[EdgeContext, None]):
         self._start_within_s = settings.start_within_s
         self._callback_hosts = settings.callback_hosts
         self._max_read_bytes = settings.max_read_bytes
+        self._result_memory = result_memory
         self._connection = connection
         self._inner_documents = DocumentCache()
         self._graphiql_page = offline_page(super().graphql_ide_html)
@@ -257,7 +270,7 @@ class EdgeGraphQL(GraphQL[EdgeContext, None]):
             or idempotency is None
         ):
             raise RuntimeError("the edge received a request before its lifespan started")
-        read_budget: ReadBudget | None = ReadBudget(self._max_read_bytes)
+        read_budget: ReadBudget | None = ReadBudget(self._max_read_bytes, self._result_memory)
         if isinstance(request, WebSocket):
             # Identified from connection_init, in on_ws_connect, before any operation runs.
             principal = UNAUTHENTICATED if self._authenticator.enabled else ANONYMOUS
@@ -272,6 +285,9 @@ class EdgeGraphQL(GraphQL[EdgeContext, None]):
                 principal = await self._authenticator.from_headers(request.headers)
             except AuthenticationError as error:
                 raise HTTPException(401, str(error)) from None
+        if read_budget is not None:
+            # Given back once the response is sent (__call__).
+            request.state.read_budget = read_budget
         return EdgeContext(
             principal=principal,
             events=events,
@@ -283,6 +299,7 @@ class EdgeGraphQL(GraphQL[EdgeContext, None]):
             results=results,
             max_read_bytes=self._max_read_bytes,
             read_budget=read_budget,
+            result_memory=self._result_memory,
             shape=self._shape,
             inner_documents=self._inner_documents,
             http=http,
@@ -367,6 +384,7 @@ def create_app(
     connection = EdgeConnection()
     tracing = Tracing.from_env("edge")
     metrics = EdgeMetrics()
+    result_memory = ResultMemory(settings.max_reading_bytes)
     graphql_app = EdgeGraphQL(
         schema,
         target=target,
@@ -377,6 +395,7 @@ def create_app(
         shape=shape,
         tracing=tracing,
         metrics=metrics,
+        result_memory=result_memory,
         compile_submits=upstream is None and not target_extensions,
     )
 
@@ -439,6 +458,7 @@ def create_app(
         ],
         lifespan=lifespan,
     )
+    app.state.result_memory = result_memory
     app.add_middleware(_QuietKnownStartupFailure)
     app.add_middleware(
         RequestLimits,

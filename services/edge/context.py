@@ -22,11 +22,12 @@ from services.common.metrics import EdgeMetrics
 from services.common.results import ResultStore
 from services.common.target import Target
 from services.common.tracing import Tracing, trace_id_of
-from services.edge.downloads import ReadBudget, result_json
+from services.edge.downloads import result_json
 from services.edge.errors import coded_error
 from services.edge.forwarding import Forwarding
 from services.edge.limits import Limiter
 from services.edge.reads import find_operation, follow_operation
+from services.edge.result_memory import ReadBudget, ResultMemory
 from services.edge.shape_limits import ShapeLimits
 from services.edge.watch import ViewWatchHub
 
@@ -55,6 +56,8 @@ class EdgeContext(OperationContext):
     results: ResultStore
     max_read_bytes: int
     read_budget: ReadBudget | None = None
+    # The edge's one budget for results held in memory (services/edge/result_memory.py).
+    result_memory: ResultMemory | None = None
     # ASYNCGATE_START_WITHIN_S: the start deadline of a request that sets none (0: none).
     start_within_s: float = 0.0
     # ASYNCGATE_CALLBACK_ALLOWED_HOSTS: where callback URLs may point (none: nowhere).
@@ -121,8 +124,14 @@ class EdgeContext(OperationContext):
     async def result_json(self, view: OperationView) -> bytes:
         """The operation's result as ``data`` returns it (read from the results bucket when
         the view refers to an object); a coded error when over the read limit or gone."""
-        budget = self.read_budget or ReadBudget(self.max_read_bytes)
-        return await result_json(view, self.results, budget, self.max_read_bytes)
+        if self.read_budget is not None:
+            return await result_json(view, self.results, self.read_budget, self.max_read_bytes)
+        # A WebSocket's field: its own budget, given back once the field is answered.
+        budget = ReadBudget(self.max_read_bytes, self.result_memory)
+        try:
+            return await result_json(view, self.results, budget, self.max_read_bytes)
+        finally:
+            budget.release()
 
     async def find_operation(self, operation_id: str) -> OperationView | None:
         """The caller's operation, or None if it is not theirs, never existed or expired."""

@@ -41,6 +41,7 @@ from services.edge.errors import coded_error, error_body
 from services.edge.formats import operation_id_argument
 from services.edge.media_types import JSON, accepts_gzip
 from services.edge.reads import find_operation
+from services.edge.result_memory import ReadBudget
 
 log = logging.getLogger("asyncgate.edge")
 
@@ -52,13 +53,6 @@ _GZIP_WBITS: Final = 31  # a gzip header and trailer around the deflate stream
 RECONNECT_GRACE_S: Final = 2.0
 NO_RESULT: Final = "no result by that id"
 _GZIPPED: Final = {"content-encoding": "gzip"}
-
-
-@dataclass
-class ReadBudget:
-    """How many bytes of stored results one request may still read whole (``data``)."""
-
-    left: int
 
 
 async def result_json(
@@ -77,7 +71,14 @@ async def result_json(
             dataUrl=data_url(view),
             size=reference.size,
         )
-    budget.left -= reference.size
+    if not await budget.hold(reference.size):
+        raise coded_error(
+            "the edge is reading as many stored results as it holds at once: try again, or "
+            "download it from dataUrl",
+            ErrorCode.RESULT_READS_BUSY,
+            dataUrl=data_url(view),
+            size=reference.size,
+        )
     return await _read(results, reference)
 
 

@@ -26,7 +26,9 @@ from services.common.nats_server import free_port
 from services.common.reply_inbox import ReplyInbox
 from services.common.results import ResultStore
 from services.common.settings import Settings
+from services.edge.app import create_app as create_edge
 from services.edge.auth import issue_token
+from services.edge.result_memory import ResultMemory
 from services.executor.app import create_app as create_executor
 from services.executor.handlers import record_outcome
 from services.executor.outcome import ResultLimits
@@ -304,6 +306,40 @@ async def test_a_result_over_the_read_limit_points_to_its_download(
     assert response.status_code == 200
     assert len(json.loads(body)["data"]["ledgerExport"]) == 100
     assert error["extensions"]["size"] == len(body)
+
+
+async def test_reads_past_the_edges_memory_for_results_wait_their_turn_or_are_told_to_retry(
+    settings: Settings,
+) -> None:
+    # Room for one 10 kB result read whole at a time, across every request.
+    configured = settings.replace(jwt_secret=SECRET, **SMALL_LIMITS, max_reading_bytes=15_000)
+    edge = create_edge(configured)
+    memory: ResultMemory = edge.state.result_memory
+    async with (
+        running(create_projector(configured)),
+        running(create_executor(configured)),
+        serving(edge, configured.http_port) as base_url,
+        httpx.AsyncClient(base_url=base_url, timeout=30) as http,
+    ):
+        ids = [(await finished_result(http, 20))[0] for _ in range(2)]
+        # Six at once: each waits until the answer holding the one before is sent.
+        reads = await asyncio.gather(*(call(http, RESULT, {"id": i}) for i in ids * 3))
+        held_after_reads = memory.held
+        # Another request holding all the room for longer than a read waits for it.
+        memory.wait_s = 0.2
+        assert await memory.take(15_000)
+        busy = await call(http, RESULT, {"id": ids[0]})
+        memory.give_back(15_000)
+        again = await call(http, RESULT, {"id": ids[0]})
+
+    assert all(len(read["data"]["asyncResult"]["data"]) > 9_000 for read in reads)
+    assert held_after_reads == 0
+    (error,) = busy["errors"]
+    assert error["extensions"]["code"] == "RESULT_READS_BUSY"
+    assert error["extensions"]["dataUrl"] == f"/results/{ids[0]}"
+    assert busy["data"] == {"asyncResult": None}
+    assert again["data"]["asyncResult"]["data"] == reads[0]["data"]["asyncResult"]["data"]
+    assert memory.held == 0
 
 
 async def test_results_over_the_hard_cap_end_too_large_and_bad_sizes_are_refused(
