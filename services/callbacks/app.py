@@ -21,7 +21,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from contracts.names import CALLBACKS_DURABLE, TERMINAL_EVENTS
 from services.callbacks.deliveries import SERVICE, Callbacks, wants_callback
 from services.callbacks.sender import Sender, callback_client
-from services.callbacks.signing import master_key
+from services.callbacks.signing import master_keys
 from services.common.metrics import CallbackMetrics, MetricsServer
 from services.common.runtime import (
     ConnectionWatch,
@@ -62,7 +62,10 @@ def create_app(
     Raises SigningKeyError without a usable ASYNCGATE_CALLBACK_SIGNING_KEY.
     ``on_connection_lost`` runs if nats-py gives up on the connection (default: exit).
     """
-    key = master_key(settings.callback_signing_key.get_secret_value())
+    keys = master_keys(
+        settings.callback_signing_key.get_secret_value(),
+        settings.callback_previous_signing_keys.get_secret_value(),
+    )
     http = callback_client()
     handles = JetStreamHandles()
     tracing = Tracing.from_env(SERVICE)
@@ -91,7 +94,7 @@ def create_app(
         callbacks = Callbacks(
             events=events,
             sender=Sender(http, settings.callback_timeout_s),
-            master_key=key,
+            master_keys=keys,
             hosts=settings.callback_hosts,
             backoff_s=settings.callback_backoff_schedule,
             tracing=tracing,

@@ -104,7 +104,8 @@ class Callbacks:
 
     events: EventLog
     sender: Sender
-    master_key: bytes
+    # The current master key, then any still signed with while it replaces them.
+    master_keys: tuple[bytes, ...]
     hosts: AllowedHosts
     backoff_s: tuple[float, ...]
     tracing: Tracing
@@ -182,8 +183,8 @@ class Callbacks:
         except CallbackUrlError as error:
             return Answer(error=str(error), refused=True)
         body = callback_body(view, ending)
-        secret = tenant_secret(self.master_key, ending.tenant)
-        headers = signed_headers(secret, ending.event_id, int(time.time()), body)
+        secrets = [tenant_secret(key, ending.tenant) for key in self.master_keys]
+        headers = signed_headers(secrets, ending.event_id, int(time.time()), body)
         return await self.sender.post(target, body, headers)
 
     async def _answer(self, raw: Msg, verdict: Verdict, attempt: int, answer: Answer) -> None:

@@ -186,6 +186,8 @@ class Settings(BaseSettings):
     # time limit, how many are made at once, and the callbacks service's /metrics port.
     callback_allowed_hosts: HostList = ""
     callback_signing_key: SecretStr = SecretStr("")
+    # While the master key is rotated: the keys it replaces, still signed with (comma-separated).
+    callback_previous_signing_keys: SecretStr = SecretStr("")
     callback_backoff_s: SecondsList = "5,300,1800,7200,18000,36000,36000"
     callback_timeout_s: PositiveFloat = 10.0
     callback_concurrency: PositiveInt = 64

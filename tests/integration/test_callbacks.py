@@ -44,6 +44,7 @@ pytestmark = [pytest.mark.nats, pytest.mark.e2e]
 __all__ = ["secured_nats"]  # a fixture, used by name
 
 MASTER_KEY = "a-master-key-of-at-least-32-bytes-for-tests"
+NEW_MASTER_KEY = "the-master-key-replacing-it-also-32-bytes-long"
 SUBMIT = """mutation($q: String!, $url: String) {
   asyncQuery(query: $q, callbackUrl: $url) { operationId callback { state attempts } }
 }"""
@@ -127,9 +128,9 @@ async def stack(
         yield client
 
 
-def receivers_secret(tenant: str) -> str:
+def receivers_secret(tenant: str, master: str = MASTER_KEY) -> str:
     """The tenant's whsec_ secret, derived as README says (not through asyncgate's code)."""
-    digest = hmac.new(MASTER_KEY.encode(), tenant.encode(), hashlib.sha256).digest()
+    digest = hmac.new(master.encode(), tenant.encode(), hashlib.sha256).digest()
     return "whsec_" + base64.b64encode(digest).decode()
 
 
@@ -179,6 +180,32 @@ async def test_a_finished_operation_is_posted_signed_to_its_callback(
         "callback": {"state": "DELIVERED", "attempts": 1, "lastError": None},
     }
     assert len(recorder.posts) == 1
+
+
+async def test_while_the_master_key_is_rotated_receivers_with_the_old_or_new_secret_accept(
+    settings: Settings, receiver: tuple[Receiver, str]
+) -> None:
+    recorder, url = receiver
+    rotating = callback_settings(settings, url).replace(
+        callback_signing_key=NEW_MASTER_KEY, callback_previous_signing_keys=MASTER_KEY
+    )
+    async with (
+        running(create_projector(rotating)),
+        running(create_executor(rotating)),
+        running(create_callbacks(rotating)),
+        serving_edge(rotating) as client,
+    ):
+        await submitted(client, f"{url}/rotating")
+        [post] = await eventually(lambda: recorder.received("rotating", 1), what="a callback")
+
+    for master in (MASTER_KEY, NEW_MASTER_KEY):
+        payload = Webhook(receivers_secret(ANONYMOUS.tenant, master)).verify(
+            post.body, post.headers
+        )
+        assert payload["type"] == "operation.completed"
+    stranger = receivers_secret(ANONYMOUS.tenant, "another-master-key-of-32-bytes-or-more")
+    with pytest.raises(Exception, match="No matching signature"):
+        Webhook(stranger).verify(post.body, post.headers)
 
 
 async def test_a_receiver_failing_twice_gets_it_a_third_time(

@@ -29,6 +29,7 @@ from services.callbacks.sender import AddressNotAllowedError, checked_address, p
 from services.callbacks.signing import (
     SigningKeyError,
     master_key,
+    master_keys,
     secret_from_text,
     secret_text,
     signature,
@@ -73,12 +74,29 @@ def test_a_signature_verifies_with_the_standardwebhooks_package_and_a_changed_bo
     secret = tenant_secret(master_key("m" * 32), "acme")
     now = int(datetime.now(UTC).timestamp())
     body = b'{"type":"operation.completed"}'
-    headers = signed_headers(secret, "evt-1", now, body)
+    headers = signed_headers([secret], "evt-1", now, body)
     receiver = Webhook(secret_text(secret))
 
     assert receiver.verify(body, headers) == {"type": "operation.completed"}
     with pytest.raises(Exception, match="No matching signature"):
         receiver.verify(body.replace(b"completed", b"failed"), headers)
+
+
+def test_while_the_master_key_is_rotated_a_receiver_with_either_secret_accepts() -> None:
+    current, previous = master_keys("n" * 32, " " + "p" * 32 + " ,")
+    now = int(datetime.now(UTC).timestamp())
+    body = b'{"type":"operation.failed"}'
+    secrets = [tenant_secret(key, "acme") for key in (current, previous)]
+    headers = signed_headers(secrets, "evt-2", now, body)
+    stranger = tenant_secret(master_key("q" * 32), "acme")
+
+    for secret in secrets:
+        assert Webhook(secret_text(secret)).verify(body, headers) == {"type": "operation.failed"}
+    with pytest.raises(Exception, match="No matching signature"):
+        Webhook(secret_text(stranger)).verify(body, headers)
+    assert len(headers["webhook-signature"].split()) == 2
+    with pytest.raises(SigningKeyError, match="PREVIOUS"):
+        master_keys("n" * 32, "short")
 
 
 def test_each_tenant_has_its_own_secret_and_short_master_keys_are_refused() -> None:
