@@ -42,6 +42,7 @@ from tests.seed_requests import (
 from tests.stack import eventually, graphql, running, serving_edge, stored_events
 from tests.support.processes import REPO_ROOT, ServiceProcess, service_env
 from tests.support.upstream import UpstreamServer
+from tests.ws_client import graphql_websocket
 
 pytestmark = [pytest.mark.nats, pytest.mark.e2e]
 
@@ -198,6 +199,27 @@ async def test_the_edge_shows_both_schemas_and_routes_each_operation(
     seen = [call for call in await upstream.seen() if "IntrospectionQuery" not in call["body"]]
     assert len(seen) == 1
     assert "fragment Who" in seen[0]["body"]
+
+
+async def test_over_a_websocket_the_upstreams_operations_are_forwarded_and_asyncs_answered(
+    stack: httpx.AsyncClient, upstream: UpstreamServer
+) -> None:
+    url = str(stack.base_url).replace("http://", "ws://") + "/graphql"
+    async with graphql_websocket(url) as ws:
+        upstreams = await ws.start("query { me: whoami useCompany(no: 3) { no } }")
+        own = await ws.start("{ asyncRequests { operationId } }")
+        mixed = await ws.start("{ whoami asyncRequests { operationId } }")
+        answers = await asyncio.wait_for(ws.collect({upstreams, own, mixed}), 30)
+
+    [forwarded] = answers[upstreams]
+    [listed] = answers[own]
+    [refused] = answers[mixed]
+    assert forwarded["payload"]["data"] == {"me": "anonymous", "useCompany": {"no": 3}}
+    assert listed["payload"]["data"] == {"asyncRequests": []}
+    assert [e["extensions"]["code"] for e in refused["payload"]["errors"]] == ["MIXED_OPERATION"]
+    seen = [call for call in await upstream.seen() if "IntrospectionQuery" not in call["body"]]
+    assert len(seen) == 1
+    assert "useCompany" in seen[0]["body"]
 
 
 async def test_the_upstream_is_told_who_asks_and_not_the_clients_credentials(
