@@ -185,12 +185,17 @@ class EventLog:
         msg_id: str,
         after: int | None = None,
         payload: bytes | None = None,
+        refuse_duplicate: bool = False,
     ) -> int:
         """Store ``event``; return its sequence.
 
         With ``after``, only if nothing was stored on the operation's subjects since that
         sequence (0: nothing at all); otherwise AppendConflictError and nothing is stored.
         ``msg_id`` makes an unguarded retry of the same fact a no-op inside the dedup window.
+        JetStream checks that window before any expectation, so a message with the same id
+        stored within it is acknowledged as a duplicate whatever it held: with
+        ``refuse_duplicate`` that is an AppendConflictError too (the caller reads what is
+        stored and tells its own earlier try from someone else's).
         Every event carries its CloudEvents attributes as headers (contracts/cloudevents.py).
         """
         headers = cloudevent_headers(event, self.source)
@@ -212,6 +217,8 @@ class EventLog:
             if error.err_code == WRONG_LAST_SEQUENCE:
                 raise AppendConflictError(error.description) from None
             raise
+        if refuse_duplicate and ack.duplicate:
+            raise AppendConflictError(f"a message with id {msg_id} is stored already")
         return ack.seq
 
     async def _first_started(

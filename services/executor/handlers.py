@@ -291,12 +291,21 @@ async def _append_guarded(
     what: str,
     budget_s: float,
     payload: bytes | None = None,
+    refuse_duplicate: bool = False,
 ) -> int | None:
     """Store ``event`` only if nothing was stored for its operation since ``after``, riding out
-    NATS trouble for ``budget_s``; its sequence, or None if the stream changed meanwhile."""
+    NATS trouble for ``budget_s``; its sequence, or None if the stream changed meanwhile (with
+    ``refuse_duplicate``, also if a message with its id was stored already)."""
     try:
         return await riding_through(
-            functools.partial(events.append, event, msg_id=msg_id, after=after, payload=payload),
+            functools.partial(
+                events.append,
+                event,
+                msg_id=msg_id,
+                after=after,
+                payload=payload,
+                refuse_duplicate=refuse_duplicate,
+            ),
             what=what,
             budget_s=budget_s,
         )
@@ -372,6 +381,9 @@ async def record_outcome(
             what=f"storing the outcome of {operation}",
             budget_s=OUTCOME_RIDE_THROUGH_S,
             payload=payload,
+            # Another attempt's ending stored under the same id within the dedup window is
+            # acknowledged as a duplicate: read, not taken for this one's.
+            refuse_duplicate=True,
         )
         if stored_at is not None:
             return outcome

@@ -16,7 +16,7 @@ from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 
 from contracts.events import OperationCompleted, OperationRequested, correlation_of
-from contracts.names import VIEW_BUCKET, result_object_name
+from contracts.names import VIEW_BUCKET, result_object_name, terminal_msg_id
 from examples.actions import ACTIONS_FILE
 from examples.actions.handler import app as demo_handler
 from examples.ledger.schema import ledger_row
@@ -416,5 +416,35 @@ async def test_an_outcome_that_loses_to_another_attempts_removes_its_object(
     assert stored is None
     assert not await results.exists(name)
     facts = await event_log.facts("t", "lost-race")
+    assert facts.terminal is not None
+    assert facts.terminal[1].event_id == winner.event_id
+
+
+async def test_an_outcome_deduplicated_against_another_attempts_removes_its_object(
+    event_log: EventLog, js: JetStreamContext
+) -> None:
+    request = OperationRequested(
+        operation_id="dedup-race", tenant="t", principal="u", trace_id="tr", query="{ a }"
+    )
+    await event_log.append(request, msg_id="dedup-race")
+    # The other attempt's ending, stored under the id every ending of the operation takes.
+    winner = OperationCompleted(**correlation_of(request), response={"data": {"a": 1}})
+    won_at = await event_log.append(winner, msg_id=terminal_msg_id(request.operation_id))
+    results = ResultStore(js, event_log.inbox)
+    loser = OperationCompleted(**correlation_of(request), response={"data": {"a": "x" * 5000}})
+    name = result_object_name(request.operation_id, loser.event_id)
+
+    stored = await record_outcome(
+        event_log,
+        request,
+        loser,
+        after=won_at,  # its guard passes: JetStream answers it as a duplicate of the winner
+        limits=ResultLimits(max_payload=1 << 20, inline_bytes=1024),
+        results=results,
+    )
+
+    assert stored is None
+    assert not await results.exists(name)
+    facts = await event_log.facts("t", "dedup-race")
     assert facts.terminal is not None
     assert facts.terminal[1].event_id == winner.event_id
