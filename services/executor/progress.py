@@ -18,7 +18,6 @@ operation that ends sooner stores only its final report, one event rather than t
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import AsyncIterator, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -32,12 +31,11 @@ log = logging.getLogger(__name__)
 
 # At most this many progress events per attempt and second (plus the final one).
 PUBLISH_EVERY_S: Final = 0.25
-# How long the first report waits for the attempt's start to be visible, and how often it looks.
+# How long the first report waits for the attempt's start to be stored.
 START_VISIBLE_WITHIN_S: Final = 5.0
-START_POLL_S: Final = 0.02
 
 # Set by the executor's handler around an attempt's run: resolves True once the attempt's start
-# is stored, False if it was refused. Unset (a run started otherwise): the stream is read.
+# is stored, False if it was refused.
 START_STORED: ContextVar["asyncio.Future[bool] | None"] = ContextVar("start_stored", default=None)
 
 
@@ -132,24 +130,10 @@ class ThrottledProgress(ProgressReporter):
         self._schedule()  # a report that came while this one was sent
 
     async def _start_visible(self) -> bool:
-        """Wait until this attempt's start is on the stream; False if it never shows (or the
-        operation has ended): its reports are then dropped."""
-        if self._start_stored is not None:
-            return await _told(self._start_stored)
-        deadline = time.monotonic() + START_VISIBLE_WITHIN_S
-        operation = self._request.operation_id
-        while time.monotonic() < deadline:
-            try:
-                facts = await self._events.facts(self._request.tenant, operation)
-            except Exception as error:  # any failure: progress is not worth failing the run
-                log.warning("operation %s: progress not published (%r)", operation, error)
-                return False
-            if facts.terminal is not None:
-                return False
-            if facts.started is not None and facts.started[1].attempt >= self._attempt:
-                return True
-            await asyncio.sleep(START_POLL_S)
-        return False
+        """Wait until this attempt's start is stored; False if it never is (refused, or not
+        said within START_VISIBLE_WITHIN_S): its reports are then dropped. A run the handler
+        did not begin has nobody to say it, and publishes no progress."""
+        return self._start_stored is not None and await _told(self._start_stored)
 
     async def _publish(self, event: OperationProgressed) -> None:
         try:

@@ -391,60 +391,42 @@ async def test_an_action_output_kept_in_the_bucket_reads_as_any_other(
     assert completed.response_ref is not None
 
 
+@pytest.mark.parametrize(
+    "race",
+    [
+        # It read the facts before the winner was stored: its guarded write is refused.
+        "refused",
+        # Its guard passes, but the winner took the id every ending of the operation takes:
+        # JetStream answers it as a duplicate of the winner.
+        "deduplicated",
+    ],
+)
 async def test_an_outcome_that_loses_to_another_attempts_removes_its_object(
-    event_log: EventLog, js: JetStreamContext
+    event_log: EventLog, js: JetStreamContext, race: str
 ) -> None:
+    operation_id = f"{race}-race"
     request = OperationRequested(
-        operation_id="lost-race", tenant="t", principal="u", trace_id="tr", query="{ a }"
+        operation_id=operation_id, tenant="t", principal="u", trace_id="tr", query="{ a }"
     )
-    requested_at = await event_log.append(request, msg_id="lost-race")
+    requested_at = await event_log.append(request, msg_id=operation_id)
     winner = OperationCompleted(**correlation_of(request), response={"data": {"a": 1}})
-    await event_log.append(winner, msg_id="lost-race.winner")
+    winner_id = terminal_msg_id(operation_id) if race == "deduplicated" else f"{race}.winner"
+    won_at = await event_log.append(winner, msg_id=winner_id)
     results = ResultStore(js, event_log.inbox)
     loser = OperationCompleted(**correlation_of(request), response={"data": {"a": "x" * 5000}})
-    name = result_object_name(request.operation_id, loser.event_id)
+    name = result_object_name(operation_id, loser.event_id)
 
     stored = await record_outcome(
         event_log,
         request,
         loser,
-        after=requested_at,  # it read the facts before the winner was stored
+        after=won_at if race == "deduplicated" else requested_at,
         limits=ResultLimits(max_payload=1 << 20, inline_bytes=1024),
         results=results,
     )
 
     assert stored is None
     assert not await results.exists(name)
-    facts = await event_log.facts("t", "lost-race")
-    assert facts.terminal is not None
-    assert facts.terminal[1].event_id == winner.event_id
-
-
-async def test_an_outcome_deduplicated_against_another_attempts_removes_its_object(
-    event_log: EventLog, js: JetStreamContext
-) -> None:
-    request = OperationRequested(
-        operation_id="dedup-race", tenant="t", principal="u", trace_id="tr", query="{ a }"
-    )
-    await event_log.append(request, msg_id="dedup-race")
-    # The other attempt's ending, stored under the id every ending of the operation takes.
-    winner = OperationCompleted(**correlation_of(request), response={"data": {"a": 1}})
-    won_at = await event_log.append(winner, msg_id=terminal_msg_id(request.operation_id))
-    results = ResultStore(js, event_log.inbox)
-    loser = OperationCompleted(**correlation_of(request), response={"data": {"a": "x" * 5000}})
-    name = result_object_name(request.operation_id, loser.event_id)
-
-    stored = await record_outcome(
-        event_log,
-        request,
-        loser,
-        after=won_at,  # its guard passes: JetStream answers it as a duplicate of the winner
-        limits=ResultLimits(max_payload=1 << 20, inline_bytes=1024),
-        results=results,
-    )
-
-    assert stored is None
-    assert not await results.exists(name)
-    facts = await event_log.facts("t", "dedup-race")
+    facts = await event_log.facts("t", operation_id)
     assert facts.terminal is not None
     assert facts.terminal[1].event_id == winner.event_id
