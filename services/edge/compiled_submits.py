@@ -234,7 +234,8 @@ class CompiledSubmits:
         if query in self._plans:
             self._plans.move_to_end(query)
             return self._plans[query]
-        if len(query) > MAX_DOCUMENT_CHARS:
+        if len(query) > MAX_DOCUMENT_CHARS or FIELD not in query:
+            # Most documents are not submits at all: not parsed twice (here and by strawberry).
             return None
         plan = self._plans[query] = compile_submit(self.schema, query, self.shape)
         if len(self._plans) > MAX_PLANS:
