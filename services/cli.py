@@ -246,6 +246,9 @@ def _print_api_key(_: Settings, arguments: argparse.Namespace) -> int:
 
 Command = Callable[[Settings, argparse.Namespace], int]
 
+# The commands that run a long-lived service, each in a process of its own.
+SERVICES = frozenset({"edge", "executor", "projector", "callbacks"})
+
 COMMANDS: dict[str, tuple[Command, str]] = {
     "up": (_run_up, "run NATS, the edge, an executor and the projector together"),
     "provision": (_provision, "create or update the streams, buckets and consumers in NATS"),
@@ -312,6 +315,10 @@ def main(argv: list[str] | None = None) -> int:
             command.add_argument("--json", action="store_true", help="print JSON, for scripts")
     arguments = parser.parse_args(argv)
     configure_logging()
+    if arguments.command in SERVICES:
+        from services.common.runtime import freeze_at_startup
+
+        freeze_at_startup()  # this process runs the one service and nothing else
     try:
         settings = Settings.from_env()
         return COMMANDS[arguments.command][0](settings, arguments)
