@@ -7,7 +7,7 @@ then ends as OperationFailed with code CANCELLED (unless it had ended already).
 OperationAttemptFailed follows an attempt that failed for a passing reason and will be retried;
 it is not terminal (the next attempt's OperationStarted follows it).
 OperationProgressed (zero or more, while an attempt runs) reports how far it has got; it is not
-terminal and changes no status either.
+terminal and changes no status either. An attempt's last report may instead ride on its ending.
 
 An operation queued with a callback URL is POSTed to it once it has ended; each attempt at that
 is a fact after the terminal one: CallbackAttempted (failed, will be tried again),
@@ -132,6 +132,17 @@ class ResultReference(msgspec.Struct, frozen=True, kw_only=True):
     digest: str
 
 
+class ProgressReport(msgspec.Struct, frozen=True, kw_only=True):
+    """An attempt's last progress report, carried by the attempt's ending rather than stored as
+    an OperationProgressed event of its own: ``report`` numbers it as OperationProgressed does."""
+
+    attempt: int
+    report: int
+    done: int
+    total: int
+    message: str | None = None
+
+
 class OperationCompleted(Event, frozen=True, kw_only=True, tag="completed"):
     """The operation produced data: ``response`` is the synchronous GraphQL response.
 
@@ -142,7 +153,9 @@ class OperationCompleted(Event, frozen=True, kw_only=True, tag="completed"):
     What ran: ``operation_name`` is the GraphQL operation name of the document (null for an
     anonymous operation), ``action`` the action's name (null unless an action ran). Both are
     null in events stored before asyncgate recorded them. ``callback``: its request asked for a
-    callback (so the callbacks service reads the request only for these).
+    callback (so the callbacks service reads the request only for these). ``progress``: the
+    attempt's last progress report when it was not published on its own before the ending
+    (null if there was none, and in events stored before endings carried it).
     """
 
     response: dict[str, Any] | None = None
@@ -150,14 +163,15 @@ class OperationCompleted(Event, frozen=True, kw_only=True, tag="completed"):
     operation_name: str | None = None
     action: str | None = None
     callback: bool = False
+    progress: ProgressReport | None = None
 
 
 class OperationFailed(Event, frozen=True, kw_only=True, tag="failed"):
     """The operation produced no data; ``response`` holds the GraphQL response if there was one.
 
     ``code`` is a stable error code and ``error`` a message for people. ``operation_name``,
-    ``action``, ``callback`` and ``response_ref`` (standing for a large ``response``) as in
-    OperationCompleted.
+    ``action``, ``callback``, ``progress`` and ``response_ref`` (standing for a large
+    ``response``) as in OperationCompleted.
     """
 
     code: str
@@ -167,6 +181,7 @@ class OperationFailed(Event, frozen=True, kw_only=True, tag="failed"):
     operation_name: str | None = None
     action: str | None = None
     callback: bool = False
+    progress: ProgressReport | None = None
 
 
 class OperationCancelRequested(Event, frozen=True, kw_only=True, tag="cancel_requested"):

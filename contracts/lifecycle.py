@@ -31,6 +31,7 @@ from contracts.events import (
     OperationProgressed,
     OperationRequested,
     OperationStarted,
+    ProgressReport,
     TerminalEvent,
 )
 from contracts.view import (
@@ -55,20 +56,19 @@ def _status(*, attempts: int, terminal: TaskStatus | None) -> TaskStatus:
     return TaskStatus.RUNNING if attempts > 0 else TaskStatus.QUEUED
 
 
-def _with_progress(
-    view: OperationView, event: OperationProgressed, sequence: int, last_sequence: int
-) -> OperationView:
-    """``view`` with the report ``event`` (at ``sequence``) if it is newer than the view's and
-    not stored after the terminal event."""
-    current = view.progress
-    after_end = view.terminal_sequence is not None and sequence > view.terminal_sequence
-    older = current is not None and (current.attempt, current.report) >= (
+def _newer_progress(
+    current: OperationProgress | None, event: OperationProgressed | ProgressReport, sequence: int
+) -> OperationProgress | None:
+    """The report ``event`` (stored at ``sequence``) if it is newer than ``current``, else
+    ``current``: a later attempt's, or a later report of the same attempt (the sequence only
+    breaks ties, so that the fold keeps the same one whatever order they come in)."""
+    if current is not None and (current.attempt, current.report, current.sequence) >= (
         event.attempt,
         event.report,
-    )
-    if after_end or older:
-        return replace(view, last_sequence=last_sequence)
-    progress = OperationProgress(
+        sequence,
+    ):
+        return current
+    return OperationProgress(
         done=event.done,
         total=event.total,
         message=event.message,
@@ -76,6 +76,16 @@ def _with_progress(
         report=event.report,
         sequence=sequence,
     )
+
+
+def _with_progress(
+    view: OperationView, event: OperationProgressed, sequence: int, last_sequence: int
+) -> OperationView:
+    """``view`` with the report ``event`` (at ``sequence``) if it is newer than the view's and
+    not stored after the terminal event."""
+    if view.terminal_sequence is not None and sequence > view.terminal_sequence:
+        return replace(view, last_sequence=last_sequence)
+    progress = _newer_progress(view.progress, event, sequence)
     return replace(view, progress=progress, last_sequence=last_sequence)
 
 
@@ -101,12 +111,20 @@ def _with_attempt(
 def _with_ending(
     view: OperationView, event: TerminalEvent, sequence: int, last_sequence: int
 ) -> OperationView:
-    """The outcome, unless a terminal event stored earlier decided it already."""
+    """The outcome, unless a terminal event stored earlier decided it already.
+
+    The last report an ending carries counts even when another ending decided: it is one of the
+    operation's reports all the same, and taking the newest of all of them keeps the fold
+    order-free."""
+    progress = view.progress
+    if event.progress is not None:
+        progress = _newer_progress(progress, event.progress, sequence)
     if view.terminal_sequence is not None and view.terminal_sequence <= sequence:
-        return replace(view, last_sequence=last_sequence)
+        return replace(view, progress=progress, last_sequence=last_sequence)
     failed = isinstance(event, OperationFailed)
     return replace(
         view,
+        progress=progress,
         status=TaskStatus.ERROR if failed else TaskStatus.SUCCESS,
         completed_at=event.occurred_at,
         code=event.code if isinstance(event, OperationFailed) else None,

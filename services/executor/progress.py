@@ -1,9 +1,10 @@
 """Publishing a running attempt's progress reports as throttled OperationProgressed events.
 
 A resolver may report thousands of times a second; the stream gets at most one event per
-PUBLISH_EVERY_S per attempt, each carrying the newest report at the time it is sent, and the
-newest report of all is published before the attempt's ending is stored (``finish``), so a
-watcher's last progress is the last one reported.
+PUBLISH_EVERY_S per attempt, each carrying the newest report at the time it is sent. The newest
+report of all, if not yet published when the attempt ends, rides on the attempt's ending
+(``finish`` hands it over, and the runner puts it in the terminal event), so a watcher's last
+progress is the last one reported, and it costs no event of its own.
 
 Nothing is published before the attempt's start is visible on the stream. A first delivery runs
 the operation while its start is still being stored (services/executor/handlers.py), and that
@@ -12,7 +13,8 @@ would make the start refused and the run begin again. The handler says when the 
 (``START_STORED``, a context variable the run's task inherits), so nothing is read to find out.
 
 The first event waits PUBLISH_EVERY_S from the attempt's beginning like every later one: an
-operation that ends sooner stores only its final report, one event rather than two.
+operation that ends sooner publishes no progress event at all, its ending carrying its last
+report.
 """
 
 import asyncio
@@ -23,7 +25,12 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Final
 
-from contracts.events import OperationProgressed, OperationRequested, correlation_of
+from contracts.events import (
+    OperationProgressed,
+    OperationRequested,
+    ProgressReport,
+    correlation_of,
+)
 from services.common.event_log import EventLog
 from services.common.progress import ProgressReporter
 
@@ -143,14 +150,20 @@ class ThrottledProgress(ProgressReporter):
         except Exception as error:  # any failure: a later report, or the ending, follows
             log.warning("operation %s: progress not published (%r)", event.operation_id, error)
 
-    async def finish(self) -> None:
-        """Publish the newest report not yet published, now, and stop."""
+    async def finish(self) -> ProgressReport | None:
+        """Stop, and hand over the newest report not yet published, for the attempt's ending
+        to carry (None if every report was published). The ending is stored only after the
+        attempt's start, so carrying the report needs no wait for the start."""
         self._closed = True
         self._cancel_timer()
         if self._sending is not None:
-            await self._sending  # in order: the report being sent is older
-        if self._pending is not None:
-            await self._send_pending()
+            await self._sending  # a report being sent is older: it is stored first
+        if self._pending is None:
+            return None
+        (report, done, total, message), self._pending = self._pending, None
+        return ProgressReport(
+            attempt=self._attempt, report=report, done=done, total=total, message=message
+        )
 
     async def abandon(self) -> None:
         """Stop without publishing anything more (the attempt was cancelled or failed)."""
@@ -178,12 +191,11 @@ class ProgressPublisher:
     async def attempt(
         self, request: OperationRequested, attempt: int
     ) -> AsyncIterator[ThrottledProgress]:
-        """The reporter of one attempt: its newest report is published when the block ends
-        normally, dropped when it raises (cancelled, timed out)."""
+        """The reporter of one attempt. The block calls its ``finish`` for the report the
+        ending carries; whatever is pending when the block raises (cancelled, timed out) is
+        dropped."""
         reporter = ThrottledProgress(request, attempt, self.events())
         try:
             yield reporter
-        except BaseException:
+        finally:
             await reporter.abandon()
-            raise
-        await reporter.finish()

@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass
 
 import httpx
+from msgspec.structs import replace
 
 from contracts.errors import ErrorCode
 from contracts.events import (
@@ -69,7 +70,9 @@ class OperationRunner:
         if self.progress is None:
             return await self._execute_reporting_to(request, ProgressReporter())
         async with self.progress.attempt(request, attempt) as progress:
-            return await self._execute_reporting_to(request, progress)
+            ending = await self._execute_reporting_to(request, progress)
+            last_report = await progress.finish()
+        return ending if last_report is None else replace(ending, progress=last_report)
 
     async def _execute_reporting_to(
         self, request: OperationRequested, progress: ProgressReporter

@@ -16,6 +16,7 @@ from contracts.events import (
     OperationProgressed,
     OperationRequested,
     OperationStarted,
+    ProgressReport,
     cancelled,
 )
 from contracts.lifecycle import evolve, fold
@@ -43,7 +44,8 @@ def histories(draw: st.DrawFn) -> list[tuple[int, OperationEvent]]:
     events: list[OperationEvent] = [
         OperationRequested(**ENVELOPE, query="{a}", occurred_at=at(0), listing_ordinal=7)
     ]
-    for attempt in range(1, draw(st.integers(0, 3)) + 1):
+    attempts = draw(st.integers(0, 3))
+    for attempt in range(1, attempts + 1):
         events.append(
             OperationStarted(
                 **ENVELOPE, attempt=attempt, worker=f"w{attempt}", occurred_at=at(attempt)
@@ -58,13 +60,31 @@ def histories(draw: st.DrawFn) -> list[tuple[int, OperationEvent]]:
             OperationCancelRequested(**ENVELOPE, occurred_at=at(5)),
         )
     for index in range(draw(st.integers(0, 2))):
+        # An ending may carry its attempt's last report (any attempt's: two may both end).
+        last_report = draw(
+            st.none()
+            | st.builds(
+                ProgressReport,
+                attempt=st.integers(1, max(1, attempts)),
+                report=st.integers(1, 5),
+                done=st.integers(0, 10),
+                total=st.just(10),
+            )
+        )
         if draw(st.booleans()):
             events.append(
-                OperationCompleted(**ENVELOPE, response={"data": {"i": index}}, occurred_at=at(9))
+                OperationCompleted(
+                    **ENVELOPE,
+                    response={"data": {"i": index}},
+                    occurred_at=at(9),
+                    progress=last_report,
+                )
             )
         else:
             events.append(
-                OperationFailed(**ENVELOPE, code="C", error=f"e{index}", occurred_at=at(9))
+                OperationFailed(
+                    **ENVELOPE, code="C", error=f"e{index}", occurred_at=at(9), progress=last_report
+                )
             )
     return list(enumerate(events, start=1))
 
@@ -201,3 +221,26 @@ def test_progress_stored_after_the_ending_is_ignored_and_the_ending_keeps_the_la
     assert after == replace(ended, last_sequence=4)
     assert ended.progress is not None
     assert (ended.status, ended.progress.done) == (TaskStatus.SUCCESS, 10)
+
+
+def test_the_last_report_an_ending_carries_is_the_views_progress_in_any_order() -> None:
+    requested = OperationRequested(**ENVELOPE, query="{a}", occurred_at=at(0))
+    started = OperationStarted(**ENVELOPE, attempt=1, worker="w", occurred_at=at(1))
+    completed = OperationCompleted(
+        **ENVELOPE,
+        response={"data": {"a": 1}},
+        occurred_at=at(3),
+        progress=ProgressReport(attempt=1, report=6, done=10, total=10, message="done"),
+    )
+    history: list[tuple[int, OperationEvent]] = [
+        (1, requested),
+        (2, started),
+        (3, progressed(1, 5, done=8)),
+        (4, completed),
+    ]
+
+    view = fold(history)["op"]
+
+    assert view.progress is not None
+    assert (view.progress.done, view.progress.message, view.progress.report) == (10, "done", 6)
+    assert fold(list(reversed(history)))["op"] == view
