@@ -11,10 +11,10 @@ import httpx
 import pytest
 from nats.js import JetStreamContext
 
-from contracts.events import OperationCompleted, OperationProgressed
+from contracts.events import OperationCompleted, OperationProgressed, OperationStarted
 from services.common.settings import Settings
 from services.executor.app import create_app as create_executor
-from services.executor.progress import PUBLISH_EVERY_S
+from services.executor.progress import FIRST_PUBLISH_AFTER_S, PUBLISH_EVERY_S
 from services.projector.app import create_app as create_projector
 from tests.stack import eventually, graphql, running, serving_edge, stored_events
 from tests.ws_client import graphql_websocket
@@ -50,7 +50,7 @@ async def submit(client: httpx.AsyncClient, inner: str) -> str:
 async def test_a_subscriber_sees_progress_rise_step_by_step_before_the_final_state(
     stack: httpx.AsyncClient,
 ) -> None:
-    operation_id = await submit(stack, "{ inSteps(steps: 5, pause: 0.4) }")
+    operation_id = await submit(stack, "{ inSteps(steps: 6, pause: 0.4) }")
     url = str(stack.base_url).replace("http://", "ws://") + "/graphql"
 
     async with graphql_websocket(url) as ws:
@@ -68,8 +68,8 @@ async def test_a_subscriber_sees_progress_rise_step_by_step_before_the_final_sta
     assert every_done == sorted(every_done), "progress never goes backwards"
     final = received[-1]
     assert final["status"] == "SUCCESS"
-    assert final["data"] == '{"data":{"inSteps":5}}'
-    assert final["progress"] == {"done": 5, "total": 5, "message": "step 5"}
+    assert final["data"] == '{"data":{"inSteps":6}}'
+    assert final["progress"] == {"done": 6, "total": 6, "message": "step 6"}
     assert all(state["status"] != "SUCCESS" for state in received[:-1])
 
 
@@ -128,8 +128,9 @@ async def test_an_operation_quicker_than_the_throttle_stores_its_last_report_on_
 async def test_progress_is_published_at_most_a_few_times_a_second(
     stack: httpx.AsyncClient, js: JetStreamContext
 ) -> None:
-    # 40 reports over about 2 s: throttled, about one event per PUBLISH_EVERY_S.
-    operation_id = await submit(stack, "{ inSteps(steps: 40, pause: 0.05) }")
+    # 60 reports over about 3 s: none published in the first FIRST_PUBLISH_AFTER_S, then
+    # throttled, about one event per PUBLISH_EVERY_S.
+    operation_id = await submit(stack, "{ inSteps(steps: 60, pause: 0.05) }")
 
     async def finished() -> bool | None:
         state = (await graphql(stack, RESULT, {"id": operation_id}))["data"]["asyncResult"]
@@ -139,13 +140,17 @@ async def test_progress_is_published_at_most_a_few_times_a_second(
     events = [e for _, e in await stored_events(js) if e.operation_id == operation_id]
     reports = [e for e in events if isinstance(e, OperationProgressed)]
     [ending] = [e for e in events if isinstance(e, OperationCompleted)]
+    [started] = [e for e in events if isinstance(e, OperationStarted)]
     elapsed_s = (reports[-1].occurred_at - reports[0].occurred_at).total_seconds()
+    # (A little slack: the two times come from two clocks' readings of the same machine.)
+    quiet_s = (reports[0].occurred_at - started.occurred_at).total_seconds()
 
+    assert quiet_s >= FIRST_PUBLISH_AFTER_S - 0.05, quiet_s
     assert len(reports) <= elapsed_s / PUBLISH_EVERY_S + 2, len(reports)
     assert len(reports) >= 3
     assert [e.report for e in reports] == sorted(e.report for e in reports)
     last = ending.progress if ending.progress is not None else reports[-1]
-    assert last.done == 40
+    assert last.done == 60
 
 
 async def test_the_edge_running_a_reporting_field_synchronously_discards_the_reports(
