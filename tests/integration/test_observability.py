@@ -37,6 +37,8 @@ pytestmark = [pytest.mark.nats, pytest.mark.e2e]
 
 SUBMIT = 'mutation { asyncQuery(query: "%s") { operationId } }'
 SUCCEEDS = "{ slowReport(seconds: 0) }"
+# Runs past the executor's first progress event (after 1 s), so it stores four events.
+REPORTS_PROGRESS = "{ slowReport(seconds: 1.5) }"
 FAILS = "{ useCompany(no: 0) { __typename } }"
 STATUS = "query($id: String!) { asyncResult(id: $id) { status errorCode } }"
 CLIENT_TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -199,9 +201,9 @@ async def test_one_trace_holds_the_edge_executor_and_projector_spans_of_an_opera
         with environment(OTEL_EXPORTER_OTLP_ENDPOINT=endpoint):
             async with stack(settings) as edge:
                 continued, continued_trace = await submit(
-                    edge, SUCCEEDS, headers={TRACEPARENT: CLIENT_TRACEPARENT}
+                    edge, REPORTS_PROGRESS, headers={TRACEPARENT: CLIENT_TRACEPARENT}
                 )
-                started, started_trace = await submit(edge, SUCCEEDS)
+                started, started_trace = await submit(edge, REPORTS_PROGRESS)
                 for operation_id in (continued, started):
                     await ended(edge, operation_id)
 
@@ -259,11 +261,11 @@ async def test_with_tracing_off_a_client_traceparent_is_passed_on_and_nothing_el
 ) -> None:
     async with stack(settings) as edge:
         continued, continued_trace = await submit(
-            edge, SUCCEEDS, headers={TRACEPARENT: CLIENT_TRACEPARENT}
+            edge, REPORTS_PROGRESS, headers={TRACEPARENT: CLIENT_TRACEPARENT}
         )
-        plain, plain_trace = await submit(edge, SUCCEEDS)
+        plain, plain_trace = await submit(edge, REPORTS_PROGRESS)
         malformed, malformed_trace = await submit(
-            edge, SUCCEEDS, headers={TRACEPARENT: CLIENT_TRACEPARENT.upper()}
+            edge, REPORTS_PROGRESS, headers={TRACEPARENT: CLIENT_TRACEPARENT.upper()}
         )
         for operation_id in (continued, plain, malformed):
             await ended(edge, operation_id)
@@ -277,7 +279,7 @@ async def test_with_tracing_off_a_client_traceparent_is_passed_on_and_nothing_el
     }
     for operation_id, trace_id in ((plain, plain_trace), (malformed, malformed_trace)):
         assert trace_id not in (CLIENT_TRACE_ID, CLIENT_TRACE_ID.upper())
-        # requested, started, progressed (slowReport reports), completed: none names a trace.
+        # requested, started, progressed, completed: none names a trace.
         assert [value for (op, _), value in headers.items() if op == operation_id] == [""] * 4
 
 
