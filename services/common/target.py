@@ -8,7 +8,7 @@ one from the settings.
 """
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -39,16 +39,34 @@ def load_schema(import_path: str) -> strawberry.Schema:
     return schema
 
 
+@dataclass(frozen=True)
+class _CachedDocumentsFactory:
+    """Makes each execution's CachedDocuments extension, all sharing one cache."""
+
+    cache: DocumentCache
+
+    def __call__(self) -> SchemaExtension:
+        return CachedDocuments(self.cache)
+
+
 def document_caches() -> list[Callable[[], SchemaExtension]]:
     """strawberry extensions that parse and validate repeated documents once, within a memory
     budget, and large ones off the event loop (``services/common/documents.py``)."""
-    cache = DocumentCache()
-    return [lambda: CachedDocuments(cache)]
+    return [_CachedDocumentsFactory(DocumentCache())]
+
+
+def has_document_cache(extensions: Iterable[object]) -> bool:
+    """Whether ``extensions`` (a schema's) already cache parsed and validated documents."""
+    return any(isinstance(extension, _CachedDocumentsFactory) for extension in extensions)
 
 
 def with_document_caches(schema: strawberry.Schema) -> strawberry.Schema:
-    """``schema``, now caching parsed and validated documents (changes it in place)."""
-    schema.extensions = (*schema.extensions, *document_caches())
+    """``schema``, now caching parsed and validated documents (changes it in place, once: a
+    schema module is loaded once per process, and every service made in that process shares it
+    and its cache; adding a cache per service made each request parse and validate once per
+    service ever made in the process, and keep every document in each cache)."""
+    if not has_document_cache(schema.extensions):
+        schema.extensions = (*schema.extensions, *document_caches())
     return schema
 
 

@@ -16,7 +16,7 @@ from strawberry.types import ExecutionContext
 from contracts.errors import ErrorCode
 from contracts.view import CallbackState, OperationView, TaskStatus
 from services.common.results import data_url
-from services.common.target import document_caches
+from services.common.target import document_caches, has_document_cache
 from services.common.timestamps import iso_timestamp
 from services.edge.async_query import queue_operation
 from services.edge.cancel import CancelOutcome, cancel_operation
@@ -372,6 +372,7 @@ def build_schema(
     config = dataclasses.replace(
         base_config, scalar_map={**base_config.scalar_map, Dictionary: DICTIONARY_SCALAR}
     )
+    target_extensions = () if target is None else tuple(target.extensions)
     return EdgeSchema(
         query=root(None if target is None else target.query, (AsyncQueries,), "Query"),
         mutation=root(None if target is None else target.mutation, own_mutations, "Mutation"),
@@ -379,11 +380,12 @@ def build_schema(
             None if target is None else target.subscription, (AsyncSubscriptions,), "Subscription"
         ),
         extensions=[
-            *(() if target is None else target.extensions),
+            *target_extensions,
             TraceIdExtension,
             MaskUnexpectedErrors,
             *shape.extensions(),
-            *document_caches(),
+            # One cache: the target's, if an executor in this process gave it one.
+            *(() if has_document_cache(target_extensions) else document_caches()),
             *extensions,
         ],
         config=config,

@@ -3,6 +3,10 @@
 from graphql import parse
 
 from services.common.documents import DocumentCache, ParsedDocument, parsed
+from services.common.settings import Settings
+from services.common.target import has_document_cache, load_schema
+from services.edge.app import create_app as create_edge
+from services.executor.app import create_app as create_executor
 
 
 def entry(query: str) -> ParsedDocument:
@@ -51,3 +55,16 @@ async def test_parsing_goes_through_the_cache() -> None:
     again = await parsed(cache, "{ a }")
 
     assert again is first
+
+
+def test_services_made_in_one_process_share_one_document_cache() -> None:
+    # An embedding program (or the tests) may make several executors and edges in one process;
+    # the target schema module is loaded once, and each service used to add a cache of its own
+    # to it, so a request was parsed and validated once per service ever made.
+    settings = Settings(target_schema="tests.targets:schema")
+    for _ in range(3):
+        create_executor(settings)
+    create_edge(settings)
+
+    extensions = load_schema(settings.target_schema).extensions
+    assert sum(has_document_cache([extension]) for extension in extensions) == 1
