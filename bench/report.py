@@ -127,6 +127,8 @@ RAW_COLUMNS: Final = (
         "asyncgate.open_50.running_visible_p99_ms|asyncgate.open_200.running_visible_p99_ms",
     ),
     ("W2 s", "asyncgate.w2.last_done_after_last_submit_s"),
+    ("asyncgate slowest op W1/W2 s", "asyncgate.w1.slowest_s|asyncgate.w2.slowest_s"),
+    ("Celery slowest op W1 s", "celery.w1.slowest_s"),
     ("idle edge msgs", "asyncgate.w1.idle_edge_msgs"),
     ("load avg (1 min)", "load_average"),
 )
@@ -195,6 +197,9 @@ METHOD: Final = """\
 - **W2** submits the `slowReport(seconds: 0.2)` field of the example schema with default
   settings (executor concurrency as the services default) and measures from the last submit's
   answer until the last one is final in the view bucket.
+- **Slowest operation** (raw numbers): in W1 and W2, the longest any one operation took from
+  its submit being sent until the feed saw it done, so that one stalled operation shows however
+  fast the others were.
 - **Edge memory**: the executor is frozen (SIGSTOP), the operations are submitted, one
   subscription per operation is opened (100 per WebSocket, strawberry's limit), and once each
   has had its first answer the edge's VmRSS is read from `/proc/<pid>/status`; then the

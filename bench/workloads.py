@@ -97,6 +97,7 @@ async def _closed_loop_completion(
         "all_done": all_done,
         "completed_per_s": completed / seconds if completed else 0.0,
         "drain_after_last_submit_s": (max(done) - load.finished) if done else math.nan,
+        "slowest_s": _slowest_s(load, feed),
         "cpu_ms_per_op": {
             name: used * 1000 / completed if completed else math.nan for name, used in cpu.items()
         },
@@ -105,6 +106,13 @@ async def _closed_loop_completion(
         "bench_cpu_ms_per_op": bench_cpu_s * 1000 / completed if completed else math.nan,
     }
     return load, figures
+
+
+def _slowest_s(load: LoadResult, feed: DoneFeed) -> float:
+    """The longest any operation took from its submit being sent until the feed saw it done
+    (NaN if none was seen done): a stalled operation shows here however fast the rest were."""
+    took = [feed.done_at[key] - sent for key, sent in load.sent_at.items() if key in feed.done_at]
+    return max(took) if took else math.nan
 
 
 def _edge_out_msgs(stack: AsyncgateStack) -> tuple[float, float]:
@@ -202,6 +210,7 @@ async def w2_slow_reports(
         "all_done": all_done,
         "submit_s": load.seconds,
         "last_done_after_last_submit_s": (max(done) - load.finished) if done else math.nan,
+        "slowest_s": _slowest_s(load, feed),
     }
 
 

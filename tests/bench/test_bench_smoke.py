@@ -3,6 +3,7 @@ asyncgate and the Celery + Redis peer, so the bench cannot rot. It checks that e
 ran to its end, not how fast: the figures are the bench's to report, not a test's to assert."""
 
 import json
+import math
 import shutil
 import subprocess
 import sys
@@ -43,9 +44,13 @@ def test_bench_smoke_run_measures_every_workload(tmp_path: Path) -> None:
             assert measured[system][f"open_{rate:g}"]["failed"] == 0
         assert measured["asyncgate"][f"open_{rate:g}"]["running_visible_count"] > 0
     assert measured["asyncgate"]["w2"]["all_done"]
+    # Every operation was seen done, so the slowest one's time is a real duration.
+    for system, workload in (("asyncgate", "w1"), ("celery", "w1"), ("asyncgate", "w2")):
+        assert 0 < measured[system][workload]["slowest_s"] < math.inf
     assert document["edge_memory"]["edge_rss_mb"] > 0
     assert document["listing"]["retained"] >= document["sizes"]["history"]
     assert document["idle_edge_identified"]
     report = (tmp_path / "performance.md").read_text()
     assert "## Issue 9's targets" in report
+    assert "asyncgate slowest op W1/W2 s" in report
     assert (tmp_path / "performance-latency.png").stat().st_size > 0
