@@ -86,11 +86,6 @@ class PromptPull:
             subscription, self._subscription = self._subscription, None
             await subscription.unsubscribe()
 
-    @property
-    def owed(self) -> int:
-        """Messages asked for and not delivered yet."""
-        return 0 if self._open is None else self._open.remaining
-
     async def next_batch(self, limit: int) -> list[Msg]:
         """Up to ``limit`` messages: those that arrived already, or else the first ones to
         arrive within ``expires_s``, or before the open request is taken for lost (an empty
