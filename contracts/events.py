@@ -1,7 +1,9 @@
 """Operation events: past-tense facts, frozen and keyword-only, each with the same envelope.
 
 An operation's life is OperationRequested, then OperationStarted (once per attempt), then exactly
-one terminal fact: OperationCompleted (status SUCCESS) or OperationFailed (status ERROR).
+one terminal fact: OperationCompleted (status SUCCESS) or OperationFailed (status ERROR). An
+attempt that ends within moments of starting stores no OperationStarted: its start rides on its
+ending instead (``start``), as an attempt's last progress report may.
 OperationCancelRequested may come at any time; it changes no status by itself: the operation
 then ends as OperationFailed with code CANCELLED (unless it had ended already).
 OperationAttemptFailed follows an attempt that failed for a passing reason and will be retried;
@@ -120,6 +122,17 @@ class OperationStarted(Event, frozen=True, kw_only=True, tag="started"):
     delivery: int = 0
 
 
+class AttemptStart(msgspec.Struct, frozen=True, kw_only=True):
+    """The start of the attempt an ending concludes, carried by the ending rather than stored
+    as an OperationStarted of its own: the same ``attempt``, ``worker`` and ``delivery``, and
+    ``started_at`` where OperationStarted has its envelope's ``occurred_at``."""
+
+    attempt: int
+    worker: str
+    delivery: int
+    started_at: datetime
+
+
 class ResultReference(msgspec.Struct, frozen=True, kw_only=True):
     """Where a result too large to carry in its event is kept: the object ``name`` in the
     results bucket (contracts.names.RESULTS_BUCKET, a JetStream Object Store), ``size`` bytes
@@ -155,7 +168,10 @@ class OperationCompleted(Event, frozen=True, kw_only=True, tag="completed"):
     null in events stored before asyncgate recorded them. ``callback``: its request asked for a
     callback (so the callbacks service reads the request only for these). ``progress``: the
     attempt's last progress report when it was not published on its own before the ending
-    (null if there was none, and in events stored before endings carried it).
+    (null if there was none, and in events stored before endings carried it). ``start``: the
+    start of the attempt that ended, when it was not stored as an OperationStarted (an attempt
+    that ended within moments; null otherwise, for endings of operations never run, and in
+    events stored before endings carried it).
     """
 
     response: dict[str, Any] | None = None
@@ -164,14 +180,15 @@ class OperationCompleted(Event, frozen=True, kw_only=True, tag="completed"):
     action: str | None = None
     callback: bool = False
     progress: ProgressReport | None = None
+    start: AttemptStart | None = None
 
 
 class OperationFailed(Event, frozen=True, kw_only=True, tag="failed"):
     """The operation produced no data; ``response`` holds the GraphQL response if there was one.
 
     ``code`` is a stable error code and ``error`` a message for people. ``operation_name``,
-    ``action``, ``callback``, ``progress`` and ``response_ref`` (standing for a large
-    ``response``) as in OperationCompleted.
+    ``action``, ``callback``, ``progress``, ``start`` and ``response_ref`` (standing for a
+    large ``response``) as in OperationCompleted.
     """
 
     code: str
@@ -182,6 +199,7 @@ class OperationFailed(Event, frozen=True, kw_only=True, tag="failed"):
     action: str | None = None
     callback: bool = False
     progress: ProgressReport | None = None
+    start: AttemptStart | None = None
 
 
 class OperationCancelRequested(Event, frozen=True, kw_only=True, tag="cancel_requested"):

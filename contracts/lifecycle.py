@@ -115,16 +115,28 @@ def _with_ending(
 
     The last report an ending carries counts even when another ending decided: it is one of the
     operation's reports all the same, and taking the newest of all of them keeps the fold
-    order-free."""
+    order-free. So does the start an ending carries, as an OperationStarted would."""
     progress = view.progress
     if event.progress is not None:
         progress = _newer_progress(progress, event.progress, sequence)
+    attempts, started_at = view.attempts, view.started_at
+    if event.start is not None:
+        attempts = max(attempts, event.start.attempt)
+        started_at = _earliest(started_at, event.start.started_at)
     if view.terminal_sequence is not None and view.terminal_sequence <= sequence:
-        return replace(view, progress=progress, last_sequence=last_sequence)
+        return replace(
+            view,
+            progress=progress,
+            attempts=attempts,
+            started_at=started_at,
+            last_sequence=last_sequence,
+        )
     failed = isinstance(event, OperationFailed)
     return replace(
         view,
         progress=progress,
+        attempts=attempts,
+        started_at=started_at,
         status=TaskStatus.ERROR if failed else TaskStatus.SUCCESS,
         completed_at=event.occurred_at,
         code=event.code if isinstance(event, OperationFailed) else None,

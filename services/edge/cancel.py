@@ -7,7 +7,9 @@ start the operation any more: a later delivery reads it and ends the operation C
 (services/executor/decide.py). An attempt started before it is cancelled in its executor, which
 hears the request as it is stored (services/executor/cancellation.py). An operation nothing
 started is ended here, guarded on the cancel request's sequence, so that it reads CANCELLED at
-once even while no executor runs.
+once even while no executor runs. (An attempt that ends within moments stores no start of its
+own, so this ending and that attempt's race; both are guarded, and the first one stored is the
+operation's.)
 """
 
 import contextlib

@@ -11,6 +11,8 @@ from contracts.events import (
     CallbackAbandoned,
     CallbackAttempted,
     CallbackDelivered,
+    OperationCompleted,
+    OperationEvent,
     OperationFailed,
     OperationStarted,
     event_type,
@@ -88,6 +90,26 @@ class TimelineEntry(msgspec.Struct, frozen=True, kw_only=True):
     error: str | None = None
 
 
+def _attempt_of(event: OperationEvent) -> int | None:
+    """The attempt an event is about, if it is about one (an ending: the one it carries)."""
+    match event:
+        case OperationStarted() | CallbackAttempted() | CallbackDelivered() | CallbackAbandoned():
+            return event.attempt
+        case OperationCompleted() | OperationFailed() if event.start is not None:
+            return event.start.attempt
+    return None
+
+
+def _worker_of(event: OperationEvent) -> str | None:
+    """The executor that ran the attempt an event starts (or ends, carrying its start)."""
+    match event:
+        case OperationStarted():
+            return event.worker
+        case OperationCompleted() | OperationFailed() if event.start is not None:
+            return event.start.worker
+    return None
+
+
 def timeline_entry(msg: Msg) -> TimelineEntry:
     """The timeline's row for one stored message (an unusable one says why)."""
     metadata = msg.metadata
@@ -110,12 +132,8 @@ def timeline_entry(msg: Msg) -> TimelineEntry:
         tenant=event.tenant,
         operation_id=event.operation_id,
         occurred_at=event.occurred_at,
-        attempt=event.attempt
-        if isinstance(
-            event, OperationStarted | CallbackAttempted | CallbackDelivered | CallbackAbandoned
-        )
-        else None,
-        worker=event.worker if isinstance(event, OperationStarted) else None,
+        attempt=_attempt_of(event),
+        worker=_worker_of(event),
         code=event.code if isinstance(event, OperationFailed) else None,
         # A callback attempt's error says why the receiver did not take it.
         error=event.error

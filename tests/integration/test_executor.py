@@ -21,16 +21,19 @@ from contracts.events import (
     encode_event,
 )
 from examples.ledger.schema import schema as ledger_schema
+from services.actions.config import Retry
 from services.common.event_log import EventLog
 from services.common.results import ResultStore
 from services.common.settings import Settings
 from services.common.target import InProcessTarget
 from services.executor.app import create_app as create_executor
 from services.executor.handlers import (
+    RetryScheduledError,
     SupersededDeliveryError,
     handle_requested,
 )
 from services.executor.outcome import ResultLimits
+from services.executor.retries import NO_RETRY
 from services.executor.runner import OperationRunner
 from tests.stack import dead_letters, eventually, running, stored_events
 
@@ -138,7 +141,10 @@ async def test_a_failing_operation_is_recorded_once_and_not_redelivered(
     assert failed.response["data"] is None
     assert consumer.num_ack_pending == 0
     assert consumer.num_redelivered == 0
-    assert len(of_type(events, OperationStarted)) == 1
+    # It failed at once: its start rides on its ending, not stored as an event of its own.
+    assert of_type(events, OperationStarted) == []
+    assert failed.start is not None
+    assert (failed.start.attempt, failed.start.delivery) == (1, 1)
 
 
 async def test_stopping_mid_operation_hands_it_back_to_another_executor(
@@ -261,6 +267,7 @@ async def handle(
     delivery: int,
     run: Callable[[OperationRequested, int], Awaitable[TerminalEvent]] | None = None,
     fresh: bool = True,
+    retry: Retry = NO_RETRY,
 ) -> TerminalEvent | None:
     """One delivery of ``delivered`` to an executor that allows four attempts (by default,
     running the ledger schema); ``fresh``: the request was stored just now, not long ago."""
@@ -277,6 +284,7 @@ async def handle(
         limits=ResultLimits(max_payload=1 << 20),
         results=ResultStore(log.js, log.inbox),
         fresh=fresh,
+        retries=lambda _: retry,
     )
 
 
@@ -350,10 +358,15 @@ async def test_two_deliveries_racing_on_one_operation_store_one_terminal_event(
             await asyncio.sleep(0.5)
         return OperationCompleted(**correlation_of(delivered), response={"data": {"by": attempt}})
 
+    async def first_start_stored() -> bool | None:
+        events = [event for _, event in await stored_events(js)]
+        return True if of_type(events, OperationStarted) else None
+
     async def deliver(delivery: int) -> TerminalEvent | None:
         if delivery == 2:
             # Redelivered while attempt 1 still runs (its executor looked lost).
             await first_running.wait()
+            await eventually(first_start_stored, what="the first attempt's start stored")
         return await handle(event_log, contested, delivery=delivery, run=slow_first)
 
     outcomes = await asyncio.gather(deliver(1), deliver(2))
@@ -364,3 +377,57 @@ async def test_two_deliveries_racing_on_one_operation_store_one_terminal_event(
     # The one that stored it says so; the other one learns the operation ended.
     assert sorted(outcome is None for outcome in outcomes) == [False, True]
     assert [e.attempt for e in of_type(events, OperationStarted)] == [1, 2]
+
+
+async def test_a_quick_attempt_carries_its_start_on_its_ending_and_a_longer_one_stores_it(
+    settings: Settings, js: JetStreamContext, event_log: EventLog
+) -> None:
+    quick = request("quick", "{ slowReport(seconds: 0) }")
+    longer = request("longer", "{ slowReport(seconds: 0.3) }")
+    async with running(create_executor(settings, worker="w")):
+        await submit(event_log, quick, longer)
+        events = await terminal_events(js, 2)
+
+    def of(operation_id: str) -> list[OperationEvent]:
+        return [event for event in events if event.operation_id == operation_id]
+
+    [quick_ending] = of_type(of("quick"), OperationCompleted)
+    assert of_type(of("quick"), OperationStarted) == []
+    assert quick_ending.start is not None
+    assert (quick_ending.start.attempt, quick_ending.start.worker) == (1, "w")
+    assert quick_ending.start.started_at <= quick_ending.occurred_at
+    # Running longer than a moment, it shows RUNNING: its start is stored while it runs.
+    [longer_start] = of_type(of("longer"), OperationStarted)
+    [longer_ending] = of_type(of("longer"), OperationCompleted)
+    assert longer_ending.start is None
+    assert longer_start.attempt == 1
+    assert (longer_ending.occurred_at - longer_start.occurred_at).total_seconds() >= 0.25
+
+
+async def test_a_quick_attempt_that_fails_for_a_passing_reason_stores_its_start_for_the_count(
+    js: JetStreamContext, event_log: EventLog
+) -> None:
+    flaky = request("flaky", "{ slowReport(seconds: 0) }")
+    await submit(event_log, flaky)
+
+    async def unreachable_once(delivered: OperationRequested, attempt: int) -> TerminalEvent:
+        if attempt == 1:
+            return OperationFailed(
+                **correlation_of(delivered), code=ErrorCode.UPSTREAM_UNREACHABLE, error="down"
+            )
+        return OperationCompleted(**correlation_of(delivered), response={"data": {"a": attempt}})
+
+    with pytest.raises(RetryScheduledError):
+        await handle(
+            event_log, flaky, delivery=1, run=unreachable_once, retry=Retry(2, backoff_s=0)
+        )
+    ended = await handle(
+        event_log, flaky, delivery=2, run=unreachable_once, retry=Retry(2, backoff_s=0)
+    )
+
+    events = [event for _, event in await stored_events(js)]
+    # Attempt 1 is on the stream as a start (the retry's count rests on it); attempt 2 ran
+    # after a redelivery, which stores its start first.
+    assert [start.attempt for start in of_type(events, OperationStarted)] == [1, 2]
+    assert isinstance(ended, OperationCompleted)
+    assert ended.response == {"data": {"a": 2}}

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from msgspec.structs import replace
 
 from contracts.events import (
+    AttemptStart,
     Correlation,
     OperationCancelRequested,
     OperationCompleted,
@@ -71,6 +72,17 @@ def histories(draw: st.DrawFn) -> list[tuple[int, OperationEvent]]:
                 total=st.just(10),
             )
         )
+        # An ending may carry its attempt's start (one that stored none: the next attempt).
+        start = draw(
+            st.none()
+            | st.builds(
+                AttemptStart,
+                attempt=st.just(attempts + 1),
+                worker=st.just("quick"),
+                delivery=st.integers(1, 3),
+                started_at=st.sampled_from([at(4), at(8)]),
+            )
+        )
         if draw(st.booleans()):
             events.append(
                 OperationCompleted(
@@ -78,12 +90,18 @@ def histories(draw: st.DrawFn) -> list[tuple[int, OperationEvent]]:
                     response={"data": {"i": index}},
                     occurred_at=at(9),
                     progress=last_report,
+                    start=start,
                 )
             )
         else:
             events.append(
                 OperationFailed(
-                    **ENVELOPE, code="C", error=f"e{index}", occurred_at=at(9), progress=last_report
+                    **ENVELOPE,
+                    code="C",
+                    error=f"e{index}",
+                    occurred_at=at(9),
+                    progress=last_report,
+                    start=start,
                 )
             )
     return list(enumerate(events, start=1))
@@ -244,3 +262,35 @@ def test_the_last_report_an_ending_carries_is_the_views_progress_in_any_order() 
     assert view.progress is not None
     assert (view.progress.done, view.progress.message, view.progress.report) == (10, "done", 6)
     assert fold(list(reversed(history)))["op"] == view
+
+
+def test_an_ending_that_carries_its_start_counts_the_attempt_in_any_order() -> None:
+    requested = OperationRequested(**ENVELOPE, query="{a}", occurred_at=at(0))
+    completed = OperationCompleted(
+        **ENVELOPE,
+        response={"data": {"a": 1}},
+        occurred_at=at(3),
+        start=AttemptStart(attempt=1, worker="w", delivery=1, started_at=at(2)),
+    )
+    history: list[tuple[int, OperationEvent]] = [(1, requested), (2, completed)]
+
+    view = fold(history)["op"]
+
+    assert (view.status, view.attempts, view.started_at) == (TaskStatus.SUCCESS, 1, at(2))
+    assert fold(list(reversed(history)))["op"] == view
+
+
+def test_a_losing_ending_still_counts_the_start_it_carries() -> None:
+    requested = OperationRequested(**ENVELOPE, query="{a}", occurred_at=at(0))
+    winner = OperationCompleted(**ENVELOPE, response={"data": {"a": 1}}, occurred_at=at(3))
+    loser = OperationFailed(
+        **ENVELOPE,
+        code="C",
+        error="late",
+        occurred_at=at(4),
+        start=AttemptStart(attempt=2, worker="w2", delivery=2, started_at=at(1)),
+    )
+
+    view = fold([(1, requested), (2, winner), (3, loser)])["op"]
+
+    assert (view.status, view.attempts, view.started_at) == (TaskStatus.SUCCESS, 2, at(1))
