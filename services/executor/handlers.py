@@ -246,7 +246,7 @@ async def _start_and_run(
     after: int,
     record_start: bool,
     overlap: bool,
-    carry_quick_start: bool = True,
+    carry_quick_start: bool,
 ) -> tuple[int, TerminalEvent] | None:
     """Record ``started`` (unless ``record_start`` is False: stored already), run the operation;
     the sequence later writes must name and the outcome, or None if the start was refused
@@ -276,9 +276,9 @@ async def _start_and_run(
             start_stored.set_result(False)
             running.cancel()
             raise
-    if running.done():
-        start_stored.set_result(False)  # nor will it be: its reports ride on the ending
-        return after, replace(await running, start=_carried(started))
+        if running.done():
+            start_stored.set_result(False)  # nor will it be: its reports ride on the ending
+            return after, replace(await running, start=_carried(started))
     try:
         recorded = await _record_start(events, started, after=after)
     except BaseException:
@@ -447,16 +447,15 @@ async def record_outcome(
         if stored_at is not None:
             return outcome
         facts = await _read_facts(events, request, budget_s=OUTCOME_RIDE_THROUGH_S)
-        if facts.terminal is not None:
-            # Ours, stored by a try whose acknowledgement was lost, or another attempt's.
-            if facts.terminal[1].event_id == outcome.event_id:
-                return outcome
+        terminal = facts.terminal
+        # Ours, stored by a try whose acknowledgement was lost, or another attempt's.
+        if terminal is not None and terminal[1].event_id == outcome.event_id:
+            return outcome
+        if terminal is not None or outcome.start is not None:
             if outcome.response_ref is not None:
                 await _discard_result(results, outcome.response_ref.name)
-            return None
-        if outcome.start is not None:
-            if outcome.response_ref is not None:
-                await _discard_result(results, outcome.response_ref.name)
+            if terminal is not None:
+                return None
             raise StreamMovedOnError(operation)
         after = facts.last_sequence
     raise ContestedOperationError(operation)
