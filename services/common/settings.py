@@ -117,6 +117,9 @@ class Settings(BaseSettings):
     projector_concurrency: PositiveInt = 16
     projector_ack_wait_s: NonNegativeFloat = 10.0
     projector_max_deliver: PositiveInt = 10
+    # A fresh request's QUEUED view waits this long for its operation's next event, so that a
+    # quick operation's view is written once, final (0: written at once).
+    projector_queued_view_delay_s: NonNegativeFloat = 0.25
     shutdown_grace_s: NonNegativeFloat = 10.0
     data_dir: Path = Path(".asyncgate")
     max_active_per_user: NonNegativeInt = 10

@@ -50,11 +50,9 @@ async def find_operation(
     if view is not None and view.status.is_terminal:
         return view
     caught_up = await catch_up(events, principal, operation_id, view)
-    # The stream outlives the view: an operation whose view has expired stays gone.
-    expired = caught_up is not None and (
-        caught_up.created_at is None or caught_up.created_at + retention < now
-    )
-    return None if view is None and expired else caught_up
+    if view is None and caught_up is not None and _expired(caught_up, now, retention):
+        return None
+    return caught_up
 
 
 _VIEW_STREAM: Final = f"KV_{VIEW_BUCKET}"
@@ -118,7 +116,7 @@ async def list_operations(
             if oldest is None or oldest >= below:
                 break
             continue
-        views = await _views(events, listing, principal, entries)
+        views = await _views(events, listing, principal, entries, now=now, retention=retention)
         page += [view for view in views if status is None or view.status == status]
     return page[:first]
 
@@ -156,22 +154,52 @@ async def _cursor_position(
 
 
 async def _views(
-    events: EventLog, listing: Listing, principal: Principal, entries: list[tuple[int, str]]
+    events: EventLog,
+    listing: Listing,
+    principal: Principal,
+    entries: list[tuple[int, str]],
+    *,
+    now: datetime,
+    retention: timedelta,
 ) -> list[OperationView]:
-    """The views of the operations ``entries`` (ordinal, operation id) name, in that order,
-    caught up; missing ones are left out, and so is an entry whose ordinal is not the one its
-    operation's request carries (a second entry of one operation: a retried write)."""
+    """The operations ``entries`` (ordinal, operation id) name, in that order, caught up.
+
+    Left out: an operation neither the view nor the stream knows (an entry whose request was
+    never stored), one that has expired, and an entry whose ordinal is not the one its
+    operation's request carries (a second entry of one operation: a retried write). An
+    operation with no view yet (its request just queued, its view not written) is read from
+    the stream, as ``find_operation`` reads it.
+    """
     found = await listing.reads.last(
         _VIEW_STREAM,
         [_VIEW_PREFIX + view_key(principal.tenant, principal.user, op) for _, op in entries],
     )
-    views = []
-    for (ordinal, _), hit in zip(entries, found, strict=True):
-        if hit is not None:
-            view = decode_view(hit)
-            if view.listing_ordinal in (None, ordinal):
-                views.append(view)
-    return await _caught_up(events, principal, views)
+    gate = asyncio.Semaphore(MAX_CONCURRENT_CATCH_UPS)
+
+    async def current(operation_id: str, hit: bytes | None) -> OperationView | None:
+        view = None if hit is None else decode_view(hit)
+        if view is not None and view.status.is_terminal:
+            return view
+        async with gate:
+            caught_up = await catch_up(events, principal, operation_id, view)
+        if view is None and caught_up is not None and _expired(caught_up, now, retention):
+            return None
+        return caught_up or view
+
+    views = await asyncio.gather(
+        *(current(operation_id, hit) for (_, operation_id), hit in zip(entries, found, strict=True))
+    )
+    return [
+        view
+        for (ordinal, _), view in zip(entries, views, strict=True)
+        if view is not None and view.listing_ordinal in (None, ordinal)
+    ]
+
+
+def _expired(view: OperationView, now: datetime, retention: timedelta) -> bool:
+    """Whether an operation read from the stream alone is older than views are kept (the
+    stream outlives the view: an operation whose view has expired stays gone)."""
+    return view.created_at is None or view.created_at + retention < now
 
 
 # How long a subscription's first read may take, retries included, before it ends unavailable.
@@ -180,20 +208,6 @@ FIRST_READ_BUDGET_S: Final = 12.0
 # Open operations per user are bounded by the per-user limit (10 by default); this bounds the
 # concurrent stream reads when that limit is off.
 MAX_CONCURRENT_CATCH_UPS = 32
-
-
-async def _caught_up(
-    events: EventLog, principal: Principal, views: list[OperationView]
-) -> list[OperationView]:
-    gate = asyncio.Semaphore(MAX_CONCURRENT_CATCH_UPS)
-
-    async def fresh(view: OperationView) -> OperationView:
-        if view.status.is_terminal:
-            return view
-        async with gate:
-            return await catch_up(events, principal, view.operation_id, view) or view
-
-    return list(await asyncio.gather(*(fresh(view) for view in views)))
 
 
 async def follow_operation(

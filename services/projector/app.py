@@ -34,6 +34,9 @@ log = logging.getLogger("asyncgate.projector")
 
 # An operation has about three events (requested, started, an ending).
 EVENTS_PER_OPERATION = 3
+# Operations whose request waits for their next event, at most (each holds its request
+# unacknowledged; the consumer's own limit of those is 1,000).
+MAX_HELD_REQUESTS = 500
 
 
 def consumer_config(settings: Settings) -> ConsumerConfig:
@@ -91,10 +94,16 @@ def create_app(
             max_deliver=settings.projector_max_deliver,
             tracing=tracing,
             metrics=metrics,
+            hold_requests_s=settings.projector_queued_view_delay_s,
+            max_held=MAX_HELD_REQUESTS,
         )
         metrics_server = await MetricsServer.start(
             settings, settings.projector_metrics_port, metrics.registry, metrics.backlog, js
         )
+
+    async def write_held() -> None:
+        if projection is not None:
+            await projection.write_held()
 
     async def stop_telemetry() -> None:
         if metrics_server is not None:
@@ -102,5 +111,8 @@ def create_app(
         await tracing.shutdown()
 
     return FastStream(
-        broker, on_startup=[start], on_shutdown=[watch.stop, stop_telemetry], logger=log
+        broker,
+        on_startup=[start],
+        on_shutdown=[write_held, watch.stop, stop_telemetry],
+        logger=log,
     )

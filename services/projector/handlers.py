@@ -1,14 +1,15 @@
 """Folding delivered events into views: the projector's handler, apart from its wiring.
 
 Events that arrived together are grouped by operation and each group is folded and written
-once; an event is acknowledged only once its view is stored. An event that cannot be folded is
-set aside (unreadable, misplaced, a view that cannot be stored) or handed back with a growing
-delay, and set aside on its last delivery.
+once; an event is acknowledged only once its view is stored. A fresh request is held a moment
+first (``held_requests.py``), so that a quick operation's ending folds into the same write. An
+event that cannot be folded is set aside (unreadable, misplaced, a view that cannot be stored)
+or handed back with a growing delay, and set aside on its last delivery.
 """
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import nats.errors
 from nats.aio.msg import Msg
@@ -16,7 +17,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import InvalidKeyError
 from opentelemetry.trace import SpanKind
 
-from contracts.events import OperationEvent
+from contracts.events import OperationRequested
 from contracts.names import view_key
 from services.common.active_operations import EndedOperations
 from services.common.dead_letters import set_aside
@@ -24,20 +25,19 @@ from services.common.metrics import ProjectorMetrics
 from services.common.poison import Unusable, admit
 from services.common.runtime import retry_delay
 from services.common.tracing import Tracing, traceparent_of
+from services.projector.held_requests import Delivered, HeldRequests
 from services.projector.view_writer import ViewWriter
 
 log = logging.getLogger("asyncgate.projector")
 
 SERVICE = "projector"
 
-# A delivered event: its message, its stream sequence, the event.
-Delivered = tuple[Msg, int, OperationEvent]
 
-
-@dataclass(frozen=True)
+@dataclass
 class Projection:
     """What the projector's handler needs: the stream, the view writer, the per-user counts of
-    active operations, the delivery limit."""
+    active operations, the delivery limit, how long a fresh request waits for its operation's
+    next event (0: not at all) and for how many operations at most."""
 
     js: JetStreamContext
     views: ViewWriter
@@ -45,6 +45,12 @@ class Projection:
     max_deliver: int
     tracing: Tracing
     metrics: ProjectorMetrics
+    hold_requests_s: float = 0.0
+    max_held: int = 0
+    held: HeldRequests = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.held = HeldRequests(self.hold_requests_s, self.max_held, self._fold)
 
     async def fold_batch(self, messages: list[Msg]) -> None:
         """Fold ``messages`` (as they arrived together), one view write per operation."""
@@ -56,7 +62,17 @@ class Projection:
                 continue
             key = view_key(event.tenant, event.principal, event.operation_id)
             by_key.setdefault(key, []).append((raw, raw.metadata.sequence.stream, event))
-        await asyncio.gather(*(self._fold(key, events) for key, events in by_key.items()))
+        folds = []
+        for key, arrived in by_key.items():
+            earlier = self.held.take(key)
+            if not earlier and _requests_only(arrived) and self.held.hold(key, arrived):
+                continue
+            folds.append(self._fold(key, earlier + arrived))
+        await asyncio.gather(*folds)
+
+    async def write_held(self) -> None:
+        """Stopping: the held requests' views are written now."""
+        await self.held.write_now()
 
     async def _fold(self, key: str, delivered: list[Delivered]) -> None:
         first, _, event = delivered[0]
@@ -118,3 +134,7 @@ class Projection:
             log.warning("could not set aside %s (%r); it will be redelivered", raw.subject, error)
             return
         self.metrics.dead_letters.inc()
+
+
+def _requests_only(delivered: list[Delivered]) -> bool:
+    return all(isinstance(event, OperationRequested) for _, _, event in delivered)

@@ -21,7 +21,7 @@ from contracts.events import (
     encode_event,
 )
 from contracts.lifecycle import fold
-from contracts.names import view_key
+from contracts.names import PROJECTOR_DURABLE, STREAM, VIEW_BUCKET, view_key
 from contracts.view import OperationView, TaskStatus
 from services.common.event_log import EventLog
 from services.common.settings import Settings
@@ -259,3 +259,61 @@ async def test_unusable_or_misplaced_events_are_set_aside_once_and_never_folded(
     assert views["t1.u1.op-real"].status is TaskStatus.RUNNING
     assert consumer.num_redelivered == 0
     assert consumer.num_ack_pending == 0
+
+
+async def view_writes(js: JetStreamContext) -> int:
+    """How many view revisions (and markers) have ever been stored."""
+    return (await js.stream_info(f"KV_{VIEW_BUCKET}")).state.last_seq
+
+
+async def request_held(js: JetStreamContext) -> bool | None:
+    """True once the projector holds a delivered event unacknowledged."""
+    info = await js.consumer_info(STREAM, PROJECTOR_DURABLE)
+    return True if info.num_ack_pending == 1 and info.num_pending == 0 else None
+
+
+async def test_a_quick_operation_gets_one_view_write_and_a_lone_request_its_queued_view(
+    settings: Settings, js: JetStreamContext, event_log: EventLog
+) -> None:
+    requested, _, _, completed = lifecycle("op-quick")
+    [lone] = lifecycle("op-lone")[:1]
+    held = settings.replace(projector_queued_view_delay_s=2.0)
+    async with running(create_projector(held)):
+        await publish_all(event_log, [requested])
+        await eventually(lambda: request_held(js), what="the request being held")
+        # Its ending (a quick attempt stores no start) arrives apart from it, in another fetch.
+        await publish_all(event_log, [completed])
+
+        async def finished() -> OperationView | None:
+            views = await stored_views(js)
+            return next(iter(views.values())) if views else None
+
+        view = await eventually(finished, what="the operation's view")
+        assert view.status is TaskStatus.SUCCESS
+        assert view.created_at == requested.occurred_at
+        assert await view_writes(js) == 1, "the request's QUEUED view was never written"
+
+        await publish_all(event_log, [lone])
+
+        async def queued() -> OperationView | None:
+            return (await stored_views(js)).get(view_key("t1", "u1", "op-lone"))
+
+        assert (await eventually(queued, what="the lone request's view")).status is (
+            TaskStatus.QUEUED
+        )
+    assert await view_writes(js) == 2
+
+
+async def test_a_stopping_projector_writes_the_views_of_the_requests_it_holds(
+    settings: Settings, js: JetStreamContext, event_log: EventLog
+) -> None:
+    # Neither the delay nor the ack wait would end within the test's patience.
+    slow = settings.replace(projector_queued_view_delay_s=120.0, projector_ack_wait_s=120.0)
+    [requested] = lifecycle("op-handed-back")[:1]
+    async with running(create_projector(slow)):
+        await publish_all(event_log, [requested])
+        await eventually(lambda: request_held(js), what="the request being held")
+    [view] = (await stored_views(js)).values()
+    assert view.status is TaskStatus.QUEUED
+    info = await js.consumer_info(STREAM, PROJECTOR_DURABLE)
+    assert info.num_ack_pending == 0, "acknowledged once written, not left to its ack wait"
