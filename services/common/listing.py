@@ -27,7 +27,7 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 from nats.aio.client import Client as NatsClient
@@ -45,6 +45,7 @@ from contracts.names import (
 from services.common.bulk_publish import Outgoing, publish_all
 from services.common.direct_gets import REQUEST_TIMEOUT_S, DirectReads
 from services.common.retry import TRANSIENT_ERRORS
+from services.common.shared_increments import SharedIncrements
 from services.common.views import read_bucket
 
 # Rebuilding reads this many principals' counters at once (each answered within the time-out).
@@ -79,6 +80,11 @@ class Listing:
     nc: NatsClient
     js: JetStreamContext
     reads: DirectReads
+    ordinals: SharedIncrements = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # Frozen: set once, here.
+        object.__setattr__(self, "ordinals", SharedIncrements(self._increment_by))
 
     @classmethod
     def over(cls, nc: NatsClient) -> Listing:
@@ -86,12 +92,13 @@ class Listing:
         return cls(nc, nc.jetstream(), DirectReads(nc))
 
     async def take_ordinal(self, tenant: str, principal: str) -> int:
-        """The principal's next ordinal: one atomic increment of its counter.
+        """The principal's next ordinal: an atomic increment of its counter, shared by the
+        principal's submits that ask at the same moment (``shared_increments.py``).
 
         Not deduplicated: a retry takes a fresh ordinal, and the one a lost answer may have
         handed out stays a gap (readers skip it).
         """
-        return await self._increment(listing_counter_subject(tenant, principal), by=1)
+        return await self.ordinals.take(listing_counter_subject(tenant, principal))
 
     @contextlib.asynccontextmanager
     async def entry_sent(
@@ -259,6 +266,9 @@ class Listing:
         if "Status" in headers:
             raise APIError(code=int(headers["Status"]), description=headers.get("Description"))
         return int(headers["Nats-Subject"].rsplit(".", 1)[-1])
+
+    async def _increment_by(self, subject: str, by: int) -> int:
+        return await self._increment(subject, by=by)
 
     async def _increment(self, subject: str, *, by: int) -> int:
         """Add ``by`` to the counter; its new value."""

@@ -2,6 +2,7 @@
 status, resumed after any listed operation, to the end; and never shows another user's. Through
 a real uvicorn edge, projector and nats-server."""
 
+import asyncio
 import uuid
 from dataclasses import replace
 from typing import Any
@@ -351,3 +352,37 @@ async def test_operations_queued_before_requests_carried_their_ordinal_still_pag
     assert pages == [[newer], [older[1]], [older[0]], []]
     # Fresh ordinals are above the newer one's: only the order among the older ones is kept.
     assert rebuilt == [[older[1]], [older[0]], [newer], []]
+
+
+async def test_operations_whose_views_are_not_written_yet_are_listed_from_the_stream(
+    settings: Settings, js: JetStreamContext
+) -> None:
+    # The projector holds each request for a minute, waiting for its next event: no view is
+    # written during the test, yet every answer shows what the stream holds.
+    holding = settings.replace(projector_queued_view_delay_s=60.0)
+    async with running(create_projector(holding)), serving_edge(holding) as edge:
+        queued = [
+            (await call(edge, {}, SUBMIT))["data"]["asyncQuery"]["operationId"] for _ in "abc"
+        ]
+        pages = await every_page(edge, {}, first=2)
+        body = await call(edge, {}, PAGE, status="QUEUED", first=10, after=queued[2])
+        assert await stored_views(js) == {}
+
+    assert pages == [queued[:0:-1], [queued[0]]]
+    assert [item["operationId"] for item in body["data"]["asyncRequests"]] == queued[1::-1]
+    assert {item["status"] for item in body["data"]["asyncRequests"]} == {"QUEUED"}
+
+
+async def test_concurrent_submits_of_one_user_share_counter_increments_and_are_each_listed_once(
+    settings: Settings, js: JetStreamContext
+) -> None:
+    async with running(create_projector(settings)), serving_edge(settings) as edge:
+        before = (await js.stream_info(LISTING_COUNTER_STREAM)).state.last_seq
+        bodies = await asyncio.gather(*(call(edge, {}, SUBMIT) for _ in range(40)))
+        increments = (await js.stream_info(LISTING_COUNTER_STREAM)).state.last_seq - before
+        queued = {body["data"]["asyncQuery"]["operationId"] for body in bodies}
+        pages = await every_page(edge, {}, first=100)
+
+    [listed] = pages
+    assert set(listed) == queued, "each listed once"
+    assert increments < len(queued), "submits asking at once shared increments"
