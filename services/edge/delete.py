@@ -10,7 +10,11 @@ Order matters, so that nothing brings it back:
    to try again.
 2. The edge waits, briefly, for the projector to fold the ending, so the per-user count of
    active operations is released as for any ending (past the wait, the limits forget it by
-   themselves once its request is gone from the stream).
+   themselves once its request is gone from the stream), and so that no write of its view is
+   still to come when it is removed: the view shows the ending, or, where there is no view (a
+   request the projector holds back to merge with its ending, or one it set aside), the
+   projector has acknowledged every event of the operation. (A projector holding the request
+   folds it from memory, so a view written after the purge would bring the operation back.)
 3. Its events are purged from the stream (a purge filtered on the operation's subjects), so a
    replay or a rebuild does not see it.
 4. Then its result object, if its result was too large for its events
@@ -34,6 +38,7 @@ from nats.js.errors import NotFoundError
 
 from contracts.errors import ErrorCode
 from contracts.names import (
+    PROJECTOR_DURABLE,
     STREAM,
     VIEW_BUCKET,
     operation_subjects,
@@ -66,12 +71,11 @@ async def delete_operation(context: EdgeContext, operation_id: str) -> bool | No
     if was_unfinished:
         await cancel_operation(context, operation_id)
         await _ended(context, operation_id)
-    principal = context.principal
-    key = view_key(principal.tenant, principal.user, operation_id)
-    await _folded(context, key)
-    if was_unfinished:
         # It ended just now, perhaps with a result stored apart: read what it refers to.
         view = await context.find_operation(operation_id) or view
+    principal = context.principal
+    key = view_key(principal.tenant, principal.user, operation_id)
+    await _folded(context, key, view.last_sequence)
     js = context.events.js
     await riding_through(
         lambda: js.purge_stream(STREAM, subject=operation_subjects(principal.tenant, operation_id)),
@@ -117,14 +121,27 @@ async def _ended(context: EdgeContext, operation_id: str) -> None:
         await asyncio.sleep(_POLL_S)
 
 
-async def _folded(context: EdgeContext, key: str) -> None:
-    """Wait a little for the projector to fold the operation's ending into its view."""
+async def _folded(context: EdgeContext, key: str, last_sequence: int) -> None:
+    """Wait a little for the projector to fold the operation's events, up to ``last_sequence``:
+    its view is final, or it has none and the projector has acknowledged them all."""
     deadline = time.monotonic() + FOLDED_WAIT_S
     while time.monotonic() < deadline:
         view, _ = await read_view(context.kv, key)
-        if view is None or view.status.is_terminal:
+        if view is not None and view.status.is_terminal:
+            return
+        if view is None and await _projector_past(context, last_sequence):
             return
         await asyncio.sleep(_POLL_S)
+
+
+async def _projector_past(context: EdgeContext, sequence: int) -> bool:
+    """Whether the projector has acknowledged every event up to ``sequence`` (True where no
+    projector consumer exists: nothing will fold them)."""
+    try:
+        info = await context.events.js.consumer_info(STREAM, PROJECTOR_DURABLE)
+    except NotFoundError:
+        return True
+    return info.ack_floor is not None and (info.ack_floor.stream_seq or 0) >= sequence
 
 
 async def _purge_view(context: EdgeContext, key: str) -> None:

@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 import nats.errors
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.errors import InvalidKeyError
+from nats.js.errors import InvalidKeyError, NotFoundError
 from opentelemetry.trace import SpanKind
 
 from contracts.events import OperationRequested
-from contracts.names import view_key
+from contracts.names import STREAM, view_key
 from services.common.active_operations import EndedOperations
 from services.common.dead_letters import set_aside
 from services.common.metrics import ProjectorMetrics
@@ -50,7 +50,7 @@ class Projection:
     held: HeldRequests = field(init=False)
 
     def __post_init__(self) -> None:
-        self.held = HeldRequests(self.hold_requests_s, self.max_held, self._fold)
+        self.held = HeldRequests(self.hold_requests_s, self.max_held, self._fold_held)
 
     async def fold_batch(self, messages: list[Msg]) -> None:
         """Fold ``messages`` (as they arrived together), one view write per operation."""
@@ -73,6 +73,19 @@ class Projection:
     async def write_held(self) -> None:
         """Stopping: the held requests' views are written now."""
         await self.held.write_now()
+
+    async def _fold_held(self, key: str, delivered: list[Delivered]) -> None:
+        """Fold requests that were held and saw no next event: unless their operation was
+        deleted meanwhile (its request purged from the stream), which gets no view."""
+        try:
+            for _, sequence, _ in delivered:
+                await self.js.get_msg(STREAM, sequence, direct=True)
+        except NotFoundError:
+            await asyncio.gather(*(raw.ack() for raw, _, _ in delivered), return_exceptions=True)
+            return
+        except (nats.errors.Error, TimeoutError):
+            pass  # unknown: fold it; the write itself meets the same trouble and is retried
+        await self._fold(key, delivered)
 
     async def _fold(self, key: str, delivered: list[Delivered]) -> None:
         first, _, event = delivered[0]

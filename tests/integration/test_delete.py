@@ -1,5 +1,6 @@
 """asyncDelete end to end: a real uvicorn edge, executor, projector and nats-server."""
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -175,3 +176,46 @@ async def test_deleting_twice_is_harmless(
     assert await result(edge, queued) is None
     assert await events_of(js, queued) == []
     assert "deleted-twice" not in CANCELLED_MARKS
+
+
+async def test_a_request_the_projector_holds_back_does_not_bring_a_deleted_operation_back(
+    delete_settings: Settings, js: JetStreamContext, event_log: EventLog
+) -> None:
+    # The projector holds the request (waiting for its next event) and is behind by a burst of
+    # other operations' events, so the delete's CANCELLED ending reaches it well after the
+    # delete began: its view, folded from the held request, must not be written after the purge.
+    holding = delete_settings.replace(projector_queued_view_delay_s=60.0, projector_concurrency=1)
+    async with running(create_projector(holding)), serving_edge(holding) as client:
+        edge = Caller(client=client, settings=holding)
+        operation_id = await edge.submit(wait(0.01, "held"))
+        [requested] = await events_of(js, operation_id)
+
+        async def held() -> bool | None:
+            info = await js.consumer_info(STREAM, PROJECTOR_DURABLE)
+            return True if info.num_pending == 0 and info.num_ack_pending == 1 else None
+
+        await eventually(held, what="the projector holding the request")
+        others = [
+            OperationFailed(
+                operation_id=f"other-{n}",
+                tenant="t",
+                principal="p",
+                trace_id="x",
+                code="X",
+                error="x",
+            )
+            for n in range(300)
+        ]
+        await asyncio.gather(*(event_log.append(e, msg_id=e.operation_id) for e in others))
+        assert (await delete(edge, operation_id))["cancelled"] is True
+
+        async def folded() -> bool | None:
+            info = await js.consumer_info(STREAM, PROJECTOR_DURABLE)
+            return True if info.num_pending == 0 and info.num_ack_pending == 0 else None
+
+        await eventually(folded, what="the projector folding every event")
+        assert await result(edge, operation_id) is None
+    # Stopped, the projector writes whatever it still holds: nothing of this operation.
+    assert view_key(requested.tenant, requested.principal, operation_id) not in (
+        await stored_views(js)
+    )

@@ -348,6 +348,8 @@ MAY_USE = {
         "$JS.API.STREAM.PURGE.ASYNCGATE_OPERATIONS",
         "$JS.API.STREAM.PURGE.KV_asyncgate_operations",
         "$JS.API.STREAM.PURGE.KV_asyncgate_listing",
+        # ...once the projector has acknowledged the operation's events.
+        "$JS.API.CONSUMER.INFO.ASYNCGATE_OPERATIONS.asyncgate-projector",
         # Large results: read (metadata by subject, chunks in batches) and, with their
         # operation, deleted.
         "$JS.API.STREAM.INFO.OBJ_asyncgate_results",

@@ -21,7 +21,7 @@ from contracts.events import (
     encode_event,
 )
 from contracts.lifecycle import fold
-from contracts.names import PROJECTOR_DURABLE, STREAM, VIEW_BUCKET, view_key
+from contracts.names import PROJECTOR_DURABLE, STREAM, VIEW_BUCKET, operation_subjects, view_key
 from contracts.view import OperationView, TaskStatus
 from services.common.event_log import EventLog
 from services.common.settings import Settings
@@ -317,3 +317,24 @@ async def test_a_stopping_projector_writes_the_views_of_the_requests_it_holds(
     assert view.status is TaskStatus.QUEUED
     info = await js.consumer_info(STREAM, PROJECTOR_DURABLE)
     assert info.num_ack_pending == 0, "acknowledged once written, not left to its ack wait"
+
+
+async def test_a_held_request_whose_operation_was_deleted_meanwhile_gets_no_view(
+    settings: Settings, js: JetStreamContext, event_log: EventLog
+) -> None:
+    [requested] = lifecycle("op-deleted")[:1]
+    kept = lifecycle("op-kept")[0]
+    async with running(create_projector(settings.replace(projector_queued_view_delay_s=0.5))):
+        await publish_all(event_log, [requested])
+        await eventually(lambda: request_held(js), what="the request being held")
+        # asyncDelete purges the operation's events (services/edge/delete.py).
+        await js.purge_stream(STREAM, subject=operation_subjects("t1", "op-deleted"))
+        await publish_all(event_log, [kept])
+
+        async def kept_folded() -> OperationView | None:
+            return (await stored_views(js)).get(view_key("t1", "u1", "op-kept"))
+
+        await eventually(kept_folded, what="the other request's QUEUED view")
+        info = await js.consumer_info(STREAM, PROJECTOR_DURABLE)
+    assert list(await stored_views(js)) == [view_key("t1", "u1", "op-kept")]
+    assert info.num_ack_pending == 0, "the deleted operation's request was acknowledged"
