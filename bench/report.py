@@ -191,8 +191,8 @@ METHOD: Final = """\
   for the peer, until the result backend announces it.
 - **RUNNING visible**: the ledger query ends within moments of starting, so its start rides on
   its ending and it never shows RUNNING (an attempt stores a started event only once it has run
-  10 ms). RUNNING is measured on a side stream offered alongside at a tenth of the rate, on a
-  connection of its own: `slowReport(seconds: 0.05)`. The bench follows the started events on
+  50 ms). RUNNING is measured on a side stream offered alongside at a tenth of the rate, on a
+  connection of its own: `slowReport(seconds: 0.2)`. The bench follows the started events on
   the stream and the view bucket with ordered consumers and takes both stored messages'
   timestamps, which nats-server sets when it stores them (one clock, no skew): the delay is
   from the started event's timestamp to the first stored view of that operation that shows it

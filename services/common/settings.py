@@ -119,7 +119,7 @@ class Settings(BaseSettings):
     projector_max_deliver: PositiveInt = 10
     # A fresh request's QUEUED view waits this long for its operation's next event, so that a
     # quick operation's view is written once, final (0: written at once).
-    projector_queued_view_delay_s: NonNegativeFloat = 0.25
+    projector_queued_view_delay_s: NonNegativeFloat = 0.5
     shutdown_grace_s: NonNegativeFloat = 10.0
     data_dir: Path = Path(".asyncgate")
     max_active_per_user: NonNegativeInt = 10
