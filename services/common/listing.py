@@ -4,9 +4,13 @@ time: what ``asyncRequests`` lists, at the cost of the page rather than of every
 When an operation is queued the edge takes the principal's next ordinal from a JetStream counter
 (one atomic increment, no compare-and-set, however many clients submit at once), writes one small
 key to the listing bucket, ordinal -> operation id, and stores the ordinal in the request itself
-(``OperationRequested.listing_ordinal``, folded into the view). A page is then the keys just below
-an ordinal (the counter's value for the first page, the ``after`` operation's ordinal, read from
-its view, for the next), all fetched at once, literal keys only.
+(``OperationRequested.listing_ordinal``, folded into the view). Submits of one principal that ask
+at the same moment share the increment (``shared_increments.py``) and its entry: one key at the
+range's first ordinal holds their ids, space-separated, in ordinal order (at most ``MAX_BLOCK``;
+a lone submit's entry is the same thing with one id). A page is then the keys just below an
+ordinal (the counter's value for the first page, the ``after`` operation's ordinal, read from its
+view, for the next), and the ``MAX_BLOCK - 1`` below those, whose ranges may reach into the page,
+all fetched at once, literal keys only.
 
 The bucket expires entries as the view bucket does, counted from when the operation was queued,
 so an entry never outlives its view. Ordinals are never reused: a lost increment or a submit that
@@ -24,16 +28,15 @@ usable as ``after``, and rebuilding still writes it for them.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.errors import APIError, NoStreamResponseError
+from nats.js.errors import APIError, NoStreamResponseError, NotFoundError
 
 from contracts.names import (
     LISTING_BUCKET,
@@ -44,13 +47,20 @@ from contracts.names import (
 )
 from services.common.bulk_publish import Outgoing, publish_all
 from services.common.direct_gets import REQUEST_TIMEOUT_S, DirectReads
-from services.common.retry import TRANSIENT_ERRORS
 from services.common.shared_increments import SharedIncrements
 from services.common.views import read_bucket
 
 # Rebuilding reads this many principals' counters at once (each answered within the time-out).
 _COUNTERS_AT_ONCE: Final = 1000
+# Ordinals one entry may index: submits sharing an increment beyond it take the next one. A
+# page's read looks this far below its ordinals for an entry whose range reaches into it.
+MAX_BLOCK: Final = 16
+# Stands in a shared entry for an operation that was deleted (the others keep their ordinals).
+_REMOVED: Final = "-"
 _BUCKET_STREAM: Final = f"KV_{LISTING_BUCKET}"
+# JetStream's error code for a write whose expected last sequence is not the subject's.
+_WRONG_LAST_SEQUENCE: Final = 10071
+_MAX_REWRITES: Final = 10
 _KEY_PREFIX: Final = f"$KV.{LISTING_BUCKET}."
 
 
@@ -80,70 +90,66 @@ class Listing:
     nc: NatsClient
     js: JetStreamContext
     reads: DirectReads
-    ordinals: SharedIncrements = field(init=False, compare=False, repr=False)
+    ordinals: SharedIncrements[str] = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         # Frozen: set once, here.
-        object.__setattr__(self, "ordinals", SharedIncrements(self._increment_by))
+        shared = SharedIncrements[str](self._increment_by, at_most=MAX_BLOCK)
+        object.__setattr__(self, "ordinals", shared)
 
     @classmethod
     def over(cls, nc: NatsClient) -> Listing:
         """A listing reading and writing over ``nc`` (close it with ``reads.close()``)."""
         return cls(nc, nc.jetstream(), DirectReads(nc))
 
-    async def take_ordinal(self, tenant: str, principal: str) -> int:
-        """The principal's next ordinal: an atomic increment of its counter, shared by the
-        principal's submits that ask at the same moment (``shared_increments.py``).
+    async def number(self, tenant: str, principal: str, operation_id: str) -> Numbered:
+        """The principal's next ordinal for ``operation_id``, with the write of its entry under
+        way: an atomic increment of the principal's counter and one entry, both shared by the
+        principal's submits that ask at the same moment.
 
         Not deduplicated: a retry takes a fresh ordinal, and the one a lost answer may have
         handed out stays a gap (readers skip it).
         """
-        return await self.ordinals.take(listing_counter_subject(tenant, principal))
+        subject = listing_counter_subject(tenant, principal)
+        ordinal, share = await self.ordinals.take(subject, operation_id)
+        if share.follow_up is None:
+            share.follow_up = asyncio.ensure_future(
+                self._store_entry(tenant, principal, share.first, share.items)
+            )
+            share.follow_up.add_done_callback(_retrieved)
+        return Numbered(ordinal, share.follow_up)
 
-    @contextlib.asynccontextmanager
-    async def entry_sent(
+    async def write_entry(
         self, tenant: str, principal: str, ordinal: int, operation_id: str
-    ) -> AsyncIterator[Callable[[], Awaitable[None]]]:
-        """Publish the entry indexing ``operation_id`` at ``ordinal`` (safe to repeat: the same
-        key, the same id); yields a wait for it to be stored, for the block to call when it has
-        done what it overlaps with the write. The wait raises what the write met: an APIError
-        when the bucket refused it, TimeoutError when nothing answered.
+    ) -> None:
+        """Index ``operation_id`` at ``ordinal`` alone and wait until it is stored (safe to
+        repeat: the same key, the same id)."""
+        await self._store_entry(tenant, principal, ordinal, [operation_id])
+
+    async def record(self, tenant: str, principal: str, operation_id: str) -> int:
+        """Give ``operation_id`` the principal's next ordinal and index it; return the ordinal
+        (which its request must carry, or the entry is not listed once the request has a view
+        with another ordinal)."""
+        numbered = await self.number(tenant, principal, operation_id)
+        await numbered.stored()
+        return numbered.ordinal
+
+    async def _store_entry(
+        self, tenant: str, principal: str, first: int, operation_ids: list[str]
+    ) -> None:
+        """Write the entry indexing ``operation_ids`` from ``first`` on; raise what the write
+        met: an APIError when the bucket refused it, TimeoutError when nothing answered.
 
         Its acknowledgement comes back on the listing's one reply subscription (no inbox
         future of its own), and an error in it is raised: nats-py's ``publish_async`` leaves
         its future unresolved when the answer is an error (``APIError.from_error`` raises in
         the reply callback), so a refused write would only ever time out.
         """
-        key = _KEY_PREFIX + listing_entry_key(tenant, principal, ordinal)
+        key = _KEY_PREFIX + listing_entry_key(tenant, principal, first)
         async with self.reads.inbox.route() as (reply_subject, replies):
-            unsent: Exception | None = None
-            try:
-                await self.nc.publish(key, operation_id.encode(), reply=reply_subject)
-            except TRANSIENT_ERRORS as error:
-                unsent = error
-
-            async def stored() -> None:
-                if unsent is not None:
-                    raise unsent
-                async with asyncio.timeout(REQUEST_TIMEOUT_S):
-                    _acknowledged(await replies.get())
-
-            yield stored
-
-    async def write_entry(
-        self, tenant: str, principal: str, ordinal: int, operation_id: str
-    ) -> None:
-        """Index ``operation_id`` at ``ordinal`` and wait until it is stored."""
-        async with self.entry_sent(tenant, principal, ordinal, operation_id) as stored:
-            await stored()
-
-    async def record(self, tenant: str, principal: str, operation_id: str) -> int:
-        """Give ``operation_id`` the principal's next ordinal and index it; return the ordinal
-        (which its request must carry, or the entry is not listed once the request has a view
-        with another ordinal)."""
-        ordinal = await self.take_ordinal(tenant, principal)
-        await self.write_entry(tenant, principal, ordinal, operation_id)
-        return ordinal
+            await self.nc.publish(key, " ".join(operation_ids).encode(), reply=reply_subject)
+            async with asyncio.timeout(REQUEST_TIMEOUT_S):
+                _acknowledged(await replies.get())
 
     async def position(self, tenant: str, principal: str, operation_id: str) -> int | None:
         """The ordinal an operation queued before requests carried one was indexed at (its
@@ -160,8 +166,9 @@ class Listing:
         operations: dict[tuple[str, str, str], set[int]] = {}
         for key, (value, _) in found.items():
             if value is not None:
-                tenant, principal, _, ordinal = key.split(".")
-                operations.setdefault((tenant, principal, value.decode()), set()).add(int(ordinal))
+                tenant, principal, _, first = key.split(".")
+                for ordinal, operation_id in _indexed_from(int(first), value):
+                    operations.setdefault((tenant, principal, operation_id), set()).add(ordinal)
         return operations
 
     async def record_many(
@@ -219,15 +226,55 @@ class Listing:
     async def remove(
         self, tenant: str, principal: str, operation_id: str, ordinal: int | None
     ) -> None:
-        """Unlist a deleted operation: purge its entry (at ``ordinal``, or at the position its
-        older index key names) and that position key, leaving no marker for readers to skip."""
+        """Unlist a deleted operation: its entry (at ``ordinal``, or at the position its older
+        index key names) and that position key. An entry of its own is purged, leaving no
+        marker for readers to skip; in an entry shared with other operations its id is
+        replaced by a placeholder, so the others keep their ordinals."""
         if ordinal is None:
             ordinal = await self.position(tenant, principal, operation_id)
-        keys = [listing_position_key(tenant, principal, operation_id)]
-        if ordinal is not None:
-            keys.append(listing_entry_key(tenant, principal, ordinal))
-        for key in keys:
-            await self.js.purge_stream(_BUCKET_STREAM, subject=_KEY_PREFIX + key)
+        await self.js.purge_stream(
+            _BUCKET_STREAM,
+            subject=_KEY_PREFIX + listing_position_key(tenant, principal, operation_id),
+        )
+        if ordinal is None:
+            return
+        for _ in range(_MAX_REWRITES):
+            found = await self._entry_of(tenant, principal, ordinal, operation_id)
+            if found is None:
+                return
+            first, ids, revision = found
+            left = [_REMOVED if one == operation_id else one for one in ids]
+            subject = _KEY_PREFIX + listing_entry_key(tenant, principal, first)
+            if all(one == _REMOVED for one in left):
+                await self.js.purge_stream(_BUCKET_STREAM, subject=subject)
+                return
+            try:
+                await self.js.publish(
+                    subject,
+                    " ".join(left).encode(),
+                    headers={"Nats-Expected-Last-Subject-Sequence": str(revision)},
+                )
+                return
+            except APIError as error:
+                if error.err_code != _WRONG_LAST_SEQUENCE:
+                    raise
+        raise RuntimeError(f"the listing entry of {operation_id} kept changing")
+
+    async def _entry_of(
+        self, tenant: str, principal: str, ordinal: int, operation_id: str
+    ) -> tuple[int, list[str], int] | None:
+        """The entry indexing ``operation_id`` at ``ordinal``: its first ordinal, its ids and
+        its revision (None if there is none)."""
+        for first in range(ordinal, max(0, ordinal - MAX_BLOCK), -1):
+            subject = _KEY_PREFIX + listing_entry_key(tenant, principal, first)
+            try:
+                stored = await self.js.get_msg(_BUCKET_STREAM, subject=subject, direct=True)
+            except NotFoundError:
+                continue
+            ids = (stored.data or b"").decode().split(" ")
+            if ordinal - first < len(ids) and ids[ordinal - first] == operation_id:
+                return first, ids, stored.seq or 0
+        return None
 
     async def newest(self, tenant: str, principal: str) -> int:
         """The principal's highest ordinal handed out (0: none yet)."""
@@ -240,13 +287,25 @@ class Listing:
         self, tenant: str, principal: str, ordinal: int, count: int
     ) -> list[tuple[int, str]]:
         """(ordinal, operation id) of the indexed operations among the ``count`` ordinals just
-        below ``ordinal``, highest first; gaps (never indexed, or expired) are left out."""
-        ordinals = range(ordinal - 1, max(0, ordinal - 1 - count), -1)
+        below ``ordinal``, highest first; gaps (never indexed, expired or deleted) are left out.
+
+        The keys below the range are read too, as far as an entry's range can reach into it.
+        """
+        lowest = max(1, ordinal - count)
+        firsts = range(ordinal - 1, max(0, lowest - MAX_BLOCK), -1)
         found = await self.reads.last(
             _BUCKET_STREAM,
-            [_KEY_PREFIX + listing_entry_key(tenant, principal, n) for n in ordinals],
+            [_KEY_PREFIX + listing_entry_key(tenant, principal, n) for n in firsts],
         )
-        return [(n, hit.decode()) for n, hit in zip(ordinals, found, strict=True) if hit]
+        entries: dict[int, str] = {}
+        for first, hit in zip(firsts, found, strict=True):
+            if hit:
+                for n, operation_id in _indexed_from(first, hit):
+                    if lowest <= n < ordinal:
+                        # An entry of its own, written again after a shared one failed, is
+                        # met first and names the same operation.
+                        entries.setdefault(n, operation_id)
+        return sorted(entries.items(), reverse=True)
 
     async def oldest(self, tenant: str, principal: str) -> int | None:
         """The lowest ordinal the principal still has indexed, or None if none is left.
@@ -281,6 +340,34 @@ class Listing:
             error = answer["error"]
             raise APIError(code=error.get("code"), description=error.get("description"))
         return int(answer["val"])
+
+
+@dataclass(frozen=True)
+class Numbered:
+    """An ordinal taken for an operation, and the write of its entry."""
+
+    ordinal: int
+    entry: asyncio.Future[None]
+
+    async def stored(self) -> None:
+        """Wait until the entry is stored; raise what its write met (APIError, TimeoutError,
+        a NATS error). Shared with other submits, so a caller giving up never cancels it."""
+        await asyncio.shield(self.entry)
+
+
+def _retrieved(write: asyncio.Future[None]) -> None:
+    """Mark a shared write's failure as seen: its takers may all have given up on it."""
+    if not write.cancelled():
+        write.exception()
+
+
+def _indexed_from(first: int, stored: bytes) -> list[tuple[int, str]]:
+    """(ordinal, operation id) of each operation an entry at ``first`` indexes."""
+    return [
+        (first + offset, operation_id)
+        for offset, operation_id in enumerate(stored.decode().split(" "))
+        if operation_id and operation_id != _REMOVED
+    ]
 
 
 def _counter_value(stored: bytes) -> int:

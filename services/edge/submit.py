@@ -1,13 +1,15 @@
 """Queueing an operation: reserve its place under the caller's limits, number it for listings,
-then store its listing entry and the request (carrying its number) at once.
+then store its listing entry and the request (carrying its number) at once. (Submits of one
+caller that number at the same moment share the increment and the entry:
+``services/common/listing.py``.)
 
 Every step rides through a leader election before the client is told to try again, and each is
 safe to repeat: the reservation is keyed by the operation id, the request deduplicated by it,
 the entry is one key written with one value, and a repeated increment only leaves a gap.
 
-The entry is published just before the request, and its acknowledgement awaited after the
-request's (one round trip for both rather than one each), before the client is answered: a
-listing made after the answer shows the operation. What can fail:
+The entry is published as soon as the number is known, just before the request, and its
+acknowledgement awaited after the request's (one round trip for both rather than one each),
+before the client is answered: a listing made after the answer shows the operation. What can fail:
 
 - the increment: nothing is stored; a lost answer leaves an unused ordinal, a gap readers skip.
 - the request (whatever became of the entry): the client is told to try again and the
@@ -63,19 +65,19 @@ async def submit(context: EdgeContext, requested: OperationRequested) -> int:
             budget_s=RIDE_THROUGH_S,
         )
         try:
-            ordinal = await riding_through(
-                lambda: listing.take_ordinal(tenant, user),
+            taken = await riding_through(
+                lambda: listing.number(tenant, user, operation_id),
                 what=f"numbering {operation_id}",
                 budget_s=RIDE_THROUGH_S,
             )
+            ordinal = taken.ordinal
             numbered = replace(requested, listing_ordinal=ordinal)
-            async with listing.entry_sent(tenant, user, ordinal, operation_id) as entry_stored:
-                sequence = await riding_through(
-                    lambda: context.events.append(numbered, msg_id=operation_id),
-                    what=f"queueing {operation_id}",
-                    budget_s=RIDE_THROUGH_S,
-                )
-                indexed = await _succeeded(entry_stored)
+            sequence = await riding_through(
+                lambda: context.events.append(numbered, msg_id=operation_id),
+                what=f"queueing {operation_id}",
+                budget_s=RIDE_THROUGH_S,
+            )
+            indexed = await _succeeded(taken.stored)
         except BaseException:
             # Not queued, so it must not count against the caller.
             with contextlib.suppress(nats.errors.Error, TimeoutError):

@@ -23,10 +23,11 @@ from contracts.names import (
 from services.common.event_log import EventLog
 from services.common.listing import Listing
 from services.common.settings import Settings
+from services.common.views import read_bucket
 from services.edge.auth import issue_token
 from services.edge.schema import DEFAULT_PAGE_SIZE
 from services.projector.app import create_app as create_projector
-from services.projector.replay import rebuild_views
+from services.projector.replay import rebuild, rebuild_views
 from tests.stack import eventually, running, serving_edge, stored_views
 
 pytestmark = [pytest.mark.nats, pytest.mark.e2e]
@@ -373,16 +374,57 @@ async def test_operations_whose_views_are_not_written_yet_are_listed_from_the_st
     assert {item["status"] for item in body["data"]["asyncRequests"]} == {"QUEUED"}
 
 
-async def test_concurrent_submits_of_one_user_share_counter_increments_and_are_each_listed_once(
+async def test_concurrent_submits_of_one_user_share_increments_and_entries_and_page_in_order(
+    settings: Settings, nc: NatsClient, js: JetStreamContext
+) -> None:
+    async with running(create_projector(settings)), serving_edge(settings) as edge:
+        counters = (await js.stream_info(LISTING_COUNTER_STREAM)).state.last_seq
+        entries = (await js.stream_info(f"KV_{LISTING_BUCKET}")).state.last_seq
+        bodies = await asyncio.gather(*(call(edge, {}, SUBMIT) for _ in range(40)))
+        increments = (await js.stream_info(LISTING_COUNTER_STREAM)).state.last_seq - counters
+        entry_writes = (await js.stream_info(f"KV_{LISTING_BUCKET}")).state.last_seq - entries
+        queued = {body["data"]["asyncQuery"]["operationId"] for body in bodies}
+        # Small pages, so that shared entries straddle page boundaries.
+        pages = await every_page(edge, {}, first=3)
+
+        async def folded() -> dict[str, int] | None:
+            views = await stored_views(js)
+            ordinals = {v.operation_id: v.listing_ordinal or 0 for v in views.values()}
+            return ordinals if len(ordinals) == len(queued) else None
+
+        ordinals = await eventually(folded, what="the projector folding every request")
+        listing = Listing.over(nc)
+        try:
+            rebuilt = await rebuild(nc, listing)
+        finally:
+            await listing.reads.close()
+
+    listed = [item for page in pages for item in page]
+    assert listed == sorted(queued, key=lambda item: ordinals[item], reverse=True)
+    assert increments < len(queued), "submits asking at once shared increments"
+    assert entry_writes < len(queued), "...and entries"
+    assert rebuilt.indexed == 0, "a rebuild finds every operation indexed, shared entries too"
+
+
+async def test_deleting_an_operation_of_a_shared_entry_keeps_the_others_listed(
     settings: Settings, js: JetStreamContext
 ) -> None:
     async with running(create_projector(settings)), serving_edge(settings) as edge:
-        before = (await js.stream_info(LISTING_COUNTER_STREAM)).state.last_seq
-        bodies = await asyncio.gather(*(call(edge, {}, SUBMIT) for _ in range(40)))
-        increments = (await js.stream_info(LISTING_COUNTER_STREAM)).state.last_seq - before
-        queued = {body["data"]["asyncQuery"]["operationId"] for body in bodies}
-        pages = await every_page(edge, {}, first=100)
+        before = (await js.stream_info(f"KV_{LISTING_BUCKET}")).state.last_seq
+        bodies = await asyncio.gather(*(call(edge, {}, SUBMIT) for _ in range(12)))
+        written = (await js.stream_info(f"KV_{LISTING_BUCKET}")).state.last_seq - before
+        queued = [body["data"]["asyncQuery"]["operationId"] for body in bodies]
+        listed = (await every_page(edge, {}, first=100))[0]
+        gone = listed[len(listed) // 2]
+        answer = await call(
+            edge, {}, "mutation($id: String!) { asyncDelete(id: $id) { operationId } }", id=gone
+        )
+        after = (await every_page(edge, {}, first=100))[0]
+        stored = await read_bucket(js, "*.*.n.*", bucket=LISTING_BUCKET, within_s=None)
 
-    [listed] = pages
-    assert set(listed) == queued, "each listed once"
-    assert increments < len(queued), "submits asking at once shared increments"
+    assert written < len(queued), "the submits shared entries"
+    assert answer["data"]["asyncDelete"] == {"operationId": gone}
+    assert after == [item for item in listed if item != gone]
+    values = [value.decode() for value, _ in stored.values() if value]
+    assert all(gone not in value for value in values), "its id is gone from the bucket"
+    assert sum(len(value.split(" ")) for value in values) >= len(queued) - 1
