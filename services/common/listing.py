@@ -94,7 +94,7 @@ class Listing:
 
     def __post_init__(self) -> None:
         # Frozen: set once, here.
-        shared = SharedIncrements[str](self._increment_by, at_most=MAX_BLOCK)
+        shared = SharedIncrements[str](self._increment, at_most=MAX_BLOCK)
         object.__setattr__(self, "ordinals", shared)
 
     @classmethod
@@ -326,10 +326,7 @@ class Listing:
             raise APIError(code=int(headers["Status"]), description=headers.get("Description"))
         return int(headers["Nats-Subject"].rsplit(".", 1)[-1])
 
-    async def _increment_by(self, subject: str, by: int) -> int:
-        return await self._increment(subject, by=by)
-
-    async def _increment(self, subject: str, *, by: int) -> int:
+    async def _increment(self, subject: str, by: int) -> int:
         """Add ``by`` to the counter; its new value."""
         # No responders (a leader election) propagates: the caller rides it out.
         reply = await self.nc.request(
