@@ -16,6 +16,7 @@ import strawberry
 from graphql import GraphQLError, GraphQLSchema
 from strawberry.extensions import SchemaExtension
 
+from services.common.direct_execution import Outcome, execute_directly
 from services.common.documents import CachedDocuments, DocumentCache
 from services.common.errors import mask_unexpected
 from services.common.identity import OperationContext
@@ -53,6 +54,20 @@ def document_caches() -> list[Callable[[], SchemaExtension]]:
     """strawberry extensions that parse and validate repeated documents once, within a memory
     budget, and large ones off the event loop (``services/common/documents.py``)."""
     return [_CachedDocumentsFactory(DocumentCache())]
+
+
+def direct_execution_cache(schema: strawberry.Schema) -> DocumentCache | None:
+    """The document cache of a schema that has no other extension, no directives and no
+    incremental delivery: one graphql-core can run directly (see direct_execution.py)."""
+    extensions = schema.extensions
+    if (
+        len(extensions) != 1
+        or not isinstance(extensions[0], _CachedDocumentsFactory)
+        or schema.directives
+        or schema.config.enable_experimental_incremental_execution
+    ):
+        return None
+    return extensions[0].cache
 
 
 def has_document_cache(extensions: Iterable[object]) -> bool:
@@ -150,12 +165,25 @@ async def execute(
     context: OperationContext,
 ) -> dict[str, Any]:
     """Run one operation the way the synchronous endpoint would; return its JSON response."""
-    result = await schema.execute(
-        query,
-        variable_values=variables,
-        operation_name=operation_name,
-        context_value=context,
-    )
+    cache = direct_execution_cache(schema)
+    result: Outcome | None = None
+    if cache is not None:
+        result = await execute_directly(
+            schema,
+            cache,
+            query=query,
+            variables=variables,
+            operation_name=operation_name,
+            context=context,
+        )
+    if result is None:
+        executed = await schema.execute(
+            query,
+            variable_values=variables,
+            operation_name=operation_name,
+            context_value=context,
+        )
+        result = Outcome(data=executed.data, errors=executed.errors)
     response: dict[str, Any] = {"data": result.data}
     if result.errors:
         response["errors"] = [format_error(error) for error in mask_unexpected(result.errors)]
