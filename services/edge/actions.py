@@ -41,7 +41,7 @@ from services.edge.context import EdgeContext
 from services.edge.deadlines import start_deadline
 from services.edge.errors import PassedOnError, unavailable_without_nats
 from services.edge.formats import operation_id_argument
-from services.edge.idempotency import document_digest, key_of, submit_once
+from services.edge.idempotency import key_of, submit_once
 
 # The queueing mutation's own argument, beside the action's: see services/edge/idempotency.py.
 IDEMPOTENCY_ARGUMENT = "idempotencyKey"
@@ -119,8 +119,8 @@ def _queue(action: ActionDefinition) -> Callable[..., Any]:
             start_by=start_deadline(None, context.start_within_s, datetime.now(UTC)),
             callback_url=action.callback_url,
         )
-        digest = document_digest({"action": action.name, "input": arguments})
-        submitted = await submit_once(context, requested, key=key, digest=digest)
+        asked = {"action": action.name, "input": arguments}
+        submitted = await submit_once(context, requested, key=key, asked=asked)
         return submitted.operation_id
 
     return resolve

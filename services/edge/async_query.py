@@ -11,7 +11,7 @@ from contracts.events import OperationRequested
 from contracts.view import OperationView
 from services.edge.context import EdgeContext
 from services.edge.deadlines import positive_seconds, start_deadline
-from services.edge.idempotency import document_digest, key_of, submit_once
+from services.edge.idempotency import key_of, submit_once
 from services.edge.validation import validate_inner
 
 
@@ -63,6 +63,7 @@ async def queue_operation(
         "operation_name": operation_name,
     }
     # Only when given, so that keys used before callbacks existed still match.
-    digest = document_digest(asked if callback is None else asked | {"callback_url": callback})
-    submitted = await submit_once(context, requested, key=key, digest=digest)
+    if callback is not None:
+        asked["callback_url"] = callback
+    submitted = await submit_once(context, requested, key=key, asked=asked)
     return submitted.view

@@ -87,10 +87,16 @@ class Submitted:
 
 
 async def submit_once(
-    context: EdgeContext, requested: OperationRequested, *, key: str | None, digest: str
+    context: EdgeContext,
+    requested: OperationRequested,
+    *,
+    key: str | None,
+    asked: Mapping[str, Any],
 ) -> Submitted:
     """Queue ``requested`` (as ``submit``), unless ``key`` already queued an operation for the
-    caller: then that one, and nothing new is queued."""
+    caller: then that one, and nothing new is queued. ``asked`` is what the client asked for;
+    its digest tells a repeated request from another one under the same key (hashed only when
+    a key is given)."""
     if key is None:
         sequence = await submit(context, requested)
         return Submitted(requested.operation_id, evolve(None, requested, sequence))
@@ -100,7 +106,8 @@ async def submit_once(
     )
     claims = context.idempotency
     with unavailable_without_nats("queueing operations", connected=context.nats_connected):
-        claimed = await _claim_or_find(context, kv_key, _Record(requested.operation_id, digest, 0))
+        mine = _Record(requested.operation_id, document_digest(asked), 0)
+        claimed = await _claim_or_find(context, kv_key, mine)
     if isinstance(claimed, Submitted):
         return claimed
     revision = claimed
