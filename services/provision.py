@@ -7,7 +7,7 @@ the services. The services themselves only check (``services/common/layout.py``)
 """
 
 from nats.js import JetStreamContext
-from nats.js.api import ConsumerConfig, KeyValueConfig, StreamConfig
+from nats.js.api import ConsumerConfig, KeyValueConfig, PersistMode, StreamConfig
 from nats.js.errors import NotFoundError
 
 from contracts.names import STREAM
@@ -19,6 +19,7 @@ from services.common.layout import (
     config_problems,
     dead_letter_stream_config,
     idempotency_bucket_config,
+    kv_stream_config,
     layout_for,
     limits_bucket_config,
     listing_bucket_config,
@@ -26,6 +27,7 @@ from services.common.layout import (
     results_bucket_config,
     stream_config,
     view_bucket_config,
+    view_persist_mode,
 )
 from services.common.retry import riding_through
 from services.common.settings import Settings
@@ -61,7 +63,7 @@ async def provision(js: JetStreamContext, settings: Settings) -> list[str]:
         report = [
             await _stream(js, stream_config(settings)),
             await _stream(js, dead_letter_stream_config(settings)),
-            await _bucket(js, view_bucket_config(settings)),
+            await _bucket(js, view_bucket_config(settings), view_persist_mode(settings)),
             await _bucket(js, limits_bucket_config(settings)),
             await _bucket(js, listing_bucket_config(settings)),
             await _stream(js, listing_counter_stream_config(settings)),
@@ -96,16 +98,22 @@ async def _stream(js: JetStreamContext, config: StreamConfig) -> str:
     return f"stream {config.name}: updated ({'; '.join(problems)})"
 
 
-async def _bucket(js: JetStreamContext, config: KeyValueConfig) -> str:
+async def _bucket(
+    js: JetStreamContext, config: KeyValueConfig, persist_mode: PersistMode | None = None
+) -> str:
     expected = bucket_stream(config)
     try:
         found = (await js.stream_info(expected.name or "")).config
     except NotFoundError:
-        await js.create_key_value(config)
+        if persist_mode is None:
+            await js.create_key_value(config)
+        else:
+            await js.add_stream(kv_stream_config(config, persist_mode))
         return f"bucket {config.bucket}: created"
     problems = config_problems(expected, found)
+    kept = _kept_persist_mode(found, persist_mode)
     if not problems:
-        return f"bucket {config.bucket}: as configured"
+        return f"bucket {config.bucket}: as configured{kept}"
     found.max_age = expected.max_age
     found.num_replicas = expected.num_replicas
     found.max_msgs_per_subject = expected.max_msgs_per_subject
@@ -113,4 +121,14 @@ async def _bucket(js: JetStreamContext, config: KeyValueConfig) -> str:
     found.subject_transform = found.republish = found.mirror = None
     found.sources = None
     await js.update_stream(found)
-    return f"bucket {config.bucket}: updated ({'; '.join(problems)})"
+    return f"bucket {config.bucket}: updated ({'; '.join(problems)}){kept}"
+
+
+def _kept_persist_mode(found: StreamConfig, wanted: PersistMode | None) -> str:
+    """A note when a bucket's persist mode is not the configured one: NATS cannot change it in
+    place (delete the bucket, provision, then ``asyncgate ops replay`` to rebuild the views)."""
+    # nats-py hands the server's word back as a plain string.
+    have = PersistMode(found.persist_mode or PersistMode.DEFAULT)
+    if have == (wanted or PersistMode.DEFAULT):
+        return ""
+    return f" (persist mode {have.value} kept: NATS cannot change it in place)"

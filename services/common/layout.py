@@ -14,6 +14,7 @@ from nats.js import JetStreamContext
 from nats.js.api import (
     DiscardPolicy,
     KeyValueConfig,
+    PersistMode,
     RetentionPolicy,
     StorageType,
     StreamConfig,
@@ -94,6 +95,40 @@ def view_bucket_config(settings: Settings) -> KeyValueConfig:
         VIEW_BUCKET,
         "asyncgate operation status view (rebuildable from the event stream)",
         settings.result_ttl_s,
+    )
+
+
+def view_persist_mode(settings: Settings) -> PersistMode | None:
+    """How the view bucket is written: NATS's async persistence where settings ask for it and
+    the bucket has one replica (NATS forces it on R1 streams only); None: NATS's default."""
+    if settings.view_persist_mode == "async" and settings.replicas == 1:
+        return PersistMode.ASYNC
+    return None
+
+
+def kv_stream_config(config: KeyValueConfig, persist_mode: PersistMode) -> StreamConfig:
+    """The stream nats-py's ``create_key_value`` makes for ``config`` (it takes no persist mode),
+    written with ``persist_mode``."""
+    duplicate_window = min(config.ttl, DUPLICATE_WINDOW_S) if config.ttl else DUPLICATE_WINDOW_S
+    return StreamConfig(
+        name=f"KV_{config.bucket}",
+        description=config.description,
+        subjects=[f"$KV.{config.bucket}.>"],
+        allow_direct=config.direct,
+        allow_rollup_hdrs=True,
+        allow_msg_ttl=True,
+        deny_delete=True,
+        discard=DiscardPolicy.NEW,
+        duplicate_window=duplicate_window,
+        max_age=config.ttl,
+        max_bytes=config.max_bytes,
+        max_consumers=-1,
+        max_msg_size=config.max_value_size,
+        max_msgs=-1,
+        max_msgs_per_subject=config.history,
+        num_replicas=config.replicas,
+        storage=config.storage,
+        persist_mode=persist_mode,
     )
 
 

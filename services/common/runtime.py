@@ -137,8 +137,15 @@ class _FastHeadersBroker(NatsBroker):
         return connection
 
 
-def create_broker(settings: Settings, service: str, watch: ConnectionWatch) -> NatsBroker:
-    """The broker of a FastStream service: every configured server, its login, its watch."""
+def create_broker(
+    settings: Settings,
+    service: str,
+    watch: ConnectionWatch,
+    *,
+    on_reconnect: Callable[[], Awaitable[None]] | None = None,
+) -> NatsBroker:
+    """The broker of a FastStream service: every configured server, its login, its watch, and
+    what to do each time the connection is back after a loss."""
     return _FastHeadersBroker(
         settings.nats_servers,
         name=f"asyncgate-{service}",
@@ -148,6 +155,7 @@ def create_broker(settings: Settings, service: str, watch: ConnectionWatch) -> N
         security=nats_security(settings),
         error_cb=report_nats_error,
         closed_cb=watch.closed,
+        reconnected_cb=on_reconnect,
         # One access-log line per message is noise at INFO; failures are still logged.
         log_level=logging.DEBUG,
         # Through the service's own logging: FastStream's default logger writes colour codes

@@ -120,6 +120,14 @@ class Settings(BaseSettings):
     # A fresh request's QUEUED view waits this long for its operation's next event, so that a
     # quick operation's view is written once, final (0: written at once).
     projector_queued_view_delay_s: NonNegativeFloat = 0.5
+    # How the view bucket is written on one server: "async" acknowledges a view write before
+    # it reaches the disk (one fsync less per operation; the projector repairs what a crash
+    # loses, see services/projector/view_repair.py), "default" syncs it like the stream.
+    # Replicated buckets (ASYNCGATE_REPLICAS > 1) always use NATS's default.
+    view_persist_mode: Literal["async", "default"] = "async"
+    # At start and after each reconnect, the projector folds again the events stored this long
+    # before the stream's newest one, rewriting views an async bucket lost (0: never).
+    projector_view_repair_window_s: NonNegativeFloat = 30.0
     shutdown_grace_s: NonNegativeFloat = 10.0
     data_dir: Path = Path(".asyncgate")
     max_active_per_user: NonNegativeInt = 10

@@ -28,6 +28,7 @@ from services.common.runtime import (
 from services.common.settings import Settings
 from services.common.tracing import Tracing
 from services.projector.handlers import SERVICE, Projection
+from services.projector.view_repair import ViewRepairs, writes_views_async
 from services.projector.view_writer import ViewWriter, request_lookup
 
 log = logging.getLogger("asyncgate.projector")
@@ -63,7 +64,14 @@ def create_app(
     metrics = ProjectorMetrics(PROJECTOR_DURABLE, SERVICE)
     metrics_server: MetricsServer | None = None
     watch = ConnectionWatch(SERVICE, on_lost=on_connection_lost)
-    broker = create_broker(settings, SERVICE, watch)
+    repairs: ViewRepairs | None = None
+
+    async def reconnected() -> None:
+        # The server may have restarted and lost the view writes it had not flushed.
+        if repairs is not None:
+            repairs.request()
+
+    broker = create_broker(settings, SERVICE, watch, on_reconnect=reconnected)
     # Per-user limits: an operation stops counting once its terminal event is folded.
     ended = EndedOperations(settings)
     projection: Projection | None = None
@@ -82,7 +90,7 @@ def create_app(
         await projection.fold_batch(messages)
 
     async def start() -> None:
-        nonlocal projection, metrics_server
+        nonlocal projection, metrics_server, repairs
         await handles.open(broker, settings, watch, consumer_config(settings))
         js, kv, events = handles.require()
         await ended.open(js)
@@ -97,11 +105,16 @@ def create_app(
             hold_requests_s=settings.projector_queued_view_delay_s,
             max_held=MAX_HELD_REQUESTS,
         )
+        if await writes_views_async(js):
+            repairs = ViewRepairs(js, views, settings.projector_view_repair_window_s)
+            repairs.request()
         metrics_server = await MetricsServer.start(
             settings, settings.projector_metrics_port, metrics.registry, metrics.backlog, js
         )
 
     async def write_held() -> None:
+        if repairs is not None:
+            await repairs.stop()
         if projection is not None:
             await projection.write_held()
 

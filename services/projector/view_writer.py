@@ -73,6 +73,27 @@ class ViewWriter:
         (a payload too large, a time-out) as they come; nothing is remembered then.
         """
         current, revision = await self._starting_point(key, events)
+        view, _ = await self._fold_and_store(key, events, current, revision)
+        return view
+
+    async def repair(self, key: str, events: list[Stored]) -> bool:
+        """Fold ``events`` into the view as stored (not as last written: that write may be one
+        NATS lost) and store it if they change it; whether they did. A deleted or expired view
+        (a marker) is left alone."""
+        current, revision = await read_view(self._kv, key)
+        if current is None and revision is not None:
+            return False
+        _, written = await self._fold_and_store(key, events, current, revision)
+        return written
+
+    async def _fold_and_store(
+        self,
+        key: str,
+        events: list[Stored],
+        current: OperationView | None,
+        revision: int | None,
+    ) -> tuple[OperationView | None, bool]:
+        """The view with ``events`` folded in, and whether it had to be written."""
         for _ in range(MAX_CAS_ATTEMPTS):
             updated = fold(current, events)
             if updated is not None and updated.created_at is None:
@@ -81,9 +102,9 @@ class ViewWriter:
                 if looked and updated.created_at is None and current is None:
                     # Its request is gone from the stream: the operation was deleted
                     # (asyncDelete) and this event came late. No view is made for it.
-                    return None
+                    return None, False
             if updated is None or updated == current:
-                return updated
+                return updated, False
             try:
                 if revision is None:
                     revision = await self._kv.create(key, encode_view(updated))
@@ -94,7 +115,7 @@ class ViewWriter:
                 current, revision = await read_view(self._kv, key)
                 continue
             self._remember(key, updated, revision)
-            return updated
+            return updated, True
         raise ViewConflictError(f"view {key} kept changing during {MAX_CAS_ATTEMPTS} attempts")
 
     async def _starting_point(
