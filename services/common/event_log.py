@@ -40,6 +40,7 @@ from contracts.lifecycle import evolve
 from contracts.names import STREAM, event_subject, operation_subjects
 from contracts.view import OperationView
 from services.common.direct_gets import batch_get
+from services.common.jetstream_writes import store
 from services.common.poison import admit
 from services.common.reply_inbox import ReplyInbox
 from services.common.tracing import add_traceparent
@@ -207,11 +208,12 @@ class EventLog:
                 event.tenant, event.operation_id
             )
         try:
-            ack = await self.js.publish(
+            ack = await store(
+                self.inbox,
                 event_subject(event.tenant, event.operation_id, event_type(event)),
                 encode_event(event) if payload is None else payload,
-                timeout=REQUEST_TIMEOUT_S,
                 headers=headers,
+                within_s=REQUEST_TIMEOUT_S,
             )
         except APIError as error:
             if error.err_code == WRONG_LAST_SEQUENCE:

@@ -1,5 +1,9 @@
 """Many requests in flight over one reply subscription, their replies routed by token.
 
+Single-reply requests (``request``) go the same way: a JetStream publish through nats-py's
+``request`` cost 125 µs of client CPU against 97 µs this way (32 in flight), as it also draws a
+random token from the OS and adds a done-callback per request.
+
 nats-py's ``request`` gives every request its own future wrapped in ``wait_for`` (and, for
 replies that come in several messages, a subscription of its own). Batched direct gets and pages
 of a hundred direct gets are cheaper with one wildcard subscription per connection user and a
@@ -24,17 +28,21 @@ class ReplyInbox:
     def __init__(self, nc: NatsClient) -> None:
         self.nc = nc
         self._queues: dict[str, asyncio.Queue[Msg]] = {}
+        self._awaited: dict[str, asyncio.Future[Msg]] = {}
         self._tokens = itertools.count()
         self._prefix = ""
         self._subscription: Subscription | None = None
 
-    @contextlib.asynccontextmanager
-    async def route(self) -> AsyncIterator[tuple[str, asyncio.Queue[Msg]]]:
-        """A reply subject whose replies land in the queue, for as long as the block runs."""
+    async def _subscribed(self) -> None:
         if self._subscription is None:
             # nats-py restores the subscription after a reconnect.
             self._prefix = self.nc.new_inbox()
             self._subscription = await self.nc.subscribe(f"{self._prefix}.*", cb=self._deliver)
+
+    @contextlib.asynccontextmanager
+    async def route(self) -> AsyncIterator[tuple[str, asyncio.Queue[Msg]]]:
+        """A reply subject whose replies land in the queue, for as long as the block runs."""
+        await self._subscribed()
         token = str(next(self._tokens))
         replies: asyncio.Queue[Msg] = asyncio.Queue()
         self._queues[token] = replies
@@ -43,8 +51,31 @@ class ReplyInbox:
         finally:
             del self._queues[token]
 
+    async def request(
+        self, subject: str, payload: bytes, *, headers: dict[str, str] | None, within_s: float
+    ) -> Msg:
+        """Publish and wait for the one reply (TimeoutError after ``within_s`` seconds)."""
+        await self._subscribed()
+        token = str(next(self._tokens))
+        reply: asyncio.Future[Msg] = asyncio.get_running_loop().create_future()
+        self._awaited[token] = reply
+        try:
+            await self.nc.publish(
+                subject, payload, reply=f"{self._prefix}.{token}", headers=headers
+            )
+            async with asyncio.timeout(within_s):
+                return await reply
+        finally:
+            self._awaited.pop(token, None)
+
     async def _deliver(self, msg: Msg) -> None:
-        replies = self._queues.get(msg.subject.rsplit(".", 1)[-1])
+        token = msg.subject.rsplit(".", 1)[-1]
+        awaited = self._awaited.pop(token, None)
+        if awaited is not None:
+            if not awaited.done():
+                awaited.set_result(msg)
+            return
+        replies = self._queues.get(token)
         if replies is not None:
             replies.put_nowait(msg)
 

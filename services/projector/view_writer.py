@@ -16,13 +16,18 @@ from nats.js.kv import KeyValue
 
 from contracts.events import OperationEvent, OperationRequested
 from contracts.lifecycle import evolve
+from contracts.names import VIEW_BUCKET
 from contracts.view import OperationView, encode_view
 from services.common.event_log import EventLog
+from services.common.jetstream_writes import store_value
+from services.common.reply_inbox import ReplyInbox
 from services.common.views import read_view
 
 # Compare-and-set conflicts only happen while another writer touches the same key; a handful of
 # retries always suffices in practice, and past it the event is handed back to be redelivered.
 MAX_CAS_ATTEMPTS: Final = 20
+# How long a view write waits for JetStream's acknowledgement (nats-py's own default).
+WRITE_WAIT_S: Final = 5.0
 
 
 class ViewConflictError(RuntimeError):
@@ -59,9 +64,18 @@ def fold(view: OperationView | None, events: list[Stored]) -> OperationView | No
 class ViewWriter:
     """Writes folded views to the bucket; one per projector process."""
 
-    def __init__(self, kv: KeyValue, find_request: RequestLookup | None = None) -> None:
+    def __init__(
+        self,
+        kv: KeyValue,
+        find_request: RequestLookup | None = None,
+        *,
+        replies: ReplyInbox | None = None,
+    ) -> None:
         self._kv = kv
         self._find_request = find_request
+        # Writes go through the connection's reply inbox when given (services/common/
+        # jetstream_writes.py: a third less client CPU per write than nats-py's KeyValue).
+        self._replies = replies
         self._written: collections.OrderedDict[str, tuple[OperationView, int]] = (
             collections.OrderedDict()
         )
@@ -106,10 +120,7 @@ class ViewWriter:
             if updated is None or updated == current:
                 return updated, False
             try:
-                if revision is None:
-                    revision = await self._kv.create(key, encode_view(updated))
-                else:
-                    revision = await self._kv.update(key, encode_view(updated), last=revision)
+                revision = await self._write(key, encode_view(updated), revision)
             except KeyWrongLastSequenceError:
                 self._written.pop(key, None)
                 current, revision = await read_view(self._kv, key)
@@ -117,6 +128,23 @@ class ViewWriter:
             self._remember(key, updated, revision)
             return updated, True
         raise ViewConflictError(f"view {key} kept changing during {MAX_CAS_ATTEMPTS} attempts")
+
+    async def _write(self, key: str, value: bytes, revision: int | None) -> int:
+        """Store ``value`` if the key's last revision is ``revision`` (None: it has no view);
+        the new revision, or KeyWrongLastSequenceError."""
+        if self._replies is None:
+            if revision is None:
+                return await self._kv.create(key, value)
+            return await self._kv.update(key, value, last=revision)
+        try:
+            return await store_value(
+                self._replies, VIEW_BUCKET, key, value, last=revision or 0, within_s=WRITE_WAIT_S
+            )
+        except KeyWrongLastSequenceError:
+            if revision is not None:
+                raise
+            # A deleted or expired key keeps a marker, which nats-py's create writes over.
+            return await self._kv.create(key, value)
 
     async def _starting_point(
         self, key: str, events: list[Stored]
