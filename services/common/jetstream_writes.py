@@ -25,6 +25,7 @@ WRONG_LAST_SEQUENCE_CODES: Final = (10071, 10164)
 class StoredAck(msgspec.Struct):
     """JetStream's acknowledgement of a stored message, or its error."""
 
+    stream: str = ""
     seq: int = 0
     duplicate: bool = False
     error: dict[str, Any] | None = None
@@ -45,9 +46,15 @@ async def store(
     reply = await inbox.request(subject, payload, headers=headers, within_s=within_s)
     if reply.headers and reply.headers.get(Header.STATUS) == NO_RESPONDERS:
         raise NoStreamResponseError
-    ack = _decode_ack(reply.data)
+    try:
+        ack = _decode_ack(reply.data)
+    except msgspec.DecodeError:
+        ack = StoredAck()
     if ack.error is not None:
         raise APIError.from_error(ack.error)
+    if not ack.stream or ack.seq <= 0:
+        # Never taken for a store: nats-py refuses such an answer too (PubAck needs both).
+        raise APIError(description=f"not an acknowledgement: {reply.data[:200]!r}")
     return ack
 
 
