@@ -3,12 +3,11 @@ consumer fed to a callback, ended by the server's own count of what there was to
 
 import asyncio
 from collections.abc import Callable
-from datetime import datetime
 from typing import Final
 
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import ConsumerConfig, DeliverPolicy
+from nats.js.api import DeliverPolicy
 
 # A read's consumer is gone as soon as it is read; let the server drop it quickly.
 READ_INACTIVE_THRESHOLD_S: Final = 5.0
@@ -24,7 +23,6 @@ async def read_stream(
     *,
     last_per_subject: bool = False,
     within_s: float | None = None,
-    since: datetime | None = None,
 ) -> int:
     """Hand ``on_message`` every message of ``stream`` on ``subject_filter`` stored when the read
     began (with ``last_per_subject``, only each subject's newest); return how many.
@@ -34,7 +32,6 @@ async def read_stream(
     values already delivered, and under load it ended listings empty. A callback, not
     ``next_msg()``: nats-py's next_msg costs a task, a uuid and a wait_for per message.
     ``within_s`` bounds the whole read (None: only each message's wait, ``READ_IDLE_TIMEOUT_S``).
-    ``since``: only messages stored from then on.
     """
     received = 0
     expected: int | None = None
@@ -54,15 +51,11 @@ async def read_stream(
         if received == expected and not everything.done():
             everything.set_result(None)
 
-    policy = DeliverPolicy.LAST_PER_SUBJECT if last_per_subject else DeliverPolicy.ALL
-    if since is not None:
-        policy = DeliverPolicy.BY_START_TIME
     subscription = await js.subscribe(
         subject_filter,
         stream=stream,
         ordered_consumer=True,
-        config=ConsumerConfig(opt_start_time=since),
-        deliver_policy=policy,
+        deliver_policy=DeliverPolicy.LAST_PER_SUBJECT if last_per_subject else DeliverPolicy.ALL,
         inactive_threshold=READ_INACTIVE_THRESHOLD_S,
         cb=deliver,
     )

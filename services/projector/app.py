@@ -106,7 +106,7 @@ def create_app(
             max_held=MAX_HELD_REQUESTS,
         )
         if await writes_views_async(js):
-            repairs = ViewRepairs(js, views, settings.projector_view_repair_window_s)
+            repairs = ViewRepairs(events, views, settings.projector_view_repair_window_s)
             repairs.request()
         metrics_server = await MetricsServer.start(
             settings, settings.projector_metrics_port, metrics.registry, metrics.backlog, js

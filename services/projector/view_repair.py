@@ -17,47 +17,48 @@ down with unwritten data for longer) is what ``asyncgate ops replay`` rebuilds.
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
-from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import PersistMode
 from nats.js.errors import NotFoundError
 
 from contracts.events import OperationRequested
-from contracts.names import ALL_EVENTS, STREAM, VIEW_BUCKET, view_key
-from services.common.jetstream import stored_at
+from contracts.names import STREAM, VIEW_BUCKET, view_key
+from services.common.direct_gets import StoredMessage, batch_get
+from services.common.event_log import EventLog
 from services.common.poison import Unusable, admit
 from services.common.retry import riding_through
-from services.common.stream_reads import read_stream
 from services.projector.view_writer import Stored, ViewWriter
 
 log = logging.getLogger("asyncgate.projector")
 
 # Waiting out a server that is still recovering its streams after a restart.
 REPAIR_RIDE_THROUGH_S: Final = 30.0
+# Messages read per batched direct get.
+READ_BATCH: Final = 500
 # Views read and written at once while repairing.
 REPAIR_CONCURRENCY: Final = 32
 
 
-async def repair_recent_views(js: JetStreamContext, views: ViewWriter, window_s: float) -> int:
+async def repair_recent_views(events: EventLog, views: ViewWriter, window_s: float) -> int:
     """Fold the events stored in the last ``window_s`` before the stream's newest one into
     their views as stored, writing those that lack them; how many views were written."""
-    newest = await _newest_stored_at(js)
-    if newest is None:
+    js = events.js
+    last = (await js.stream_info(STREAM)).state.last_seq
+    if not last:
         return 0
+    since = await _stored_time(js, last) - timedelta(seconds=window_s)
     recent: dict[str, list[Stored]] = {}
-
-    def collect(msg: Msg) -> None:
-        event = admit(msg.subject, msg.data)
+    async for sequence, subject, data in _stored_since(events, since, last):
+        event = admit(subject, data)
         if isinstance(event, Unusable):
-            return  # the projector sets it aside; nothing to fold
+            continue  # the projector sets it aside; nothing to fold
         key = view_key(event.tenant, event.principal, event.operation_id)
-        recent.setdefault(key, []).append((stored_at(msg.reply)[0], event))
-
-    await read_stream(js, STREAM, ALL_EVENTS, collect, since=newest - timedelta(seconds=window_s))
+        recent.setdefault(key, []).append((sequence, event))
     written = 0
     slots = asyncio.Semaphore(REPAIR_CONCURRENCY)
 
@@ -79,6 +80,33 @@ async def repair_recent_views(js: JetStreamContext, views: ViewWriter, window_s:
     return written
 
 
+async def _stored_since(
+    events: EventLog, since: datetime, last: int
+) -> AsyncIterator[StoredMessage]:
+    """The stream's messages stored from ``since`` through sequence ``last``, read by batched
+    direct gets (the projector's login may read the stream so, but makes no consumers but its
+    own)."""
+    request: dict[str, object] = {"start_time": since.isoformat(), "batch": READ_BATCH}
+    while True:
+        batch = await batch_get(events.nc, events.inbox, STREAM, request, limit=READ_BATCH)
+        for stored in batch.messages:
+            if stored[0] > last:
+                return
+            yield stored
+        if not batch.messages or batch.messages[-1][0] >= last:
+            return
+        request = {"seq": batch.messages[-1][0] + 1, "batch": READ_BATCH}
+
+
+async def _stored_time(js: JetStreamContext, sequence: int) -> datetime:
+    """When message ``sequence`` was stored (now, if it was deleted since)."""
+    try:
+        found = await js.get_msg(STREAM, sequence, direct=True)
+    except NotFoundError:
+        return datetime.now(UTC)
+    return found.time or datetime.now(UTC)
+
+
 async def writes_views_async(js: JetStreamContext) -> bool:
     """Whether the view bucket acknowledges writes before they are on disk (so a crash can
     lose some): how it was provisioned, not how the settings would provision it today."""
@@ -86,25 +114,12 @@ async def writes_views_async(js: JetStreamContext) -> bool:
     return bool(info.config.persist_mode == PersistMode.ASYNC)
 
 
-async def _newest_stored_at(js: JetStreamContext) -> datetime | None:
-    """When the stream's newest message was stored (now, if it was deleted since); None when
-    the stream holds nothing."""
-    last = (await js.stream_info(STREAM)).state.last_seq
-    if not last:
-        return None
-    try:
-        found = await js.get_msg(STREAM, last, direct=True)
-    except NotFoundError:
-        return datetime.now(UTC)
-    return found.time or datetime.now(UTC)
-
-
 @dataclass
 class ViewRepairs:
     """Runs the repair in the background, one at a time; asked again while one runs, it runs
     once more after it (a reconnect during a repair may have lost more)."""
 
-    js: JetStreamContext
+    events: EventLog
     views: ViewWriter
     window_s: float
     _running: asyncio.Task[None] | None = field(default=None, init=False)
@@ -130,7 +145,7 @@ class ViewRepairs:
             self._again = False
             try:
                 written = await riding_through(
-                    lambda: repair_recent_views(self.js, self.views, self.window_s),
+                    lambda: repair_recent_views(self.events, self.views, self.window_s),
                     what="repairing recent views",
                     budget_s=REPAIR_RIDE_THROUGH_S,
                 )

@@ -38,6 +38,7 @@ from contracts.names import (
 )
 from contracts.view import TaskStatus, decode_view
 from services.common.active_operations import decode_limits
+from services.common.event_log import EventLog
 from services.common.identity import ANONYMOUS
 from services.common.nats_server import free_port, nats_server_binary, wait_for_port
 from services.common.reply_inbox import ReplyInbox
@@ -45,6 +46,8 @@ from services.common.results import ResultStore
 from services.common.settings import Settings
 from services.executor.app import create_app as create_executor
 from services.projector.app import create_app as create_projector
+from services.projector.view_repair import repair_recent_views
+from services.projector.view_writer import ViewWriter
 from services.provision import provision_nats
 from tests.seed_requests import ASYNC_QUERY, FETCH_RESULTS
 from tests.stack import eventually, graphql, running, serving_edge
@@ -189,6 +192,16 @@ async def test_each_service_does_its_whole_job_as_its_own_user(
             {"id": operation_id},
         )
         left = (await graphql(client, "{ asyncRequests { operationId } }"))["data"]
+        # The projector's repair after a reconnect reads the stream's recent events.
+        projector = await nats.connect(
+            secured_nats.url, user="projector", password=PASSWORDS["projector"]
+        )
+        try:
+            events = EventLog(projector, projector.jetstream())
+            bucket = await projector.jetstream().key_value(VIEW_BUCKET)
+            repaired = await repair_recent_views(events, ViewWriter(bucket), 30.0)
+        finally:
+            await projector.close()
 
     assert early["data"]["asyncResult"]["operationId"] == operation_id
     assert consumed is not None
@@ -199,6 +212,7 @@ async def test_each_service_does_its_whole_job_as_its_own_user(
     assert deleted["data"]["asyncDelete"] == {"operationId": operation_id}
     assert left["asyncRequests"] == [{"operationId": keyed[0]}]
     assert pushed[-1]["payload"]["data"]["asyncResult"]["status"] == "SUCCESS"
+    assert repaired == 0
     assert "Violation" not in secured_nats.log.read_text()
 
 

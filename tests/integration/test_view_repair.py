@@ -98,16 +98,34 @@ async def test_views_that_have_their_events_are_not_written_again(
         await eventually(lambda: folded(js, 2), what="two final views")
     written_before = (await js.stream_info(BUCKET_STREAM)).state.last_seq
 
-    written = await repair_recent_views(js, ViewWriter(kv, request_lookup(event_log)), 30.0)
+    written = await repair_recent_views(event_log, ViewWriter(kv, request_lookup(event_log)), 30.0)
 
     assert written == 0
     assert (await js.stream_info(BUCKET_STREAM)).state.last_seq == written_before
 
 
+async def test_only_the_events_of_the_window_are_read_again(
+    settings: Settings, js: JetStreamContext, kv: KeyValue, event_log: EventLog
+) -> None:
+    async with running(create_projector(settings)):
+        await publish_all(event_log, lifecycle("op-old"))
+        await asyncio.sleep(1.5)
+        await publish_all(event_log, lifecycle("op-new"))
+        await eventually(lambda: folded(js, 2), what="two final views")
+    await lose_view(js, "op-old")
+    await lose_view(js, "op-new")
+
+    written = await repair_recent_views(event_log, ViewWriter(kv, request_lookup(event_log)), 1.0)
+
+    assert written == 1
+    assert list(await stored_views(js)) == [key("op-new")]
+
+
 async def test_views_lost_by_the_server_come_back_after_the_reconnect(
     settings: Settings, js: JetStreamContext, event_log: EventLog, nats_server: NatsServer
 ) -> None:
-    operations = [f"op-{n}" for n in range(100)]
+    # 600 events: more than one batched read (READ_BATCH).
+    operations = [f"op-{n}" for n in range(150)]
     async with running(create_projector(settings.replace(projector_queued_view_delay_s=0))):
         for operation_id in operations:
             await publish_all(event_log, lifecycle(operation_id, fails=operation_id.endswith("7")))
