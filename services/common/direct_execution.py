@@ -10,7 +10,6 @@ function strawberry would call, with the same execution context class. Anything 
 extension, custom directives, a subscription) goes through strawberry as before.
 """
 
-from dataclasses import dataclass
 from typing import Any
 
 import strawberry
@@ -19,6 +18,7 @@ from graphql.execution import MiddlewareManager
 from graphql.utilities import get_operation_ast
 from strawberry.execution import optimized_is_awaitable
 from strawberry.schema._graphql_core import execution_context_class_kwargs
+from strawberry.types import ExecutionResult
 from strawberry.utils.await_maybe import await_maybe
 
 from services.common.documents import DocumentCache, parsed, validation_errors
@@ -26,14 +26,6 @@ from services.common.documents import DocumentCache, parsed, validation_errors
 # strawberry's own validation rules are added by validate_document (services/common/documents.py
 # passes these through it), as strawberry's ExecutionContext does by default.
 RULES = tuple(specified_rules)
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What running a document gave: its data and its errors, as strawberry's result has them."""
-
-    data: dict[str, Any] | None
-    errors: list[GraphQLError] | None
 
 
 async def execute_directly(
@@ -44,7 +36,7 @@ async def execute_directly(
     variables: dict[str, Any],
     operation_name: str | None,
     context: Any,
-) -> Outcome | None:
+) -> ExecutionResult | None:
     """Run ``query`` as ``schema.execute`` would; None if it needs strawberry's own path (a
     subscription, or no operation to pick: strawberry raises for those). The caller checks that
     ``schema`` has no extensions but ``cache``'s, no directives and no incremental delivery."""
@@ -77,10 +69,10 @@ async def execute_directly(
     )
     if result.errors:
         schema._process_errors(result.errors)
-    return Outcome(data=result.data, errors=result.errors)
+    return ExecutionResult(data=result.data, errors=result.errors)
 
 
-def _failed(schema: strawberry.Schema, errors: list[GraphQLError]) -> Outcome:
+def _failed(schema: strawberry.Schema, errors: list[GraphQLError]) -> ExecutionResult:
     """A document that does not parse or validate: logged as strawberry logs it."""
     schema._process_errors(errors)
-    return Outcome(data=None, errors=errors)
+    return ExecutionResult(data=None, errors=errors)

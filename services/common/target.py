@@ -16,7 +16,7 @@ import strawberry
 from graphql import GraphQLError, GraphQLSchema
 from strawberry.extensions import SchemaExtension
 
-from services.common.direct_execution import Outcome, execute_directly
+from services.common.direct_execution import execute_directly
 from services.common.documents import CachedDocuments, DocumentCache
 from services.common.errors import mask_unexpected
 from services.common.identity import OperationContext
@@ -166,7 +166,7 @@ async def execute(
 ) -> dict[str, Any]:
     """Run one operation the way the synchronous endpoint would; return its JSON response."""
     cache = direct_execution_cache(schema)
-    result: Outcome | None = None
+    result = None
     if cache is not None:
         result = await execute_directly(
             schema,
@@ -177,13 +177,12 @@ async def execute(
             context=context,
         )
     if result is None:
-        executed = await schema.execute(
+        result = await schema.execute(
             query,
             variable_values=variables,
             operation_name=operation_name,
             context_value=context,
         )
-        result = Outcome(data=executed.data, errors=executed.errors)
     response: dict[str, Any] = {"data": result.data}
     if result.errors:
         response["errors"] = [format_error(error) for error in mask_unexpected(result.errors)]

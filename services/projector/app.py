@@ -94,7 +94,7 @@ def create_app(
         await handles.open(broker, settings, watch, consumer_config(settings))
         js, kv, events = handles.require()
         await ended.open(js)
-        views = ViewWriter(kv, request_lookup(events), replies=events.inbox)
+        views = ViewWriter(kv, events.inbox, request_lookup(events))
         projection = Projection(
             js,
             views,

@@ -62,21 +62,21 @@ async def repair_recent_views(events: EventLog, views: ViewWriter, window_s: flo
     written = 0
     slots = asyncio.Semaphore(REPAIR_CONCURRENCY)
 
-    async def repair(key: str, events: list[Stored]) -> None:
+    async def repair(key: str, stored: list[Stored]) -> None:
         nonlocal written
         async with slots:
-            if await views.repair(key, events):
+            if await views.repair(key, stored):
                 written += 1
 
     # A lone request is left to the live consumer: it may be holding it (held_requests.py), and
     # a QUEUED view lost after its request was acknowledged is written with the next event
     # (readers find the operation in the stream meanwhile).
     begun = {
-        key: events
-        for key, events in recent.items()
-        if not all(isinstance(event, OperationRequested) for _, event in events)
+        key: stored
+        for key, stored in recent.items()
+        if not all(isinstance(event, OperationRequested) for _, event in stored)
     }
-    await asyncio.gather(*(repair(key, events) for key, events in begun.items()))
+    await asyncio.gather(*(repair(key, stored) for key, stored in begun.items()))
     return written
 
 

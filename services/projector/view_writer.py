@@ -65,17 +65,13 @@ class ViewWriter:
     """Writes folded views to the bucket; one per projector process."""
 
     def __init__(
-        self,
-        kv: KeyValue,
-        find_request: RequestLookup | None = None,
-        *,
-        replies: ReplyInbox | None = None,
+        self, kv: KeyValue, replies: ReplyInbox, find_request: RequestLookup | None = None
     ) -> None:
         self._kv = kv
-        self._find_request = find_request
-        # Writes go through the connection's reply inbox when given (services/common/
-        # jetstream_writes.py: a third less client CPU per write than nats-py's KeyValue).
+        # Writes go through the connection's reply inbox (services/common/jetstream_writes.py:
+        # a third less client CPU per write than nats-py's KeyValue).
         self._replies = replies
+        self._find_request = find_request
         self._written: collections.OrderedDict[str, tuple[OperationView, int]] = (
             collections.OrderedDict()
         )
@@ -132,10 +128,6 @@ class ViewWriter:
     async def _write(self, key: str, value: bytes, revision: int | None) -> int:
         """Store ``value`` if the key's last revision is ``revision`` (None: it has no view);
         the new revision, or KeyWrongLastSequenceError."""
-        if self._replies is None:
-            if revision is None:
-                return await self._kv.create(key, value)
-            return await self._kv.update(key, value, last=revision)
         try:
             return await store_value(
                 self._replies, VIEW_BUCKET, key, value, last=revision or 0, within_s=WRITE_WAIT_S

@@ -199,7 +199,7 @@ async def test_each_service_does_its_whole_job_as_its_own_user(
         try:
             events = EventLog(projector, projector.jetstream())
             bucket = await projector.jetstream().key_value(VIEW_BUCKET)
-            repaired = await repair_recent_views(events, ViewWriter(bucket), 30.0)
+            repaired = await repair_recent_views(events, ViewWriter(bucket, events.inbox), 30.0)
         finally:
             await projector.close()
 

@@ -24,6 +24,7 @@ from contracts.lifecycle import fold
 from contracts.names import PROJECTOR_DURABLE, STREAM, VIEW_BUCKET, operation_subjects, view_key
 from contracts.view import OperationView, TaskStatus
 from services.common.event_log import EventLog
+from services.common.reply_inbox import ReplyInbox
 from services.common.settings import Settings
 from services.projector.app import create_app as create_projector
 from services.projector.replay import rebuild_views, replay_views
@@ -91,7 +92,7 @@ async def test_duplicate_redelivered_and_out_of_order_events_leave_the_same_view
     # Apply them the wrong way round, each one twice (a redelivery), into the real bucket, by
     # two writers in turn, as two projector replicas would (each remembering what it wrote).
     shuffled = list(reversed(stored)) + random.Random(7).sample(stored, len(stored))
-    replicas = [ViewWriter(kv), ViewWriter(kv)]
+    replicas = [ViewWriter(kv, ReplyInbox(event_log.nc)), ViewWriter(kv, ReplyInbox(event_log.nc))]
     for n, (sequence, event) in enumerate(shuffled):
         await fold_one(replicas[n % 2], event, sequence)
 
@@ -108,7 +109,7 @@ async def test_a_late_started_event_never_moves_a_finished_operation_back(
 ) -> None:
     requested, started, _, completed = lifecycle("op-2")
     await publish_all(event_log, [requested, completed, started])
-    writer = ViewWriter(kv)
+    writer = ViewWriter(kv, event_log.inbox)
     for sequence, event in await stored_events(js):
         await fold_one(writer, event, sequence)
 
@@ -220,7 +221,8 @@ async def test_a_view_is_never_stored_without_its_request(
     [_, (started_sequence, _)] = await stored_events(js)
 
     # A replica folds the start before anyone has folded the request.
-    view = await fold_one(ViewWriter(kv, request_lookup(event_log)), started, started_sequence)
+    writer = ViewWriter(kv, event_log.inbox, request_lookup(event_log))
+    view = await fold_one(writer, started, started_sequence)
 
     assert view.action == "place_order"
     assert view.created_at == T0

@@ -98,7 +98,8 @@ async def test_views_that_have_their_events_are_not_written_again(
         await eventually(lambda: folded(js, 2), what="two final views")
     written_before = (await js.stream_info(BUCKET_STREAM)).state.last_seq
 
-    written = await repair_recent_views(event_log, ViewWriter(kv, request_lookup(event_log)), 30.0)
+    writer = ViewWriter(kv, event_log.inbox, request_lookup(event_log))
+    written = await repair_recent_views(event_log, writer, 30.0)
 
     assert written == 0
     assert (await js.stream_info(BUCKET_STREAM)).state.last_seq == written_before
@@ -115,7 +116,8 @@ async def test_only_the_events_of_the_window_are_read_again(
     await lose_view(js, "op-old")
     await lose_view(js, "op-new")
 
-    written = await repair_recent_views(event_log, ViewWriter(kv, request_lookup(event_log)), 1.0)
+    writer = ViewWriter(kv, event_log.inbox, request_lookup(event_log))
+    written = await repair_recent_views(event_log, writer, 1.0)
 
     assert written == 1
     assert list(await stored_views(js)) == [key("op-new")]
