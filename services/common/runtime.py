@@ -54,6 +54,9 @@ EXIT_METRICS_PORT: Final = 69
 # a test runner holding a million objects each one took about a second (a fuzz test ran 26 s
 # instead of 3).
 _freeze_at_startup = False
+# Allocations (net of deallocations) between collections of the youngest generation; what it
+# costs is a few MB more of young objects and cyclic garbage awaiting a collection.
+YOUNG_GENERATION_THRESHOLD: Final = 10_000
 
 
 def freeze_at_startup() -> None:
@@ -64,15 +67,22 @@ def freeze_at_startup() -> None:
 
 
 def freeze_startup_objects() -> None:
-    """Keep the garbage collector from rescanning everything built at start-up.
+    """Keep the garbage collector from rescanning everything built at start-up, and from
+    scanning the work in flight every few hundred allocations.
 
-    Schemas, types and modules live as long as the process; without this every collection
+    Schemas, types and modules live as long as the process; without the freeze every collection
     walks them again (measured on the edge: ~0.14 ms of every request went to collections).
+    Then the youngest generation is collected after YOUNG_GENERATION_THRESHOLD allocations
+    instead of Python's 700: a service's requests in flight alone hold about that many, so
+    each pass rescanned them, and graphql-core leaves ~37 objects of cyclic garbage per query.
+    Measured in the bench's W1 (share of each process's CPU in collections, 700 → 10,000): edge
+    7.0% → under 0.1%, executor 8.7% → 4.1%, projector 3.6% → under 0.1%.
     Does nothing unless the process runs the service alone (``freeze_at_startup``).
     """
     if _freeze_at_startup:
         gc.collect()
         gc.freeze()
+        gc.set_threshold(YOUNG_GENERATION_THRESHOLD, *gc.get_threshold()[1:])
 
 
 def worker_name() -> str:
