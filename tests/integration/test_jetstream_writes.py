@@ -1,7 +1,10 @@
 """Stores through the reply inbox answer as nats-py's own publish and KeyValue writes do."""
 
+import time
+
 import pytest
 from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.errors import (
     BadRequestError,
@@ -59,3 +62,27 @@ async def test_a_key_is_written_only_over_the_revision_named(nc: NatsClient, kv:
 
     entry = await kv.get("k")
     assert (entry.value, entry.revision) == (b"v2", updated)
+
+
+async def test_an_unanswered_request_times_out_and_a_late_answer_is_dropped(
+    nc: NatsClient,
+) -> None:
+    held: list[Msg] = []
+
+    async def hold(msg: Msg) -> None:
+        held.append(msg)  # answered only after the requester gave up
+
+    await nc.subscribe("silent.service", cb=hold)
+    inbox = ReplyInbox(nc)
+    started = time.monotonic()
+
+    with pytest.raises(TimeoutError):
+        await inbox.request("silent.service", b"ping", headers=None, within_s=0.3)
+
+    waited = time.monotonic() - started
+    assert 0.3 <= waited < 2.0
+    [late] = held
+    await nc.publish(late.reply, b"too late")
+    answered = await inbox.request("scratch.none", b"x", headers=None, within_s=5)
+    assert answered.headers is not None  # the server's no-responders answer, not the late one
+    assert answered.data == b""
