@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import cast
 
+import msgspec
 import strawberry
 from cross_web import AsyncHTTPRequestAdapter, HTTPException, StarletteRequestAdapter
 from starlette.applications import Starlette
@@ -67,6 +68,10 @@ from services.edge.upstream_mode import EdgeUpstream
 from services.edge.websockets import LegacyWSHandler, TransportWSHandler
 
 log = logging.getLogger("asyncgate.edge")
+
+# strawberry's json.dumps took 6 us for a submit's answer, msgspec 0.3 us (characters outside
+# ASCII are sent as UTF-8 instead of \u escapes: the same JSON).
+_encode_json = msgspec.json.Encoder().encode
 
 # A request arriving while the edge's NATS connection moves to another server waits this long
 # for it; past it (NATS really away) the request is refused as SERVICE_UNAVAILABLE.
@@ -134,6 +139,11 @@ class EdgeGraphQL(GraphQL[EdgeContext, None]):
             raise HTTPException(415, f"Unsupported content type: a GraphQL POST is sent as {JSON}")
         return await super().parse_http_body(request)
 
+    def encode_json(self, data: object) -> str:
+        """Compact JSON, as strawberry writes it, by msgspec (for WebSocket messages and
+        streamed parts; HTTP answers take the bytes directly)."""
+        return _encode_json(data).decode()
+
     async def get_sub_response(self, request: Request | WebSocket) -> Response:
         """strawberry's sub-response, carrying the media type the client accepts."""
         sub_response = await super().get_sub_response(request)
@@ -162,7 +172,7 @@ class EdgeGraphQL(GraphQL[EdgeContext, None]):
                 GraphQLHTTPResponse, {k: v for k, v in response_data.items() if k != "data"}
             )
             status = sub_response.status_code or 400
-        response = Response(self.encode_json(response_data), status, media_type=media_type)
+        response = Response(_encode_json(response_data), status, media_type=media_type)
         response.headers.raw.extend(sub_response.headers.raw)
         response.background = sub_response.background
         return response
