@@ -456,15 +456,16 @@ def create_app(
 
     app = Starlette(
         exception_handlers={StarletteHTTPException: refused},
+        # Matched in order: the GraphQL endpoint, which takes nearly every request, first.
         routes=[
+            Route("/graphql", graphql_app, methods=["GET", "POST"]),
+            WebSocketRoute("/graphql", graphql_app),
             Route("/", home),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", prometheus),
-            Route("/graphql", graphql_app, methods=["GET", "POST"]),
             Route(f"{RESULTS_PATH}/{{operation_id}}", downloads.serve, methods=["GET"]),
             Route(f"{GRAPHIQL_STATIC}{{path:path}}", serve_graphiql_asset, methods=["GET"]),
-            WebSocketRoute("/graphql", graphql_app),
         ],
         lifespan=lifespan,
     )
