@@ -28,7 +28,10 @@ class ViewFeed(DoneFeed):
     """
 
     started_stored: dict[str, datetime] = field(default_factory=dict)
-    running_stored: dict[str, datetime] = field(default_factory=dict)
+    # The reply subject (which carries the stored time) of each operation's first view that
+    # shows it started: read into a time only for the operations asked about, as parsing it
+    # costs the load generator 8 us a view.
+    running_replies: dict[str, str] = field(default_factory=dict)
     view_changes: int = 0
 
     async def on_view(self, msg: Msg) -> None:
@@ -40,8 +43,8 @@ class ViewFeed(DoneFeed):
         key = view.operation_id
         # The first stored view that shows the operation started: RUNNING, or already final
         # when a projector folds several events into one write.
-        if view.attempts >= 1 and key not in self.running_stored:
-            self.running_stored[key] = msg.metadata.timestamp
+        if view.attempts >= 1 and key not in self.running_replies:
+            self.running_replies[key] = msg.reply
         if view.status.is_terminal:
             self.mark(key, ok=view.status == TaskStatus.SUCCESS)
 
@@ -56,8 +59,9 @@ class ViewFeed(DoneFeed):
         stored view that shows it started."""
         delays = []
         for key in keys:
-            started, running = self.started_stored.get(key), self.running_stored.get(key)
-            if started is not None and running is not None:
+            started, reply = self.started_stored.get(key), self.running_replies.get(key)
+            if started is not None and reply is not None:
+                running = Msg.Metadata._from_reply(reply).timestamp
                 delays.append((running - started).total_seconds() * 1000)
         return delays
 

@@ -11,11 +11,12 @@ not the client's.
 
 import asyncio
 import contextlib
-import json
 import time
 from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import urlsplit
+
+import msgspec
 
 # Below uvicorn's 5 s keep-alive, so a request is never sent on a connection the server is
 # closing: a connection idle this long is replaced before the next request.
@@ -36,7 +37,7 @@ class Response:
 
     def json(self) -> Any:
         """The body parsed as JSON."""
-        return json.loads(self.content)
+        return msgspec.json.decode(self.content)
 
     @property
     def text(self) -> str:
@@ -104,8 +105,7 @@ class LeanClient:
                 await writer.wait_closed()
 
 
-def _encode(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":")).encode()
+_encode = msgspec.json.Encoder().encode
 
 
 async def _read_response(reader: asyncio.StreamReader) -> tuple[Response, bool]:
