@@ -4,6 +4,7 @@ Used by ``asyncgate up`` when no NATS URL is configured, and by the tests, which
 server for every infrastructure test.
 """
 
+import random
 import shutil
 import socket
 import sysconfig
@@ -34,10 +35,49 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nothing listens on right now."""
+    """A TCP port nothing is bound to right now, below the kernel's ephemeral range.
+
+    A port the kernel hands out for port 0 comes from the range it also gives outgoing
+    connections their local ports from, so between choosing it and the server binding it, a
+    connection could take it (a test's HTTP server once failed to start with "address already
+    in use" that way). Below that range only servers bind, and a random pick (not one handed
+    out before by this process) keeps concurrent callers apart.
+    """
+    low = _ephemeral_range()[0]
+    if low - _FIRST_CHOSEN_PORT >= _MIN_CHOICES:
+        for _ in range(100):
+            port = random.randrange(_FIRST_CHOSEN_PORT, low)  # noqa: S311 (not a secret)
+            if port not in _handed_out and _bindable(host, port):
+                _handed_out.add(port)
+                return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind((host, 0))
         return int(probe.getsockname()[1])
+
+
+# Ports below this are often taken by well-known services.
+_FIRST_CHOSEN_PORT = 10_000
+_MIN_CHOICES = 1_000
+_handed_out: set[int] = set()
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    """The kernel's range of local ports for outgoing connections (Linux's default if
+    unknown)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def _bindable(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 # Acknowledge a write only once it is on disk: without it, acknowledged writes can be lost when
