@@ -137,3 +137,17 @@ def connections_by_cid(monitor_url: str) -> dict[int, dict[str, Any]]:
     response = httpx.get(f"{monitor_url}/connz", params={"limit": 4096}, timeout=5.0)
     response.raise_for_status()
     return {conn["cid"]: conn for conn in response.json().get("connections") or []}
+
+
+def stream_last_sequences(monitor_url: str) -> dict[str, int]:
+    """Each stream's last sequence (how many messages it has stored, ever) from nats-server's
+    /jsz monitoring endpoint, by stream name; key-value buckets are the streams ``KV_<bucket>``."""
+    response = httpx.get(
+        f"{monitor_url}/jsz", params={"streams": "true", "limit": 1024}, timeout=5.0
+    )
+    response.raise_for_status()
+    sequences: dict[str, int] = {}
+    for account in response.json().get("account_details") or []:
+        for stream in account.get("stream_detail") or []:
+            sequences[stream["name"]] = int(stream["state"]["last_seq"])
+    return sequences

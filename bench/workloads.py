@@ -28,11 +28,17 @@ from bench.load import (
 )
 from bench.open_loop import SubscriptionPool, asyncgate_offer, celery_offer, open_loop
 from bench.peers.celery_peer.stack import CeleryPeer
-from bench.probes import CpuSnapshot, connections_by_cid, percentile, process_rss_bytes
+from bench.probes import (
+    CpuSnapshot,
+    connections_by_cid,
+    percentile,
+    process_rss_bytes,
+    stream_last_sequences,
+)
 from bench.stack import AsyncgateStack
 from contracts.events import Correlation, OperationCompleted, OperationRequested, OperationStarted
 from contracts.lifecycle import evolve
-from contracts.names import VIEW_BUCKET, principal_view_keys, view_key
+from contracts.names import STREAM, VIEW_BUCKET, principal_view_keys, view_key
 from contracts.view import encode_view
 from services.common.identity import ANONYMOUS
 from services.common.listing import Listing
@@ -135,6 +141,7 @@ async def w1_asyncgate(
     """W1: asyncQuery closed-loop; submit figures, completion rate, CPU per operation, and what
     the idle edge was sent meanwhile."""
     idle_before = _edge_out_msgs(stack)
+    stored_before = stream_last_sequences(stack.monitor_url)
     _, figures = await _closed_loop_completion(
         clients,
         sizes.w1_operations,
@@ -144,9 +151,31 @@ async def w1_asyncgate(
         timeout_s=sizes.drain_timeout_s,
     )
     idle_after = _edge_out_msgs(stack)
+    stored = _stored_per_op(
+        stored_before, stream_last_sequences(stack.monitor_url), figures["completed"]
+    )
+    figures["stored_per_op"] = stored
+    # What the event stream wrote per second: with sync_interval always each of its writes is
+    # synced to disk before the next, so this against the raw ceiling says how close W1 ran.
+    figures["event_stream_writes_per_s"] = stored.get(STREAM, math.nan) * figures["completed_per_s"]
     figures["idle_edge_msgs"] = idle_after[0] - idle_before[0]
     figures["idle_edge_bytes"] = idle_after[1] - idle_before[1]
     return figures
+
+
+def _stored_per_op(
+    before: dict[str, int], after: dict[str, int], completed: int
+) -> dict[str, float]:
+    """Messages each stream (and bucket) stored per completed operation between the two
+    readings, the streams that stored none left out; ``all`` is their sum."""
+    if not completed:
+        return {}
+    stored = {
+        name: (sequence - before.get(name, 0)) / completed
+        for name, sequence in after.items()
+        if sequence > before.get(name, 0)
+    }
+    return stored | {"all": sum(stored.values())}
 
 
 async def w1_celery(
