@@ -21,8 +21,9 @@ Order matters, so that nothing brings it back:
    (services/common/results.py): before the view, so a delete retried after a failure still
    finds which object it was. Then its listing entry and its view are removed. The view goes
    last: a projector folding an event meanwhile finds no request in the stream and stores no
-   view for it
-   (services/projector/view_writer.py), and neither does a replay.
+   view for it, nor writes over the removed view's marker, even with the request already in
+   hand (a fold that began before a delete that waited for it in vain)
+   (services/projector/view_writer.py); neither does a replay.
 
 Its idempotency record is left to expire with the retention window: the key stays spent, so a
 client retrying the submit that queued it does not queue it again. Such a retry is told to try

@@ -116,18 +116,23 @@ class ViewWriter:
             if updated is None or updated == current:
                 return updated, False
             try:
-                revision = await self._write(key, encode_view(updated), revision)
+                written = await self._write(key, encode_view(updated), revision, events[0][1])
             except KeyWrongLastSequenceError:
                 self._written.pop(key, None)
                 current, revision = await read_view(self._kv, key)
                 continue
-            self._remember(key, updated, revision)
+            if written is None:
+                return None, False  # deleted meanwhile: see _write
+            self._remember(key, updated, written)
             return updated, True
         raise ViewConflictError(f"view {key} kept changing during {MAX_CAS_ATTEMPTS} attempts")
 
-    async def _write(self, key: str, value: bytes, revision: int | None) -> int:
-        """Store ``value`` if the key's last revision is ``revision`` (None: it has no view);
-        the new revision, or KeyWrongLastSequenceError."""
+    async def _write(
+        self, key: str, value: bytes, revision: int | None, event: OperationEvent
+    ) -> int | None:
+        """Store ``value`` (a view of ``event``'s operation) if the key's last revision is
+        ``revision`` (None: it has no view); the new revision, KeyWrongLastSequenceError, or
+        None when the operation was deleted meanwhile and nothing was stored."""
         try:
             return await store_value(
                 self._replies, VIEW_BUCKET, key, value, last=revision or 0, within_s=WRITE_WAIT_S
@@ -135,8 +140,14 @@ class ViewWriter:
         except KeyWrongLastSequenceError:
             if revision is not None:
                 raise
-            # A deleted or expired key keeps a marker, which nats-py's create writes over.
-            return await self._kv.create(key, value)
+        # The key has a revision: another replica's view (create refuses it, and the caller
+        # reads it) or the marker a removed view left. asyncDelete purges an operation's events
+        # before it removes its view, so a fold that began before a delete (a projector lagging
+        # past the delete's wait) must not bring the view back: the marker is written over only
+        # while the request is still in the stream (an expired view, one removed by hand).
+        if self._find_request is not None and await self._find_request(event) is None:
+            return None
+        return await self._kv.create(key, value)
 
     async def _starting_point(
         self, key: str, events: list[Stored]

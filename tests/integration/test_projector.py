@@ -340,3 +340,45 @@ async def test_a_held_request_whose_operation_was_deleted_meanwhile_gets_no_view
         info = await js.consumer_info(STREAM, PROJECTOR_DURABLE)
     assert list(await stored_views(js)) == [view_key("t1", "u1", "op-kept")]
     assert info.num_ack_pending == 0, "the deleted operation's request was acknowledged"
+
+
+async def test_a_fold_under_way_when_its_operation_is_deleted_brings_no_view_back(
+    js: JetStreamContext, kv: KeyValue, event_log: EventLog
+) -> None:
+    requested, *_, completed = lifecycle("op-gone")
+    await publish_all(event_log, [requested, completed])
+    [(requested_sequence, _), (completed_sequence, _)] = await stored_events(js)
+    key = view_key("t1", "u1", "op-gone")
+    # The projector fetched both events, then lagged past asyncDelete's wait: the delete purged
+    # the events and removed the view (a marker) before this fold writes
+    # (services/edge/delete.py).
+    await js.purge_stream(STREAM, subject=operation_subjects("t1", "op-gone"))
+    await kv.delete(key)
+
+    writer = ViewWriter(kv, event_log.inbox, request_lookup(event_log))
+    view = await writer.apply(
+        key, [(requested_sequence, requested), (completed_sequence, completed)]
+    )
+
+    assert view is None
+    assert key not in await stored_views(js)
+
+
+async def test_a_removed_view_whose_request_is_still_stored_is_written_again(
+    js: JetStreamContext, kv: KeyValue, event_log: EventLog
+) -> None:
+    requested, *_, completed = lifecycle("op-kept")
+    await publish_all(event_log, [requested, completed])
+    [(requested_sequence, _), (completed_sequence, _)] = await stored_events(js)
+    key = view_key("t1", "u1", "op-kept")
+    # Only the view went (an operator's `nats kv del`): the stream still holds the operation.
+    await kv.delete(key)
+
+    writer = ViewWriter(kv, event_log.inbox, request_lookup(event_log))
+    view = await writer.apply(
+        key, [(requested_sequence, requested), (completed_sequence, completed)]
+    )
+
+    assert view is not None
+    assert view.status is TaskStatus.SUCCESS
+    assert (await stored_views(js))[key] == view
