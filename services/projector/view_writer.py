@@ -11,7 +11,7 @@ import collections
 from collections.abc import Awaitable, Callable
 from typing import Final
 
-from nats.js.errors import KeyWrongLastSequenceError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from contracts.events import OperationEvent, OperationRequested
@@ -140,14 +140,29 @@ class ViewWriter:
         except KeyWrongLastSequenceError:
             if revision is not None:
                 raise
-        # The key has a revision: another replica's view (create refuses it, and the caller
-        # reads it) or the marker a removed view left. asyncDelete purges an operation's events
-        # before it removes its view, so a fold that began before a delete (a projector lagging
-        # past the delete's wait) must not bring the view back: the marker is written over only
-        # while the request is still in the stream (an expired view, one removed by hand).
+        # The key has a revision: another replica's view (the caller reads it) or the marker a
+        # removed view left. asyncDelete purges an operation's events before it removes its
+        # view, so a fold that began before a delete (a projector lagging past the delete's
+        # wait) must not bring the view back: a marker is written over only while the request
+        # is still in the stream (an expired view, one removed by hand), and only that marker:
+        # a delete between the look and the write leaves a newer one, and the write is refused.
+        marker = await self._marker_revision(key)
+        if marker is None:
+            raise KeyWrongLastSequenceError
         if self._find_request is not None and await self._find_request(event) is None:
             return None
-        return await self._kv.create(key, value)
+        return await store_value(
+            self._replies, VIEW_BUCKET, key, value, last=marker, within_s=WRITE_WAIT_S
+        )
+
+    async def _marker_revision(self, key: str) -> int | None:
+        """The revision of the marker a removed view left under ``key``; None if the key holds
+        a view, or nothing at all."""
+        try:
+            await self._kv.get(key)
+        except KeyNotFoundError as removed:  # nats-py's word for a marker too, with its entry
+            return removed.entry.revision if removed.entry is not None else None
+        return None
 
     async def _starting_point(
         self, key: str, events: list[Stored]

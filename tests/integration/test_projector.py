@@ -382,3 +382,32 @@ async def test_a_removed_view_whose_request_is_still_stored_is_written_again(
     assert view is not None
     assert view.status is TaskStatus.SUCCESS
     assert (await stored_views(js))[key] == view
+
+
+async def test_a_delete_between_the_request_check_and_the_write_still_wins(
+    js: JetStreamContext, kv: KeyValue, event_log: EventLog
+) -> None:
+    requested, *_, completed = lifecycle("op-raced")
+    await publish_all(event_log, [requested, completed])
+    stored = await stored_events(js)
+    key = view_key("t1", "u1", "op-raced")
+    await kv.delete(key)  # removed by hand once: the stream still holds the operation
+    find_request = request_lookup(event_log)
+    deleted = False
+
+    async def found_then_deleted(event: OperationEvent) -> tuple[int, OperationEvent] | None:
+        # asyncDelete runs right after the writer found the request still stored.
+        nonlocal deleted
+        found = await find_request(event)
+        if not deleted:
+            deleted = True
+            await js.purge_stream(STREAM, subject=operation_subjects("t1", "op-raced"))
+            await kv.delete(key)
+        return found
+
+    writer = ViewWriter(kv, event_log.inbox, found_then_deleted)
+    view = await writer.apply(key, stored)
+
+    assert deleted
+    assert view is None
+    assert key not in await stored_views(js)
