@@ -342,23 +342,35 @@ async def test_a_held_request_whose_operation_was_deleted_meanwhile_gets_no_view
     assert info.num_ack_pending == 0, "the deleted operation's request was acknowledged"
 
 
+async def ended_and_view_removed(
+    js: JetStreamContext, kv: KeyValue, event_log: EventLog, operation_id: str
+) -> tuple[str, list[tuple[int, OperationEvent]]]:
+    """An operation requested and completed in the stream whose view was then removed (a
+    marker left in its place): its view key, and its stored events as a projector fetches
+    them."""
+    requested, *_, completed = lifecycle(operation_id)
+    await publish_all(event_log, [requested, completed])
+    key = view_key("t1", "u1", operation_id)
+    await kv.delete(key)
+    return key, await stored_events(js)
+
+
+async def deleted(js: JetStreamContext, kv: KeyValue, operation_id: str) -> None:
+    """What asyncDelete does to an operation's events and view (services/edge/delete.py)."""
+    await js.purge_stream(STREAM, subject=operation_subjects("t1", operation_id))
+    await kv.delete(view_key("t1", "u1", operation_id))
+
+
 async def test_a_fold_under_way_when_its_operation_is_deleted_brings_no_view_back(
     js: JetStreamContext, kv: KeyValue, event_log: EventLog
 ) -> None:
-    requested, *_, completed = lifecycle("op-gone")
-    await publish_all(event_log, [requested, completed])
-    [(requested_sequence, _), (completed_sequence, _)] = await stored_events(js)
-    key = view_key("t1", "u1", "op-gone")
-    # The projector fetched both events, then lagged past asyncDelete's wait: the delete purged
-    # the events and removed the view (a marker) before this fold writes
-    # (services/edge/delete.py).
-    await js.purge_stream(STREAM, subject=operation_subjects("t1", "op-gone"))
-    await kv.delete(key)
+    key, fetched = await ended_and_view_removed(js, kv, event_log, "op-gone")
+    # The projector fetched both events, then lagged past asyncDelete's wait: the delete
+    # purged the events and removed the view before this fold writes.
+    await deleted(js, kv, "op-gone")
 
     writer = ViewWriter(kv, event_log.inbox, request_lookup(event_log))
-    view = await writer.apply(
-        key, [(requested_sequence, requested), (completed_sequence, completed)]
-    )
+    view = await writer.apply(key, fetched)
 
     assert view is None
     assert key not in await stored_views(js)
@@ -367,17 +379,11 @@ async def test_a_fold_under_way_when_its_operation_is_deleted_brings_no_view_bac
 async def test_a_removed_view_whose_request_is_still_stored_is_written_again(
     js: JetStreamContext, kv: KeyValue, event_log: EventLog
 ) -> None:
-    requested, *_, completed = lifecycle("op-kept")
-    await publish_all(event_log, [requested, completed])
-    [(requested_sequence, _), (completed_sequence, _)] = await stored_events(js)
-    key = view_key("t1", "u1", "op-kept")
     # Only the view went (an operator's `nats kv del`): the stream still holds the operation.
-    await kv.delete(key)
+    key, fetched = await ended_and_view_removed(js, kv, event_log, "op-kept")
 
     writer = ViewWriter(kv, event_log.inbox, request_lookup(event_log))
-    view = await writer.apply(
-        key, [(requested_sequence, requested), (completed_sequence, completed)]
-    )
+    view = await writer.apply(key, fetched)
 
     assert view is not None
     assert view.status is TaskStatus.SUCCESS
@@ -387,27 +393,25 @@ async def test_a_removed_view_whose_request_is_still_stored_is_written_again(
 async def test_a_delete_between_the_request_check_and_the_write_still_wins(
     js: JetStreamContext, kv: KeyValue, event_log: EventLog
 ) -> None:
-    requested, *_, completed = lifecycle("op-raced")
-    await publish_all(event_log, [requested, completed])
-    stored = await stored_events(js)
-    key = view_key("t1", "u1", "op-raced")
-    await kv.delete(key)  # removed by hand once: the stream still holds the operation
+    # Removed by hand once (a marker), the stream still holding the operation.
+    key, fetched = await ended_and_view_removed(js, kv, event_log, "op-raced")
     find_request = request_lookup(event_log)
-    deleted = False
+    calls = 0
 
     async def found_then_deleted(event: OperationEvent) -> tuple[int, OperationEvent] | None:
-        # asyncDelete runs right after the writer found the request still stored.
-        nonlocal deleted
+        # asyncDelete runs right after the writer first found the request still stored.
+        nonlocal calls
+        calls += 1
         found = await find_request(event)
-        if not deleted:
-            deleted = True
-            await js.purge_stream(STREAM, subject=operation_subjects("t1", "op-raced"))
-            await kv.delete(key)
+        if calls == 1:
+            await deleted(js, kv, "op-raced")
         return found
 
     writer = ViewWriter(kv, event_log.inbox, found_then_deleted)
-    view = await writer.apply(key, stored)
+    view = await writer.apply(key, fetched)
 
-    assert deleted
+    assert calls == 2, (
+        "the write over the older marker was refused, and the request looked up again"
+    )
     assert view is None
     assert key not in await stored_views(js)
