@@ -14,16 +14,17 @@ Order matters, so that nothing brings it back:
    still to come when it is removed: the view shows the ending, or, where there is no view (a
    request the projector holds back to merge with its ending, or one it set aside), the
    projector has acknowledged every event of the operation. (A projector holding the request
-   folds it from memory, so a view written after the purge would bring the operation back.)
+   folds it from memory, so a view written after the purge would bring the operation back. One
+   still folding it past this wait, lagging, looks the request up in the stream first and makes
+   no view once it is gone: services/projector/handlers.py, LATE_FOLD_S.)
 3. Its events are purged from the stream (a purge filtered on the operation's subjects), so a
    replay or a rebuild does not see it.
 4. Then its result object, if its result was too large for its events
    (services/common/results.py): before the view, so a delete retried after a failure still
    finds which object it was. Then its listing entry and its view are removed. The view goes
    last: a projector folding an event meanwhile finds no request in the stream and stores no
-   view for it, nor writes over the removed view's marker, even with the request already in
-   hand (a fold that began before a delete that waited for it in vain)
-   (services/projector/view_writer.py); neither does a replay.
+   view for it
+   (services/projector/view_writer.py), and neither does a replay.
 
 Its idempotency record is left to expire with the retention window: the key stays spent, so a
 client retrying the submit that queued it does not queue it again. Such a retry is told to try

@@ -10,6 +10,8 @@ or handed back with a growing delay, and set aside on its last delivery.
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Final
 
 import nats.errors
 from nats.aio.msg import Msg
@@ -31,6 +33,12 @@ from services.projector.view_writer import ViewWriter
 log = logging.getLogger("asyncgate.projector")
 
 SERVICE = "projector"
+# A request folded this long after it was stored may come after an asyncDelete that stopped
+# waiting for this projector (services/edge/delete.py waits FOLDED_WAIT_S, 2 s, once the ending
+# is stored, then purges the operation's events and view): it is looked up in the stream first.
+# Half the delete's wait, so that nats-server's clock (the stored time) and the projector's may
+# differ by a second; a fold that keeps up checks nothing.
+LATE_FOLD_S: Final = 1.0
 
 
 @dataclass
@@ -47,6 +55,7 @@ class Projection:
     metrics: ProjectorMetrics
     hold_requests_s: float = 0.0
     max_held: int = 0
+    late_fold_s: float = LATE_FOLD_S
     held: HeldRequests = field(init=False)
 
     def __post_init__(self) -> None:
@@ -63,11 +72,14 @@ class Projection:
             key = view_key(event.tenant, event.principal, event.operation_id)
             by_key.setdefault(key, []).append((raw, raw.metadata.sequence.stream, event))
         folds = []
+        late = datetime.now(UTC) - timedelta(seconds=self.late_fold_s)
         for key, arrived in by_key.items():
             earlier = self.held.take(key)
             if not earlier and _requests_only(arrived) and self.held.hold(key, arrived):
                 continue
-            folds.append(self._fold(key, earlier + arrived))
+            delivered = earlier + arrived
+            check = _request_stored_before(delivered, late)
+            folds.append(self._fold_unless_deleted(key, delivered, check=check))
         await asyncio.gather(*folds)
 
     async def write_held(self) -> None:
@@ -75,10 +87,22 @@ class Projection:
         await self.held.write_now()
 
     async def _fold_held(self, key: str, delivered: list[Delivered]) -> None:
-        """Fold requests that were held and saw no next event: unless their operation was
-        deleted meanwhile (its request purged from the stream), which gets no view."""
+        """Fold requests that were held and saw no next event (their operation may have been
+        deleted meanwhile)."""
+        await self._fold_unless_deleted(key, delivered, check=True)
+
+    async def _fold_unless_deleted(
+        self, key: str, delivered: list[Delivered], *, check: bool
+    ) -> None:
+        """Fold ``delivered``; if ``check``, only while their requests are still in the
+        stream: an operation deleted meanwhile (asyncDelete purged its events and view) gets no
+        view, and its events are acknowledged. Events without their request need no check: the
+        view writer finds no request for them and writes nothing."""
+        requests = [
+            sequence for _, sequence, event in delivered if isinstance(event, OperationRequested)
+        ]
         try:
-            for _, sequence, _ in delivered:
+            for sequence in requests if check else []:
                 await self.js.get_msg(STREAM, sequence, direct=True)
         except NotFoundError:
             await asyncio.gather(*(raw.ack() for raw, _, _ in delivered), return_exceptions=True)
@@ -147,6 +171,14 @@ class Projection:
             log.warning("could not set aside %s (%r); it will be redelivered", raw.subject, error)
             return
         self.metrics.dead_letters.inc()
+
+
+def _request_stored_before(delivered: list[Delivered], moment: datetime) -> bool:
+    """Whether a request among ``delivered`` was stored before ``moment``."""
+    return any(
+        isinstance(event, OperationRequested) and raw.metadata.timestamp < moment
+        for raw, _, event in delivered
+    )
 
 
 def _requests_only(delivered: list[Delivered]) -> bool:

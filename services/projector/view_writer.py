@@ -11,7 +11,7 @@ import collections
 from collections.abc import Awaitable, Callable
 from typing import Final
 
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from contracts.events import OperationEvent, OperationRequested
@@ -93,8 +93,16 @@ class ViewWriter:
         current, revision = await read_view(self._kv, key)
         if current is None and revision is not None:
             return False
+        if current is None and await self._deleted(events[0][1]):
+            # Its events were read before an asyncDelete purged them and its view.
+            return False
         _, written = await self._fold_and_store(key, events, current, revision)
         return written
+
+    async def _deleted(self, event: OperationEvent) -> bool:
+        """Whether ``event``'s operation has no request in the stream any more (False when
+        there is no way to look)."""
+        return self._find_request is not None and await self._find_request(event) is None
 
     async def _fold_and_store(
         self,
@@ -116,23 +124,18 @@ class ViewWriter:
             if updated is None or updated == current:
                 return updated, False
             try:
-                written = await self._write(key, encode_view(updated), revision, events[0][1])
+                revision = await self._write(key, encode_view(updated), revision)
             except KeyWrongLastSequenceError:
                 self._written.pop(key, None)
                 current, revision = await read_view(self._kv, key)
                 continue
-            if written is None:
-                return None, False  # deleted meanwhile: see _write
-            self._remember(key, updated, written)
+            self._remember(key, updated, revision)
             return updated, True
         raise ViewConflictError(f"view {key} kept changing during {MAX_CAS_ATTEMPTS} attempts")
 
-    async def _write(
-        self, key: str, value: bytes, revision: int | None, event: OperationEvent
-    ) -> int | None:
-        """Store ``value`` (a view of ``event``'s operation) if the key's last revision is
-        ``revision`` (None: it has no view); the new revision, KeyWrongLastSequenceError, or
-        None when the operation was deleted meanwhile and nothing was stored."""
+    async def _write(self, key: str, value: bytes, revision: int | None) -> int:
+        """Store ``value`` if the key's last revision is ``revision`` (None: it has no view);
+        the new revision, or KeyWrongLastSequenceError."""
         try:
             return await store_value(
                 self._replies, VIEW_BUCKET, key, value, last=revision or 0, within_s=WRITE_WAIT_S
@@ -140,29 +143,8 @@ class ViewWriter:
         except KeyWrongLastSequenceError:
             if revision is not None:
                 raise
-        # The key has a revision: another replica's view (the caller reads it) or the marker a
-        # removed view left. asyncDelete purges an operation's events before it removes its
-        # view, so a fold that began before a delete (a projector lagging past the delete's
-        # wait) must not bring the view back: a marker is written over only while the request
-        # is still in the stream (an expired view, one removed by hand), and only that marker:
-        # a delete between the look and the write leaves a newer one, and the write is refused.
-        marker = await self._marker_revision(key)
-        if marker is None:
-            raise KeyWrongLastSequenceError
-        if self._find_request is not None and await self._find_request(event) is None:
-            return None
-        return await store_value(
-            self._replies, VIEW_BUCKET, key, value, last=marker, within_s=WRITE_WAIT_S
-        )
-
-    async def _marker_revision(self, key: str) -> int | None:
-        """The revision of the marker a removed view left under ``key``; None if the key holds
-        a view, or nothing at all."""
-        try:
-            await self._kv.get(key)
-        except KeyNotFoundError as removed:  # nats-py's word for a marker too, with its entry
-            return removed.entry.revision if removed.entry is not None else None
-        return None
+            # A deleted or expired key keeps a marker, which nats-py's create writes over.
+            return await self._kv.create(key, value)
 
     async def _starting_point(
         self, key: str, events: list[Stored]

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
@@ -23,10 +24,14 @@ from contracts.events import (
 from contracts.lifecycle import fold
 from contracts.names import PROJECTOR_DURABLE, STREAM, VIEW_BUCKET, operation_subjects, view_key
 from contracts.view import OperationView, TaskStatus
+from services.common.active_operations import EndedOperations
 from services.common.event_log import EventLog
+from services.common.metrics import ProjectorMetrics
 from services.common.reply_inbox import ReplyInbox
 from services.common.settings import Settings
+from services.common.tracing import Tracing
 from services.projector.app import create_app as create_projector
+from services.projector.handlers import Projection
 from services.projector.replay import rebuild_views, replay_views
 from services.projector.view_writer import ViewWriter, request_lookup
 from tests.stack import dead_letters, eventually, running, stored_events, stored_views
@@ -342,76 +347,81 @@ async def test_a_held_request_whose_operation_was_deleted_meanwhile_gets_no_view
     assert info.num_ack_pending == 0, "the deleted operation's request was acknowledged"
 
 
-async def ended_and_view_removed(
-    js: JetStreamContext, kv: KeyValue, event_log: EventLog, operation_id: str
-) -> tuple[str, list[tuple[int, OperationEvent]]]:
-    """An operation requested and completed in the stream whose view was then removed (a
-    marker left in its place): its view key, and its stored events as a projector fetches
-    them."""
+async def fetched_by_a_lagging_projector(
+    js: JetStreamContext, event_log: EventLog, operation_id: str
+) -> list[Msg]:
+    """An operation requested and completed, its two events fetched by the projector's
+    consumer as a projector fetches them (not yet folded, not acknowledged)."""
     requested, *_, completed = lifecycle(operation_id)
     await publish_all(event_log, [requested, completed])
-    key = view_key("t1", "u1", operation_id)
-    await kv.delete(key)
-    return key, await stored_events(js)
+    consumer = await js.pull_subscribe_bind(durable=PROJECTOR_DURABLE, stream=STREAM)
+    return await consumer.fetch(2, timeout=5)
 
 
-async def deleted(js: JetStreamContext, kv: KeyValue, operation_id: str) -> None:
-    """What asyncDelete does to an operation's events and view (services/edge/delete.py)."""
-    await js.purge_stream(STREAM, subject=operation_subjects("t1", operation_id))
-    await kv.delete(view_key("t1", "u1", operation_id))
-
-
-async def test_a_fold_under_way_when_its_operation_is_deleted_brings_no_view_back(
-    js: JetStreamContext, kv: KeyValue, event_log: EventLog
-) -> None:
-    key, fetched = await ended_and_view_removed(js, kv, event_log, "op-gone")
-    # The projector fetched both events, then lagged past asyncDelete's wait: the delete
-    # purged the events and removed the view before this fold writes.
-    await deleted(js, kv, "op-gone")
-
-    writer = ViewWriter(kv, event_log.inbox, request_lookup(event_log))
-    view = await writer.apply(key, fetched)
-
-    assert view is None
-    assert key not in await stored_views(js)
-
-
-async def test_a_removed_view_whose_request_is_still_stored_is_written_again(
-    js: JetStreamContext, kv: KeyValue, event_log: EventLog
-) -> None:
-    # Only the view went (an operator's `nats kv del`): the stream still holds the operation.
-    key, fetched = await ended_and_view_removed(js, kv, event_log, "op-kept")
-
-    writer = ViewWriter(kv, event_log.inbox, request_lookup(event_log))
-    view = await writer.apply(key, fetched)
-
-    assert view is not None
-    assert view.status is TaskStatus.SUCCESS
-    assert (await stored_views(js))[key] == view
-
-
-async def test_a_delete_between_the_request_check_and_the_write_still_wins(
-    js: JetStreamContext, kv: KeyValue, event_log: EventLog
-) -> None:
-    # Removed by hand once (a marker), the stream still holding the operation.
-    key, fetched = await ended_and_view_removed(js, kv, event_log, "op-raced")
-    find_request = request_lookup(event_log)
-    calls = 0
-
-    async def found_then_deleted(event: OperationEvent) -> tuple[int, OperationEvent] | None:
-        # asyncDelete runs right after the writer first found the request still stored.
-        nonlocal calls
-        calls += 1
-        found = await find_request(event)
-        if calls == 1:
-            await deleted(js, kv, "op-raced")
-        return found
-
-    writer = ViewWriter(kv, event_log.inbox, found_then_deleted)
-    view = await writer.apply(key, fetched)
-
-    assert calls == 2, (
-        "the write over the older marker was refused, and the request looked up again"
+async def lagging_projection(
+    settings: Settings, js: JetStreamContext, kv: KeyValue, event_log: EventLog
+) -> Projection:
+    """The projector's handler, as its app wires it, that takes a fold begun more than a tenth
+    of a second after the request was stored for a late one (a second, as it runs)."""
+    ended = EndedOperations(settings)
+    await ended.open(js)
+    return Projection(
+        js,
+        ViewWriter(kv, event_log.inbox, request_lookup(event_log)),
+        ended,
+        max_deliver=settings.projector_max_deliver,
+        tracing=Tracing(),
+        metrics=ProjectorMetrics(PROJECTOR_DURABLE, "projector"),
+        late_fold_s=0.1,
     )
-    assert view is None
-    assert key not in await stored_views(js)
+
+
+async def test_a_late_fold_of_an_operation_deleted_meanwhile_brings_no_view_back(
+    settings: Settings, js: JetStreamContext, kv: KeyValue, event_log: EventLog
+) -> None:
+    fetched = await fetched_by_a_lagging_projector(js, event_log, "op-gone")
+    projection = await lagging_projection(settings, js, kv, event_log)
+    await asyncio.sleep(0.2)
+    # The projector lagged past asyncDelete's wait: the delete purged the events and the view
+    # (services/edge/delete.py) before this fold writes.
+    await js.purge_stream(STREAM, subject=operation_subjects("t1", "op-gone"))
+    await js.purge_stream(
+        f"KV_{VIEW_BUCKET}", subject=f"$KV.{VIEW_BUCKET}.{view_key('t1', 'u1', 'op-gone')}"
+    )
+
+    await projection.fold_batch(fetched)
+
+    assert await stored_views(js) == {}
+    info = await js.consumer_info(STREAM, PROJECTOR_DURABLE)
+    assert info.num_ack_pending == 0, "the deleted operation's events were acknowledged"
+
+
+async def test_a_late_fold_of_an_operation_still_stored_writes_its_view(
+    settings: Settings, js: JetStreamContext, kv: KeyValue, event_log: EventLog
+) -> None:
+    fetched = await fetched_by_a_lagging_projector(js, event_log, "op-kept")
+    projection = await lagging_projection(settings, js, kv, event_log)
+    await asyncio.sleep(0.2)
+
+    await projection.fold_batch(fetched)
+
+    view = (await stored_views(js))[view_key("t1", "u1", "op-kept")]
+    assert view.status is TaskStatus.SUCCESS
+    info = await js.consumer_info(STREAM, PROJECTOR_DURABLE)
+    assert info.num_ack_pending == 0
+
+
+async def test_a_repair_that_read_an_operation_before_it_was_deleted_brings_no_view_back(
+    js: JetStreamContext, kv: KeyValue, event_log: EventLog
+) -> None:
+    requested, *_, completed = lifecycle("op-repaired")
+    await publish_all(event_log, [requested, completed])
+    read_by_the_repair = await stored_events(js)
+    # asyncDelete, between the start-up repair's read of the stream and its write.
+    await js.purge_stream(STREAM, subject=operation_subjects("t1", "op-repaired"))
+
+    writer = ViewWriter(kv, event_log.inbox, request_lookup(event_log))
+    written = await writer.repair(view_key("t1", "u1", "op-repaired"), read_by_the_repair)
+
+    assert not written
+    assert await stored_views(js) == {}
