@@ -347,25 +347,20 @@ async def test_a_held_request_whose_operation_was_deleted_meanwhile_gets_no_view
     assert info.num_ack_pending == 0, "the deleted operation's request was acknowledged"
 
 
-async def fetched_by_a_lagging_projector(
-    js: JetStreamContext, event_log: EventLog, operation_id: str
-) -> list[Msg]:
-    """An operation requested and completed, its two events fetched by the projector's
-    consumer as a projector fetches them (not yet folded, not acknowledged)."""
+async def fetched_late(
+    settings: Settings, js: JetStreamContext, kv: KeyValue, event_log: EventLog, operation_id: str
+) -> tuple[Projection, list[Msg]]:
+    """An operation requested and completed, its two events fetched by the projector's consumer
+    (not yet folded nor acknowledged), and the projector's handler as its app wires it, for
+    which they are now late: it takes a fold begun a tenth of a second after the request was
+    stored for a late one (a second, as it runs), and that much has passed."""
     requested, *_, completed = lifecycle(operation_id)
     await publish_all(event_log, [requested, completed])
     consumer = await js.pull_subscribe_bind(durable=PROJECTOR_DURABLE, stream=STREAM)
-    return await consumer.fetch(2, timeout=5)
-
-
-async def lagging_projection(
-    settings: Settings, js: JetStreamContext, kv: KeyValue, event_log: EventLog
-) -> Projection:
-    """The projector's handler, as its app wires it, that takes a fold begun more than a tenth
-    of a second after the request was stored for a late one (a second, as it runs)."""
+    fetched = await consumer.fetch(2, timeout=5)
     ended = EndedOperations(settings)
     await ended.open(js)
-    return Projection(
+    projection = Projection(
         js,
         ViewWriter(kv, event_log.inbox, request_lookup(event_log)),
         ended,
@@ -374,14 +369,14 @@ async def lagging_projection(
         metrics=ProjectorMetrics(PROJECTOR_DURABLE, "projector"),
         late_fold_s=0.1,
     )
+    await asyncio.sleep(0.2)
+    return projection, fetched
 
 
 async def test_a_late_fold_of_an_operation_deleted_meanwhile_brings_no_view_back(
     settings: Settings, js: JetStreamContext, kv: KeyValue, event_log: EventLog
 ) -> None:
-    fetched = await fetched_by_a_lagging_projector(js, event_log, "op-gone")
-    projection = await lagging_projection(settings, js, kv, event_log)
-    await asyncio.sleep(0.2)
+    projection, fetched = await fetched_late(settings, js, kv, event_log, "op-gone")
     # The projector lagged past asyncDelete's wait: the delete purged the events and the view
     # (services/edge/delete.py) before this fold writes.
     await js.purge_stream(STREAM, subject=operation_subjects("t1", "op-gone"))
@@ -399,9 +394,7 @@ async def test_a_late_fold_of_an_operation_deleted_meanwhile_brings_no_view_back
 async def test_a_late_fold_of_an_operation_still_stored_writes_its_view(
     settings: Settings, js: JetStreamContext, kv: KeyValue, event_log: EventLog
 ) -> None:
-    fetched = await fetched_by_a_lagging_projector(js, event_log, "op-kept")
-    projection = await lagging_projection(settings, js, kv, event_log)
-    await asyncio.sleep(0.2)
+    projection, fetched = await fetched_late(settings, js, kv, event_log, "op-kept")
 
     await projection.fold_batch(fetched)
 
