@@ -98,18 +98,23 @@ class Projection:
         stream: an operation deleted meanwhile (asyncDelete purged its events and view) gets no
         view, and its events are acknowledged. Events without their request need no check: the
         view writer finds no request for them and writes nothing."""
-        requests = [
-            sequence for _, sequence, event in delivered if isinstance(event, OperationRequested)
-        ]
-        try:
-            for sequence in requests if check else []:
-                await self.js.get_msg(STREAM, sequence, direct=True)
-        except NotFoundError:
+        if check and await self._requests_purged(delivered):
             await asyncio.gather(*(raw.ack() for raw, _, _ in delivered), return_exceptions=True)
             return
-        except (nats.errors.Error, TimeoutError):
-            pass  # unknown: fold it; the write itself meets the same trouble and is retried
         await self._fold(key, delivered)
+
+    async def _requests_purged(self, delivered: list[Delivered]) -> bool:
+        """Whether a request among ``delivered`` is gone from the stream (False when NATS
+        cannot tell now: the fold's own write meets the same trouble and is retried)."""
+        try:
+            for _, sequence, event in delivered:
+                if isinstance(event, OperationRequested):
+                    await self.js.get_msg(STREAM, sequence, direct=True)
+        except NotFoundError:
+            return True
+        except (nats.errors.Error, TimeoutError):
+            return False
+        return False
 
     async def _fold(self, key: str, delivered: list[Delivered]) -> None:
         first, _, event = delivered[0]

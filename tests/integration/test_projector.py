@@ -351,9 +351,8 @@ async def fetched_late(
     settings: Settings, js: JetStreamContext, kv: KeyValue, event_log: EventLog, operation_id: str
 ) -> tuple[Projection, list[Msg]]:
     """An operation requested and completed, its two events fetched by the projector's consumer
-    (not yet folded nor acknowledged), and the projector's handler as its app wires it, for
-    which they are now late: it takes a fold begun a tenth of a second after the request was
-    stored for a late one (a second, as it runs), and that much has passed."""
+    (neither folded nor acknowledged), and the projector's handler as its app wires it but
+    calling a fold late after 0.1 s (1 s as it runs), once that much has passed."""
     requested, *_, completed = lifecycle(operation_id)
     await publish_all(event_log, [requested, completed])
     consumer = await js.pull_subscribe_bind(durable=PROJECTOR_DURABLE, stream=STREAM)
