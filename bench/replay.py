@@ -33,7 +33,7 @@ from contracts.events import (
     encode_event,
     event_type,
 )
-from contracts.names import PROJECTOR_DURABLE, STREAM, event_subject, listing_counter_subject
+from contracts.names import EVENT_STREAMS, PROJECTOR_DURABLE, event_subject, listing_counter_subject
 from services.common.jetstream import close_connection, connect
 from services.common.listing import Listing
 from services.common.settings import Settings
@@ -115,8 +115,9 @@ async def measure(url: str, count: int) -> bool:
     listing = Listing.over(nc)
     try:
         await provision(js, settings)
-        # No projector runs here: without its consumer, verify compares every view.
-        await js.delete_consumer(STREAM, PROJECTOR_DURABLE)
+        # No projector runs here: without its consumers, verify compares every view.
+        for stream in EVENT_STREAMS:
+            await js.delete_consumer(stream, PROJECTOR_DURABLE)
         started = time.perf_counter()
         await seed(nc, count)
         print(f"seeded     {count:,} events in {time.perf_counter() - started:.2f} s")

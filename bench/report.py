@@ -8,7 +8,7 @@ from typing import Any, Final
 
 from bench.plot import plot
 from bench.targets import TIMES, Rounds, figure, fmt, per_round, ratio, targets, value_at
-from contracts.names import STREAM
+from contracts.names import REQUESTS_STREAM, STREAM
 
 MARKDOWN_NAME: Final = "performance.md"
 PLOT_NAME: Final = "performance-latency.png"
@@ -85,11 +85,14 @@ def _main_table(document: dict[str, Any]) -> list[str]:
         f"{document['sizes']['w1_operations']:,} operations complete (bytes) "
         f"| {fmt(figure(rounds, 'asyncgate.w1.idle_edge_msgs'), 0)} "
         f"({fmt(figure(rounds, 'asyncgate.w1.idle_edge_bytes'), 0)}) | — | — |",
-        f"| messages stored per completed operation in W1: the event stream; every stream and "
-        f"bucket | {fmt(figure(rounds, f'asyncgate.w1.stored_per_op.{STREAM}'), 2)}; "
+        f"| messages stored per completed operation in W1: the requests stream; the history "
+        f"stream; every stream and bucket "
+        f"| {fmt(figure(rounds, f'asyncgate.w1.stored_per_op.{REQUESTS_STREAM}'), 2)}; "
+        f"{fmt(figure(rounds, f'asyncgate.w1.stored_per_op.{STREAM}'), 2)}; "
         f"{fmt(figure(rounds, 'asyncgate.w1.stored_per_op.all'), 2)} | — | — |",
-        f"| the event stream's writes/s during W1 "
-        f"| {fmt(figure(rounds, 'asyncgate.w1.event_stream_writes_per_s'), 0)} | — | — |",
+        f"| the event streams' writes/s during W1: requests; history "
+        f"| {fmt(figure(rounds, 'asyncgate.w1.requests_stream_writes_per_s'), 0)}; "
+        f"{fmt(figure(rounds, 'asyncgate.w1.history_stream_writes_per_s'), 0)} | — | — |",
         f"| raw JetStream publishes/s from Python (nats-py `publish_async`): the same server; "
         f"a scratch server with the default sync_interval "
         f"| {fmt(float(value_at(document, 'raw_publish.per_s')), 0)}; "
@@ -136,7 +139,10 @@ RAW_COLUMNS: Final = (
     ("asyncgate slowest op W1/W2 s", "asyncgate.w1.slowest_s|asyncgate.w2.slowest_s"),
     ("Celery slowest op W1 s", "celery.w1.slowest_s"),
     ("idle edge msgs", "asyncgate.w1.idle_edge_msgs"),
-    ("event stream writes/s", "asyncgate.w1.event_stream_writes_per_s"),
+    (
+        "requests/history stream writes/s",
+        "asyncgate.w1.requests_stream_writes_per_s|asyncgate.w1.history_stream_writes_per_s",
+    ),
     ("load avg (1 min)", "load_average"),
 )
 
@@ -226,11 +232,13 @@ METHOD: Final = """\
 - **Raw publish ceiling**: nats-py `publish_async` of 128-byte messages to a scratch file
   stream on the same server, every ack awaited.
 - **Messages stored** per operation: each stream's last sequence (nats-server's `/jsz`) after
-  W1 less before, over the completed operations; the event stream's writes/s is its share
+  W1 less before, over the completed operations; an event stream's writes/s is its share
   times the completion rate. With `sync_interval: always` nats-server syncs each message a
   stream stores to disk before it acknowledges it and stores the next, one at a time per
-  stream, so the event stream's writes/s cannot pass the raw ceiling on the same server,
-  and in a closed loop the submits wait in that one queue behind the executor's endings.
+  stream (streams sync side by side), so no event stream's writes/s can pass the raw ceiling
+  on the same server. That is why the requests and the rest of each operation's history are
+  stored in two streams: in one, the submits waited in its queue behind the executor's
+  endings.
 """
 
 

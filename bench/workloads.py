@@ -38,7 +38,7 @@ from bench.probes import (
 from bench.stack import AsyncgateStack
 from contracts.events import Correlation, OperationCompleted, OperationRequested, OperationStarted
 from contracts.lifecycle import evolve
-from contracts.names import STREAM, VIEW_BUCKET, principal_view_keys, view_key
+from contracts.names import REQUESTS_STREAM, STREAM, VIEW_BUCKET, principal_view_keys, view_key
 from contracts.view import encode_view
 from services.common.identity import ANONYMOUS
 from services.common.listing import Listing
@@ -155,9 +155,12 @@ async def w1_asyncgate(
         stored_before, stream_last_sequences(stack.monitor_url), figures["completed"]
     )
     figures["stored_per_op"] = stored
-    # What the event stream wrote per second: with sync_interval always each of its writes is
-    # synced to disk before the next, so this against the raw ceiling says how close W1 ran.
-    figures["event_stream_writes_per_s"] = stored.get(STREAM, math.nan) * figures["completed_per_s"]
+    # What each event stream wrote per second: with sync_interval always each of a stream's
+    # writes is synced to disk before its next, so this against the raw ceiling says how close
+    # W1 ran.
+    for stream, key in ((REQUESTS_STREAM, "requests"), (STREAM, "history")):
+        per_s = stored.get(stream, math.nan) * figures["completed_per_s"]
+        figures[f"{key}_stream_writes_per_s"] = per_s
     figures["idle_edge_msgs"] = idle_after[0] - idle_before[0]
     figures["idle_edge_bytes"] = idle_after[1] - idle_before[1]
     return figures

@@ -43,7 +43,13 @@ from contracts.events import (
     OperationRequested,
     OperationStarted,
 )
-from contracts.names import DEAD_LETTER_ROOT, RESULTS_BUCKET, STREAM, SUBJECT_ROOT
+from contracts.names import (
+    DEAD_LETTER_ROOT,
+    REQUESTS_STREAM,
+    RESULTS_BUCKET,
+    STREAM,
+    SUBJECT_ROOT,
+)
 
 DOCUMENT_PATH: Final = Path(__file__).parent / "asyncapi.yaml"
 _SCHEMAS: Final = "#/components/schemas/"
@@ -94,8 +100,10 @@ _WHAT_EACH_SAYS: Final = {
 _DESCRIPTION: Final = f"""\
 The events asyncgate publishes on NATS JetStream, for services that consume them.
 
-Every event of an operation is stored in the stream `{STREAM}` on
-`{SUBJECT_ROOT}.<tenant>.<operationId>.<type>`, in order, exactly once per fact. An operation
+Every event of an operation is published on `{SUBJECT_ROOT}.<tenant>.<operationId>.<type>`,
+exactly once per fact. The `requested` events are stored in the stream `{REQUESTS_STREAM}`,
+every other event, in order, in the stream `{STREAM}`: a JetStream consumer of outcomes,
+progress or callbacks reads `{STREAM}`, one of requests `{REQUESTS_STREAM}`. An operation
 has one `requested` event, one `started` event per attempt and exactly one terminal event:
 `completed` or `failed`; an operation queued with a callback URL then has one `callback_*`
 event per attempt at calling it back. A consumer of outcomes filters on both terminal subjects

@@ -148,20 +148,19 @@ def _with_ending(
     )
 
 
-def _with_request(
-    view: OperationView, event: OperationRequested, last_sequence: int
-) -> OperationView:
-    """What the request says: the earliest one stored decides (a retried submit is the same)."""
+def _with_request(view: OperationView, event: OperationRequested, sequence: int) -> OperationView:
+    """What the request (stored at ``sequence``) says: the earliest one stored decides (a retried
+    submit is the same)."""
     first_request = view.created_at is None or event.occurred_at < view.created_at
     return replace(
         view,
+        request_sequence=sequence if first_request else view.request_sequence,
         created_at=_earliest(view.created_at, event.occurred_at),
         operation_name=event.operation_name if first_request else view.operation_name,
         action=(event.action and event.action.name) if first_request else view.action,
         listing_ordinal=(event.listing_ordinal if first_request else view.listing_ordinal),
         # Pending from the start, so a reader sees a callback is coming.
         callback=view.callback or CallbackStatus() if event.callback_url else view.callback,
-        last_sequence=last_sequence,
     )
 
 
@@ -189,15 +188,18 @@ def _with_callback(current: CallbackStatus | None, event: CallbackEvent) -> Call
 
 
 def evolve(view: OperationView | None, event: OperationEvent, sequence: int) -> OperationView:
-    """Fold one event, stored at stream ``sequence``, into an operation's view."""
+    """Fold one event, stored at ``sequence`` of its stream, into an operation's view.
+
+    The view's ``last_sequence`` is its place in the history stream (contracts/names.py): a
+    request, stored in the requests stream with sequences of their own, does not move it."""
     if view is None:
         view = OperationView(
             operation_id=event.operation_id, tenant=event.tenant, principal=event.principal
         )
+    if isinstance(event, OperationRequested):
+        return _with_request(view, event, sequence)
     last_sequence = max(view.last_sequence, sequence)
     match event:
-        case OperationRequested():
-            return _with_request(view, event, last_sequence)
         case OperationStarted() | OperationAttemptFailed():
             return _with_attempt(view, event, last_sequence)
         case OperationCancelRequested():

@@ -9,10 +9,33 @@ import base64
 import re
 from typing import Final
 
-STREAM: Final = "ASYNCGATE_OPERATIONS"
 SUBJECT_ROOT: Final = "ops.events"
 ALL_EVENTS: Final = f"{SUBJECT_ROOT}.>"
 REQUESTED_EVENTS: Final = f"{SUBJECT_ROOT}.*.*.requested"
+# The events are stored in two streams: the requests in one, everything that happens to an
+# operation after it in the other. With every write synced (infra/nats/nats.conf), nats-server
+# syncs one stream's messages one at a time, so one stream holding both a request and its ending
+# capped an operation at two syncs in a row; two streams sync side by side. Each operation's
+# history after its request stays in one stream, with one sequence order, which guarded appends
+# (services/common/event_log.py) and the view's positions rely on. The subjects stay one tree:
+# a subscriber to ALL_EVENTS sees both.
+REQUESTS_STREAM: Final = "ASYNCGATE_REQUESTS"
+STREAM: Final = "ASYNCGATE_OPERATIONS"
+# The event types stored in STREAM: every type but ``requested`` (contracts/events.py's tags; a
+# unit test keeps the two lists together). A message on any other subject has no stream.
+HISTORY_EVENT_TYPES: Final = (
+    "started",
+    "attempt_failed",
+    "progressed",
+    "cancel_requested",
+    "completed",
+    "failed",
+    "callback_attempted",
+    "callback_delivered",
+    "callback_abandoned",
+)
+HISTORY_EVENTS: Final = tuple(f"{SUBJECT_ROOT}.*.*.{kind}" for kind in HISTORY_EVENT_TYPES)
+EVENT_STREAMS: Final = (REQUESTS_STREAM, STREAM)
 # Every way an operation ends is one of these two (cancelled and expired are ``failed`` with a
 # code): what the callbacks service consumes.
 TERMINAL_EVENTS: Final = (f"{SUBJECT_ROOT}.*.*.completed", f"{SUBJECT_ROOT}.*.*.failed")
@@ -93,6 +116,11 @@ def require_id_token(value: str, what: str) -> str:
     if _SAFE_TOKEN.fullmatch(value) or _ENCODED_TOKEN.fullmatch(value):
         return value
     raise UnsafeTokenError(f"{what} {value!r} is not a safe token")
+
+
+def stream_of(event_type: str) -> str:
+    """The stream an event of ``event_type`` is stored in."""
+    return REQUESTS_STREAM if event_type == "requested" else STREAM
 
 
 def event_subject(tenant: str, operation_id: str, event_type: str) -> str:

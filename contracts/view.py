@@ -62,8 +62,10 @@ class CallbackStatus(msgspec.Struct, frozen=True, kw_only=True):
 class OperationView(msgspec.Struct, frozen=True, kw_only=True):
     """What a client can read about one operation.
 
-    ``last_sequence`` is the highest stream sequence folded in; ``terminal_sequence`` the sequence
-    of the terminal event that decided the outcome (the first one stored wins).
+    ``last_sequence`` is the highest sequence folded in of the history stream (0 while only the
+    request, stored in a stream of its own, is); ``request_sequence`` the request's place in the
+    requests stream (None before it is folded); ``terminal_sequence`` the sequence of the
+    terminal event that decided the outcome (the first one stored wins).
     ``listing_ordinal`` is the request's place in the principal's listing (None for operations
     queued before requests carried it); internal, not part of the GraphQL API.
     ``progress`` is the newest progress reported (None until the operation reports any).
@@ -87,6 +89,7 @@ class OperationView(msgspec.Struct, frozen=True, kw_only=True):
     response: dict[str, Any] | None = None
     response_ref: ResultReference | None = None
     last_sequence: int = 0
+    request_sequence: int | None = None
     terminal_sequence: int | None = None
     listing_ordinal: int | None = None
     progress: OperationProgress | None = None

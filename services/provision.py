@@ -10,14 +10,16 @@ from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, KeyValueConfig, PersistMode, StreamConfig
 from nats.js.errors import NotFoundError
 
-from contracts.names import STREAM
+from contracts.names import EXECUTOR_DURABLE, REQUESTS_STREAM, STREAM
 from services.common.jetstream import close_connection, connect
 from services.common.layout import (
     CHECK_RIDE_THROUGH_S,
+    NotProvisionedError,
     bucket_stream,
     check_provisioned,
     config_problems,
     dead_letter_stream_config,
+    event_stream_configs,
     idempotency_bucket_config,
     kv_stream_config,
     layout_for,
@@ -25,7 +27,6 @@ from services.common.layout import (
     listing_bucket_config,
     listing_counter_stream_config,
     results_bucket_config,
-    stream_config,
     view_bucket_config,
     view_persist_mode,
 )
@@ -42,26 +43,38 @@ async def provision_nats(settings: Settings) -> list[str]:
         await close_connection(nc)
 
 
-def service_consumers(settings: Settings) -> list[ConsumerConfig]:
+def service_consumers(settings: Settings) -> list[tuple[str, ConsumerConfig]]:
     """The durable consumers of the executors, the projectors and the callbacks service (made
-    here too, so that operations ending before it first starts are still called back)."""
-    from services.callbacks.app import consumer_config as callbacks_consumer  # noqa: PLC0415 (FastStream only here)
-    from services.executor.app import consumer_config as executor_consumer  # noqa: PLC0415
-    from services.projector.app import consumer_config as projector_consumer  # noqa: PLC0415
+    here too, so that operations ending before it first starts are still called back), each
+    with a stream it reads."""
+    from services.callbacks import app as callbacks  # noqa: PLC0415 (FastStream only here)
+    from services.executor import app as executor  # noqa: PLC0415
+    from services.projector import app as projector  # noqa: PLC0415
 
     return [
-        executor_consumer(settings),
-        projector_consumer(settings),
-        callbacks_consumer(settings),
+        (stream, service.consumer_config(settings))
+        for service in (executor, projector, callbacks)
+        for stream in service.CONSUMED_STREAMS
     ]
 
 
+class RequestsNotTakenError(NotProvisionedError):
+    """A store from before requests were stored apart still holds requests no executor took."""
+
+
 async def provision(js: JetStreamContext, settings: Settings) -> list[str]:
-    """Create or update the streams, buckets and durable consumers; a line per thing done."""
+    """Create or update the streams, buckets and durable consumers; a line per thing done.
+
+    Raises RequestsNotTakenError, changing nothing, on a store from before requests were stored
+    in a stream of their own while its executors' consumer still has requests to take."""
 
     async def everything() -> list[str]:
-        report = [
-            await _stream(js, stream_config(settings)),
+        old_executors = await _executors_on_history(js)
+        report = [await _stream(js, events) for events in event_stream_configs(settings)]
+        if old_executors:
+            await js.delete_consumer(STREAM, EXECUTOR_DURABLE)
+            report.append(f"consumer {EXECUTOR_DURABLE} on {STREAM}: removed (it has no requests)")
+        report += [
             await _stream(js, dead_letter_stream_config(settings)),
             await _bucket(js, view_bucket_config(settings), view_persist_mode(settings)),
             await _bucket(js, limits_bucket_config(settings)),
@@ -70,9 +83,9 @@ async def provision(js: JetStreamContext, settings: Settings) -> list[str]:
             await _bucket(js, idempotency_bucket_config(settings)),
             await _stream(js, results_bucket_config(settings)),
         ]
-        for consumer in service_consumers(settings):
-            await js.add_consumer(STREAM, consumer)
-            report.append(f"consumer {consumer.durable_name}: ready")
+        for stream, consumer in service_consumers(settings):
+            await js.add_consumer(stream, consumer)
+            report.append(f"consumer {consumer.durable_name} on {stream}: ready")
         return report
 
     report = await riding_through(everything, what="provisioning", budget_s=CHECK_RIDE_THROUGH_S)
@@ -81,6 +94,25 @@ async def provision(js: JetStreamContext, settings: Settings) -> list[str]:
         layout_for(settings, limits=True, listing=True, idempotency=True, results=True),
     )
     return report
+
+
+async def _executors_on_history(js: JetStreamContext) -> bool:
+    """Whether the executors' consumer is still on the history stream, as before requests were
+    stored apart; RequestsNotTakenError if it still has requests to take: once the stream gives
+    up the request subjects, no executor would read them."""
+    try:
+        info = await js.consumer_info(STREAM, EXECUTOR_DURABLE)
+    except NotFoundError:
+        return False
+    waiting = (info.num_pending or 0) + (info.num_ack_pending or 0)
+    if waiting:
+        raise RequestsNotTakenError(
+            f"{STREAM} holds {waiting} requests its executors have not finished; requests are "
+            f"stored in {REQUESTS_STREAM} now, and these would be left behind: stop the edges, "
+            "let the executors finish them (`asyncgate ops list --status QUEUED` shows "
+            "them), then provision again"
+        )
+    return True
 
 
 async def _stream(js: JetStreamContext, config: StreamConfig) -> str:

@@ -7,6 +7,7 @@ import subprocess
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -18,7 +19,15 @@ from nats.js import JetStreamContext
 from starlette.types import ASGIApp
 
 from contracts.events import OperationEvent, decode_event
-from contracts.names import ALL_EVENTS, DEAD_LETTER_STREAM, STREAM, view_key
+from contracts.names import (
+    ALL_EVENTS,
+    DEAD_LETTER_STREAM,
+    EVENT_STREAMS,
+    PROJECTOR_DURABLE,
+    REQUESTS_STREAM,
+    STREAM,
+    view_key,
+)
 from contracts.view import OperationView
 from services.common.nats_server import free_port, nats_server_command, wait_for_port
 from services.common.settings import Settings
@@ -94,20 +103,54 @@ async def eventually(
 
 
 async def stored_events(js: JetStreamContext) -> list[tuple[int, OperationEvent]]:
-    """Every readable event in the stream with its sequence, in stream order."""
-    info = await js.stream_info(STREAM)
-    if info.state.messages == 0:
-        return []
-    subscription = await js.subscribe(ALL_EVENTS, stream=STREAM, ordered_consumer=True)
+    """Every readable event with its sequence in its stream: the requests stream's in its
+    order, then the history stream's in its order."""
     events: list[tuple[int, OperationEvent]] = []
-    try:
-        for _ in range(info.state.messages):
-            msg = await subscription.next_msg(timeout=5)
-            with contextlib.suppress(msgspec.ValidationError, msgspec.DecodeError):
-                events.append((msg.metadata.sequence.stream, decode_event(msg.data)))
-    finally:
-        await subscription.unsubscribe()
+    for stream in (REQUESTS_STREAM, STREAM):
+        info = await js.stream_info(stream)
+        if info.state.messages == 0:
+            continue
+        subscription = await js.subscribe(ALL_EVENTS, stream=stream, ordered_consumer=True)
+        try:
+            for _ in range(info.state.messages):
+                msg = await subscription.next_msg(timeout=5)
+                with contextlib.suppress(msgspec.ValidationError, msgspec.DecodeError):
+                    events.append((msg.metadata.sequence.stream, decode_event(msg.data)))
+        finally:
+            await subscription.unsubscribe()
     return events
+
+
+@dataclass(frozen=True)
+class ProjectorBacklog:
+    """The projector's consumers, both event streams together."""
+
+    pending: int
+    ack_pending: int
+    redelivered: int
+
+    @property
+    def idle(self) -> bool:
+        """Nothing left to deliver and nothing delivered unacknowledged."""
+        return self.pending == 0 and self.ack_pending == 0
+
+
+async def projector_backlog(js: JetStreamContext) -> ProjectorBacklog:
+    """What the projector's consumers have not delivered, not had acknowledged, redelivered."""
+    infos = [await js.consumer_info(stream, PROJECTOR_DURABLE) for stream in EVENT_STREAMS]
+    return ProjectorBacklog(
+        pending=sum(info.num_pending or 0 for info in infos),
+        ack_pending=sum(info.num_ack_pending or 0 for info in infos),
+        redelivered=sum(info.num_redelivered or 0 for info in infos),
+    )
+
+
+async def stored_event_count(js: JetStreamContext) -> int:
+    """How many messages the two event streams hold together."""
+    total = 0
+    for stream in EVENT_STREAMS:
+        total += (await js.stream_info(stream)).state.messages
+    return total
 
 
 async def stored_views(js: JetStreamContext) -> dict[str, OperationView]:

@@ -18,7 +18,7 @@ from nats.aio.msg import Msg
 from nats.js.api import AckPolicy as JsAckPolicy
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
-from contracts.names import CALLBACKS_DURABLE, TERMINAL_EVENTS
+from contracts.names import CALLBACKS_DURABLE, STREAM, TERMINAL_EVENTS
 from services.callbacks.deliveries import SERVICE, Callbacks, wants_callback
 from services.callbacks.sender import Sender, callback_client
 from services.callbacks.signing import master_keys
@@ -39,6 +39,10 @@ log = logging.getLogger("asyncgate.callbacks")
 UNLIMITED = -1
 # Beyond one attempt's time limit: reading the facts and storing the outcome.
 ACK_WAIT_MARGIN_S = 30.0
+
+
+# The endings are in the history stream.
+CONSUMED_STREAMS = (STREAM,)
 
 
 def consumer_config(settings: Settings) -> ConsumerConfig:
@@ -69,14 +73,14 @@ def create_app(
     http = callback_client()
     handles = JetStreamHandles()
     tracing = Tracing.from_env(SERVICE)
-    metrics = CallbackMetrics(CALLBACKS_DURABLE, SERVICE)
+    metrics = CallbackMetrics(CALLBACKS_DURABLE, SERVICE, CONSUMED_STREAMS)
     metrics_server: MetricsServer | None = None
     watch = ConnectionWatch(SERVICE, on_lost=on_connection_lost)
     broker = create_broker(settings, SERVICE, watch)
     slots = WorkSlots(settings.callback_concurrency)
     callbacks: Callbacks | None = None
 
-    @batch_subscriber(broker, consumer_config(settings), room=slots.wait_for_room)
+    @batch_subscriber(broker, consumer_config(settings), room=slots.wait_for_room, stream=STREAM)
     async def on_operation_ended(messages: list[Msg]) -> None:
         """Start each wanted callback in a slot of its own; acknowledge the rest at once."""
         if callbacks is None:
@@ -89,7 +93,9 @@ def create_app(
 
     async def start() -> None:
         nonlocal callbacks, metrics_server
-        await handles.open(broker, settings, watch, consumer_config(settings))
+        await handles.open(
+            broker, settings, watch, consumer_config(settings), streams=CONSUMED_STREAMS
+        )
         js, _, events = handles.require()
         callbacks = Callbacks(
             events=events,

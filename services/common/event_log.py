@@ -1,17 +1,21 @@
-"""The event stream as one operation's log: read what it holds, append only if nothing changed.
+"""The event streams as one operation's log: read what they hold, append only if nothing changed.
 
-Reading takes one request: a batched direct get (``multi_last``) returns the newest event of
-each type on the operation's subjects, which is all a decision or a fresh read needs. Appending
-can be guarded like an aggregate's expected version in an event store: JetStream refuses the
-write when anything was stored on the operation's subjects after the sequence the writer last
-saw (``Nats-Expected-Last-Subject-Sequence`` over the operation's subject filter). That is what
-keeps an operation to exactly one terminal event and its attempts in order, whatever number of
-executors race on it.
+Reading takes two requests side by side, one per stream (contracts/names.py: the requests, and
+everything after them): a batched direct get (``multi_last``) returns the newest event of each
+type on the operation's subjects in the history, and another the first messages on its request
+subject, which is all a decision or a fresh read needs. Appending to
+the operation's history can be guarded like an aggregate's expected version in an event store:
+JetStream refuses the write when anything was stored on the operation's subjects after the
+sequence the writer last saw (``Nats-Expected-Last-Subject-Sequence`` over the operation's
+subject filter, in the stream the event goes to). That is what keeps an operation to exactly one
+terminal event and its attempts in order, whatever number of executors race on it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -37,7 +41,7 @@ from contracts.events import (
     event_type,
 )
 from contracts.lifecycle import evolve
-from contracts.names import STREAM, event_subject, operation_subjects
+from contracts.names import REQUESTS_STREAM, STREAM, event_subject, operation_subjects
 from contracts.view import OperationView
 from services.common.direct_gets import batch_get
 from services.common.jetstream_writes import store
@@ -51,6 +55,10 @@ REQUEST_TIMEOUT_S: Final = 5.0
 WRONG_LAST_SEQUENCE: Final = 10071
 # More events than an operation can have of distinct types; a bound, not an expectation.
 MAX_BATCH: Final = 32
+# How many of the first messages on an operation's request subject are read. A request is stored
+# once (its message id deduplicates retries), so anything after it there is a forgery or
+# garbage, which a reader skips: the first usable one is the request.
+FIRST_REQUESTS: Final = 4
 
 Stored = tuple[int, OperationEvent]
 
@@ -67,8 +75,9 @@ class OperationFacts:
     different), ``terminal`` the one terminal event, ``cancel_requested`` the owner's latest
     request to cancel it, ``attempt_failed`` the latest attempt that failed for a passing
     reason (to be retried), ``callbacks`` the newest record of each kind of callback attempt,
-    and ``last_sequence`` the newest message on the operation's subjects, readable or not: the
-    sequence a guarded append must name.
+    and ``last_sequence`` the newest message on the operation's subjects in the history stream
+    (``STREAM``), readable or not: the sequence a guarded append must name. ``requested``'s
+    sequence is its place in the requests stream.
     """
 
     requested: tuple[int, OperationRequested] | None = None
@@ -81,7 +90,7 @@ class OperationFacts:
     last_sequence: int = 0
 
     def events(self) -> list[Stored]:
-        """The readable events, in stream order."""
+        """The readable events: the request, then the rest in stream order."""
         found = [
             self.requested,
             self.first_started,
@@ -91,8 +100,9 @@ class OperationFacts:
             self.terminal,
             *self.callbacks,
         ]
-        by_sequence = {item[0]: item for item in found if item is not None}
-        return [by_sequence[sequence] for sequence in sorted(by_sequence)]
+        by_sequence: dict[int, Stored] = {item[0]: item for item in found[1:] if item is not None}
+        history = [by_sequence[sequence] for sequence in sorted(by_sequence)]
+        return history if self.requested is None else [self.requested, *history]
 
     def view(self, base: OperationView | None = None) -> OperationView | None:
         """``base`` (None: nothing yet) with these events folded in, as the projector will."""
@@ -102,11 +112,16 @@ class OperationFacts:
         return view
 
 
-def facts_from(messages: list[tuple[int, str, bytes]]) -> OperationFacts:
-    """The facts in (sequence, subject, payload) messages of one operation's subjects.
+def facts_from(
+    messages: Sequence[tuple[int, str, bytes]], requests: Sequence[tuple[int, str, bytes]] = ()
+) -> OperationFacts:
+    """The facts in (sequence, subject, payload) messages of one operation's subjects: from the
+    history stream (``messages``) and from the requests stream (``requests``).
 
     A message consumers would set aside (``services.common.poison.admit``) counts for
-    ``last_sequence`` only: a reader skips what it cannot use rather than failing on it.
+    ``last_sequence`` only: a reader skips what it cannot use rather than failing on it. A
+    request stored in the history stream (before asyncgate stored requests apart) is found there
+    when the requests stream has none.
     """
     requested: tuple[int, OperationRequested] | None = None
     started: list[tuple[int, OperationStarted]] = []
@@ -133,6 +148,13 @@ def facts_from(messages: list[tuple[int, str, bytes]]) -> OperationFacts:
                     attempt_failed = (sequence, event)
             case CallbackAttempted() | CallbackDelivered() | CallbackAbandoned() as event:
                 callbacks.append((sequence, event))
+    # The first usable request in the requests stream is the one (a later message on its
+    # subject, unusable or not, does not hide it).
+    for sequence, subject, payload in sorted(requests):
+        request = admit(subject, payload)
+        if isinstance(request, OperationRequested):
+            requested = (sequence, request)
+            break
     started.sort(key=lambda item: item[1].attempt)
     return OperationFacts(
         requested=requested,
@@ -152,7 +174,6 @@ class EventLog:
 
     nc: NatsClient
     js: JetStreamContext
-    stream: str = STREAM
     # The ce-source of what it stores (None: the service that usually states each fact).
     source: str | None = None
     inbox: ReplyInbox = field(init=False)
@@ -163,15 +184,20 @@ class EventLog:
     async def facts(
         self, tenant: str, operation_id: str, *, with_first_start: bool = False
     ) -> OperationFacts:
-        """The operation's facts in one request (two when ``with_first_start`` and retried)."""
-        batch = await batch_get(
-            self.nc,
-            self.inbox,
-            self.stream,
-            {"multi_last": [operation_subjects(tenant, operation_id)]},
-            limit=MAX_BATCH,
+        """The operation's facts in two requests side by side: the newest event of each type in
+        the history stream, the first request in the requests stream (one more read when
+        ``with_first_start`` and retried)."""
+        newest: dict[str, object] = {"multi_last": [operation_subjects(tenant, operation_id)]}
+        first_requests: dict[str, object] = {
+            "seq": 1,
+            "next_by_subj": event_subject(tenant, operation_id, "requested"),
+            "batch": FIRST_REQUESTS,
+        }
+        history, requests = await asyncio.gather(
+            batch_get(self.nc, self.inbox, STREAM, newest, limit=MAX_BATCH),
+            batch_get(self.nc, self.inbox, REQUESTS_STREAM, first_requests, limit=FIRST_REQUESTS),
         )
-        facts = facts_from(batch.messages)
+        facts = facts_from(history.messages, requests.messages)
         started = facts.started
         if with_first_start and started is not None and started[1].attempt > 1:
             first = await self._first_started(tenant, operation_id)
@@ -228,7 +254,7 @@ class EventLog:
     ) -> tuple[int, OperationStarted] | None:
         try:
             message = await self.js.get_msg(
-                self.stream,
+                STREAM,
                 seq=1,
                 subject=event_subject(tenant, operation_id, "started"),
                 direct=True,

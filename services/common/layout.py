@@ -22,14 +22,16 @@ from nats.js.api import (
 from nats.js.errors import NotFoundError
 
 from contracts.names import (
-    ALL_EVENTS,
     DEAD_LETTER_ROOT,
     DEAD_LETTER_STREAM,
+    HISTORY_EVENTS,
     IDEMPOTENCY_BUCKET,
     LIMITS_BUCKET,
     LISTING_BUCKET,
     LISTING_COUNTER_ROOT,
     LISTING_COUNTER_STREAM,
+    REQUESTED_EVENTS,
+    REQUESTS_STREAM,
     RESULTS_BUCKET,
     STREAM,
     VIEW_BUCKET,
@@ -48,10 +50,27 @@ _AGE_TOLERANCE_S: Final = 1.0
 
 
 def stream_config(settings: Settings) -> StreamConfig:
-    """The event stream: limits retention (replayable), file storage, kept longer than the view."""
+    """The history stream (every event after an operation's request): limits retention
+    (replayable), file storage, kept longer than the view."""
+    return _event_stream_config(settings, STREAM, list(HISTORY_EVENTS))
+
+
+def requests_stream_config(settings: Settings) -> StreamConfig:
+    """The requests stream, kept as the history stream is."""
+    return _event_stream_config(settings, REQUESTS_STREAM, [REQUESTED_EVENTS])
+
+
+def event_stream_configs(settings: Settings) -> tuple[StreamConfig, StreamConfig]:
+    """Both event streams, in the order provisioning makes them: the history stream first, so
+    that one made before requests were stored apart (with every event subject) gives up the
+    request subjects before the requests stream takes them."""
+    return stream_config(settings), requests_stream_config(settings)
+
+
+def _event_stream_config(settings: Settings, name: str, subjects: list[str]) -> StreamConfig:
     return StreamConfig(
-        name=STREAM,
-        subjects=[ALL_EVENTS],
+        name=name,
+        subjects=subjects,
         retention=RetentionPolicy.LIMITS,
         storage=StorageType.FILE,
         max_age=settings.stream_max_age_s,
@@ -225,11 +244,11 @@ def layout_for(
     idempotency: bool = False,
     results: bool = False,
 ) -> Layout:
-    """Everything a service relies on: the event stream, the dead letters, the view bucket, and
+    """Everything a service relies on: the event streams, the dead letters, the view bucket, and
     for the edge the limits bucket, the listing (its bucket and counters) and the idempotency
     keys; for the executor and the edge the results bucket."""
     streams = [
-        stream_config(settings),
+        *event_stream_configs(settings),
         dead_letter_stream_config(settings),
         bucket_stream(view_bucket_config(settings)),
     ]
@@ -307,9 +326,10 @@ async def check_provisioned(js: JetStreamContext, layout: Layout) -> None:
 
 
 async def is_ready(js: JetStreamContext) -> bool:
-    """True when the stream and the view bucket both exist."""
+    """True when the event streams and the view bucket exist."""
     try:
         await js.stream_info(STREAM)
+        await js.stream_info(REQUESTS_STREAM)
         await js.stream_info(f"KV_{VIEW_BUCKET}")
     except (NotFoundError, TimeoutError, nats.errors.Error):
         return False

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Final
 
-import nats.errors
 from nats.js import JetStreamContext
+from nats.js.api import ConsumerInfo
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -26,7 +26,6 @@ from prometheus_client import (
 )
 
 from contracts.events import OperationCompleted, OperationRequested, TerminalEvent
-from contracts.names import STREAM
 from contracts.view import OperationView
 from services.common.settings import Settings
 
@@ -95,8 +94,9 @@ class EdgeMetrics:
 class ConsumerBacklog:
     """Gauges of a durable consumer's backlog, read from its consumer info at each scrape."""
 
-    def __init__(self, registry: CollectorRegistry, durable: str) -> None:
+    def __init__(self, registry: CollectorRegistry, durable: str, streams: tuple[str, ...]) -> None:
         self._durable = durable
+        self._streams = streams
         self._pending = Gauge(
             "asyncgate_consumer_pending_messages",
             "Messages stored for the consumer and not yet delivered to it.",
@@ -111,14 +111,21 @@ class ConsumerBacklog:
         ).labels(durable)
 
     async def refresh(self, js: JetStreamContext) -> None:
-        """Read the numbers again (one request); if NATS does not answer, keep the last ones."""
-        try:
-            info = await js.consumer_info(STREAM, self._durable, timeout=CONSUMER_INFO_TIMEOUT_S)
-        except (nats.errors.Error, TimeoutError) as error:
-            log.debug("consumer %s: no consumer info (%r)", self._durable, error)
+        """Read the numbers again (one request per stream the consumer is on, summed); if NATS
+        does not answer, keep the last ones."""
+        answers = await asyncio.gather(
+            *(
+                js.consumer_info(stream, self._durable, timeout=CONSUMER_INFO_TIMEOUT_S)
+                for stream in self._streams
+            ),
+            return_exceptions=True,
+        )
+        found = [info for info in answers if isinstance(info, ConsumerInfo)]
+        if len(found) < len(answers):
+            log.debug("consumer %s: no consumer info (%r)", self._durable, answers)
             return
-        self._pending.set(info.num_pending or 0)
-        self._ack_pending.set(info.num_ack_pending or 0)
+        self._pending.set(sum(info.num_pending or 0 for info in found))
+        self._ack_pending.set(sum(info.num_ack_pending or 0 for info in found))
 
 
 Run = Callable[[OperationRequested, int], Awaitable[TerminalEvent]]
@@ -127,9 +134,9 @@ Run = Callable[[OperationRequested, int], Awaitable[TerminalEvent]]
 class ExecutorMetrics:
     """What the executor counts and times."""
 
-    def __init__(self, durable: str, service: str) -> None:
+    def __init__(self, durable: str, service: str, streams: tuple[str, ...]) -> None:
         self.registry = registry = new_registry()
-        self.backlog = ConsumerBacklog(registry, durable)
+        self.backlog = ConsumerBacklog(registry, durable, streams)
         self.dead_letters = _dead_letters(registry, service)
         self._completed = Counter(
             "asyncgate_operations_completed",
@@ -191,9 +198,9 @@ class ExecutorMetrics:
 class ProjectorMetrics:
     """What the projector counts and times."""
 
-    def __init__(self, durable: str, service: str) -> None:
+    def __init__(self, durable: str, service: str, streams: tuple[str, ...]) -> None:
         self.registry = registry = new_registry()
-        self.backlog = ConsumerBacklog(registry, durable)
+        self.backlog = ConsumerBacklog(registry, durable, streams)
         self.dead_letters = _dead_letters(registry, service)
         self._submit_to_final = Histogram(
             "asyncgate_operation_submit_to_final_seconds",
@@ -214,9 +221,9 @@ class ProjectorMetrics:
 class CallbackMetrics:
     """What the callbacks service counts and times."""
 
-    def __init__(self, durable: str, service: str) -> None:
+    def __init__(self, durable: str, service: str, streams: tuple[str, ...]) -> None:
         self.registry = registry = new_registry()
-        self.backlog = ConsumerBacklog(registry, durable)
+        self.backlog = ConsumerBacklog(registry, durable, streams)
         self.dead_letters = _dead_letters(registry, service)
         attempts = Counter(
             "asyncgate_callback_attempts",

@@ -1,6 +1,7 @@
 """What the FastStream services share: their broker, pull consumer, JetStream handles, retry
 back-off, and what happens when NATS is gone for good."""
 
+import functools
 import gc
 import logging
 import os
@@ -21,7 +22,7 @@ from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig
 from nats.js.kv import KeyValue
 
-from contracts.names import STREAM, VIEW_BUCKET
+from contracts.names import VIEW_BUCKET
 from services.common.event_log import EventLog
 from services.common.jetstream import report_nats_error
 from services.common.layout import (
@@ -253,9 +254,10 @@ async def _messages_as_they_came(message: StreamMessage[list[Msg]]) -> list[Msg]
 
 
 def batch_subscriber(
-    broker: NatsBroker, config: ConsumerConfig, *, room: Room
+    broker: NatsBroker, config: ConsumerConfig, *, room: Room, stream: str
 ) -> Callable[[BatchHandler], Any]:
-    """The decorator that binds a batch handler to a durable pull consumer on the event stream.
+    """The decorator that binds a batch handler to a durable pull consumer on ``stream`` (one
+    of the event streams).
 
     The handler gets the nats-py messages that arrived together (at most what ``room``
     allowed), and acknowledges each one itself, only once what it stands for is stored. A
@@ -267,7 +269,7 @@ def batch_subscriber(
     subscriber = broker.subscriber(
         # A name for FastStream's logs: the consumer is declared with its own filters at start.
         subjects[0],
-        stream=JStream(STREAM, declare=False),
+        stream=JStream(stream, declare=False),
         durable=config.durable_name,
         config=config,
         pull_sub=PullSub(batch=True),
@@ -311,10 +313,11 @@ class JetStreamHandles:
         watch: ConnectionWatch,
         consumer: ConsumerConfig,
         *,
+        streams: tuple[str, ...],
         results: bool = False,
     ) -> None:
         """Connect the broker; check the streams and buckets (with ``results``, the results
-        bucket too); declare the service's consumer.
+        bucket too); declare the service's consumer on each of ``streams``.
 
         Raises NotProvisionedError if JetStream does not hold what the service relies on.
         """
@@ -326,11 +329,12 @@ class JetStreamHandles:
         # Its own consumer (its ack wait and delivery limit are its settings), declared here,
         # where a cluster's leader election is waited out, rather than left to FastStream's
         # subscriber start, which gives up on the first time-out.
-        await riding_through(
-            lambda: js.add_consumer(STREAM, consumer),
-            what=f"declaring the consumer {consumer.durable_name}",
-            budget_s=CHECK_RIDE_THROUGH_S,
-        )
+        for stream in streams:
+            await riding_through(
+                functools.partial(js.add_consumer, stream, consumer),
+                what=f"declaring the consumer {consumer.durable_name} on {stream}",
+                budget_s=CHECK_RIDE_THROUGH_S,
+            )
         self.events = EventLog(broker.connection, self.js)
         self.max_payload = broker.connection.max_payload
         freeze_startup_objects()

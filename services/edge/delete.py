@@ -17,8 +17,8 @@ Order matters, so that nothing brings it back:
    folds it from memory, so a view written after the purge would bring the operation back. One
    still folding it past this wait, lagging, looks the request up in the stream first and makes
    no view once it is gone: services/projector/handlers.py, LATE_FOLD_S.)
-3. Its events are purged from the stream (a purge filtered on the operation's subjects), so a
-   replay or a rebuild does not see it.
+3. Its events are purged from both event streams, its request first (a purge filtered on the
+   operation's subjects), so a replay or a rebuild does not see it.
 4. Then its result object, if its result was too large for its events
    (services/common/results.py): before the view, so a delete retried after a failure still
    finds which object it was. Then its listing entry and its view are removed. The view goes
@@ -33,6 +33,7 @@ again until the claim is older than a submit can take, and then queues a new ope
 
 import asyncio
 import contextlib
+import functools
 import time
 from typing import Final
 
@@ -40,6 +41,7 @@ from nats.js.errors import NotFoundError
 
 from contracts.errors import ErrorCode
 from contracts.names import (
+    EVENT_STREAMS,
     PROJECTOR_DURABLE,
     STREAM,
     VIEW_BUCKET,
@@ -79,11 +81,13 @@ async def delete_operation(context: EdgeContext, operation_id: str) -> bool | No
     key = view_key(principal.tenant, principal.user, operation_id)
     await _folded(context, key, view.last_sequence)
     js = context.events.js
-    await riding_through(
-        lambda: js.purge_stream(STREAM, subject=operation_subjects(principal.tenant, operation_id)),
-        what=f"purging {operation_id}",
-        budget_s=RIDE,
-    )
+    subjects = operation_subjects(principal.tenant, operation_id)
+    for stream in EVENT_STREAMS:
+        await riding_through(
+            functools.partial(js.purge_stream, stream, subject=subjects),
+            what=f"purging {operation_id} from {stream}",
+            budget_s=RIDE,
+        )
     if view.response_ref is not None:
         name = view.response_ref.name
         await riding_through(

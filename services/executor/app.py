@@ -19,7 +19,7 @@ from nats.aio.msg import Msg
 from nats.js.api import AckPolicy as JsAckPolicy
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
-from contracts.names import EXECUTOR_DURABLE, REQUESTED_EVENTS
+from contracts.names import EXECUTOR_DURABLE, REQUESTED_EVENTS, REQUESTS_STREAM
 from services.actions.config import Retry, load_actions
 from services.actions.handler import handler_client
 from services.common.jetstream import connect
@@ -52,6 +52,10 @@ log = logging.getLogger("asyncgate.executor")
 
 # Unlimited: a request is never dropped by JetStream (see the module docstring).
 UNLIMITED_DELIVERIES = -1
+
+
+# The executors take the requests, from the stream that holds them.
+CONSUMED_STREAMS = (REQUESTS_STREAM,)
 
 
 def consumer_config(settings: Settings) -> ConsumerConfig:
@@ -109,7 +113,7 @@ def create_app(
     )
     worker = worker or worker_name()
     tracing = Tracing.from_env(SERVICE)
-    metrics = ExecutorMetrics(EXECUTOR_DURABLE, SERVICE)
+    metrics = ExecutorMetrics(EXECUTOR_DURABLE, SERVICE, CONSUMED_STREAMS)
     metrics_server: MetricsServer | None = None
     watch = ConnectionWatch(SERVICE, on_lost=on_connection_lost)
     broker = create_broker(settings, SERVICE, watch)
@@ -122,7 +126,9 @@ def create_app(
         every_s=settings.executor_ack_wait_s / 3,
     )
 
-    @batch_subscriber(broker, consumer_config(settings), room=slots.wait_for_room)
+    @batch_subscriber(
+        broker, consumer_config(settings), room=slots.wait_for_room, stream=REQUESTS_STREAM
+    )
     async def on_operation_requested(messages: list[Msg]) -> None:
         """Start working on each delivered request; each one is acknowledged once its
         operation has ended."""
@@ -133,7 +139,14 @@ def create_app(
 
     async def start() -> None:
         nonlocal deliveries, metrics_server
-        await handles.open(broker, settings, watch, consumer_config(settings), results=True)
+        await handles.open(
+            broker,
+            settings,
+            watch,
+            consumer_config(settings),
+            streams=CONSUMED_STREAMS,
+            results=True,
+        )
         await asyncio.to_thread(heartbeats.start)
         js, _, events = handles.require()
         await runs.listen(events.nc)

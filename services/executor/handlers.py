@@ -154,7 +154,8 @@ async def handle_requested(
     operation = request.operation_id
     first_look: OperationFacts | None = None
     if delivery == 1:
-        first_look = OperationFacts(requested=(requested_at, request), last_sequence=requested_at)
+        # Nothing stored after the request yet: its history is empty (last sequence 0).
+        first_look = OperationFacts(requested=(requested_at, request))
     for _ in range(MAX_DECISIONS):
         facts = first_look or await _read_facts(events, request, budget_s=STEP_RIDE_THROUGH_S)
         speculative, first_look = first_look is not None, None

@@ -17,7 +17,14 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.js.api import DeliverPolicy
 
-from contracts.names import STREAM, SUBJECT_ROOT, UnsafeTokenError, encode_id, require_id_token
+from contracts.names import (
+    EVENT_STREAMS,
+    SUBJECT_ROOT,
+    UnsafeTokenError,
+    encode_id,
+    require_id_token,
+    stream_of,
+)
 from contracts.view import TaskStatus
 from services.common.jetstream import close_connection
 from services.common.listing import Listing
@@ -183,15 +190,22 @@ def tail_command(
     subjects = f"{SUBJECT_ROOT}.{tenant_token}.*.{event_type or '*'}"
     out = render.console()
 
+    # The requests are in a stream of their own (contracts/names.py): one consumer on each
+    # stream that holds the events asked for.
+    streams = EVENT_STREAMS if event_type is None else (stream_of(event_type),)
+
     async def follow(nc: NatsClient) -> None:
         arrived: asyncio.Queue[Msg] = asyncio.Queue()
-        subscription = await nc.jetstream().subscribe(
-            subjects,
-            stream=STREAM,
-            ordered_consumer=True,
-            deliver_policy=DeliverPolicy.NEW,
-            cb=arrived.put,
-        )
+        subscriptions = [
+            await nc.jetstream().subscribe(
+                subjects,
+                stream=stream,
+                ordered_consumer=True,
+                deliver_policy=DeliverPolicy.NEW,
+                cb=arrived.put,
+            )
+            for stream in streams
+        ]
         render.console(stderr=True).print(f"following {subjects} (Ctrl-C stops)", markup=False)
         try:
             shown = 0
@@ -205,7 +219,8 @@ def tail_command(
                     out.print(table)
                 shown += 1
         finally:
-            await subscription.unsubscribe()
+            for subscription in subscriptions:
+                await subscription.unsubscribe()
 
     try:
         _run(follow)
@@ -221,7 +236,7 @@ def replay_command(
     ] = False,
     json_output: JsonOption = False,
 ) -> None:
-    """Rebuild the view bucket (and the listing's index) from the event stream."""
+    """Rebuild the view bucket (and the listing's index) from the event streams."""
     if check:
         _verify(json_output)
     else:

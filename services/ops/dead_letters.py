@@ -21,7 +21,12 @@ from contracts.dead_letters import (
     STREAM_HEADER,
     SUBJECT_HEADER,
 )
-from contracts.names import DEAD_LETTER_ROOT, DEAD_LETTER_STREAM, STREAM, parse_event_subject
+from contracts.names import (
+    DEAD_LETTER_ROOT,
+    DEAD_LETTER_STREAM,
+    EVENT_STREAMS,
+    parse_event_subject,
+)
 from services.common.event_log import REQUEST_TIMEOUT_S
 from services.common.stream_reads import read_stream
 from services.ops.connection import EXIT_FOUND, OpsError
@@ -111,14 +116,15 @@ async def requeue(js: JetStreamContext, sequence: int) -> int:
     """
     letter, body = await show_dead_letter(js, sequence)
     subject = letter.original_subject
-    if letter.original_stream != STREAM or parse_event_subject(subject) is None:
+    stream = letter.original_stream
+    if stream not in EVENT_STREAMS or parse_event_subject(subject) is None:
         raise OpsError(
             f"dead letter {sequence} refers to {letter.original_stream or '?'} {subject!r}, "
             "not to an event; only events are requeued"
         )
     original = None
     if letter.original_sequence is not None:
-        original = await _stored(js, STREAM, letter.original_sequence)
+        original = await _stored(js, stream, letter.original_sequence)
     if original is not None and original.subject == subject:
         payload = original.data or b""
         headers = {
@@ -131,7 +137,7 @@ async def requeue(js: JetStreamContext, sequence: int) -> int:
     else:
         raise OpsError(
             f"dead letter {sequence}: the original (message {letter.original_sequence}) is no "
-            f"longer in {STREAM}, and the dead letter holds only its first {EXCERPT_BYTES} bytes"
+            f"longer in {stream}, and the dead letter holds only its first {EXCERPT_BYTES} bytes"
         )
     # The same requeue tried twice (a time-out, say) is stored once.
     headers["Nats-Msg-Id"] = f"requeue.{DEAD_LETTER_STREAM}.{sequence}"

@@ -18,7 +18,7 @@ from contracts.events import (
     event_type,
 )
 from contracts.names import (
-    STREAM,
+    EVENT_STREAMS,
     UnsafeTokenError,
     encode_id,
     operation_subjects,
@@ -159,15 +159,17 @@ async def show_operation(js: JetStreamContext, operation_id: str) -> OperationDe
     stored = await read_bucket(js, f"*.*.{operation_id}", within_s=None)
     views = [decode_view(data) for data, _ in stored.values() if data is not None]
     timeline: list[TimelineEntry] = []
-    await read_stream(
-        js,
-        STREAM,
-        operation_subjects("*", operation_id),
-        lambda msg: timeline.append(timeline_entry(msg)),
-    )
+    for stream in EVENT_STREAMS:
+        await read_stream(
+            js,
+            stream,
+            operation_subjects("*", operation_id),
+            lambda msg: timeline.append(timeline_entry(msg)),
+        )
     if not views and not timeline:
         raise OpsError(f"no operation {operation_id}: no view and no event", EXIT_FOUND)
-    timeline.sort(key=lambda entry: entry.sequence)
+    # Two streams, two sequence orders: the server's clock orders them (the request first).
+    timeline.sort(key=lambda entry: (entry.stored_at, entry.type != "requested", entry.sequence))
     return OperationDetail(
         operation_id=operation_id, view=views[0] if views else None, timeline=timeline
     )

@@ -15,7 +15,7 @@ from nats.aio.msg import Msg
 from nats.js.api import AckPolicy as JsAckPolicy
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
-from contracts.names import ALL_EVENTS, PROJECTOR_DURABLE
+from contracts.names import ALL_EVENTS, EVENT_STREAMS, PROJECTOR_DURABLE
 from services.common.active_operations import EndedOperations
 from services.common.metrics import MetricsServer, ProjectorMetrics
 from services.common.runtime import (
@@ -40,8 +40,13 @@ EVENTS_PER_OPERATION = 3
 MAX_HELD_REQUESTS = 500
 
 
+# Every event folds into a view: the requests and the history after them. The projector has
+# the same durable consumer on each.
+CONSUMED_STREAMS = EVENT_STREAMS
+
+
 def consumer_config(settings: Settings) -> ConsumerConfig:
-    """The durable consumer every projector replica shares."""
+    """The durable consumer every projector replica shares (one on each event stream)."""
     return ConsumerConfig(
         durable_name=PROJECTOR_DURABLE,
         filter_subject=ALL_EVENTS,
@@ -61,7 +66,7 @@ def create_app(
     """
     handles = JetStreamHandles()
     tracing = Tracing.from_env(SERVICE)
-    metrics = ProjectorMetrics(PROJECTOR_DURABLE, SERVICE)
+    metrics = ProjectorMetrics(PROJECTOR_DURABLE, SERVICE, CONSUMED_STREAMS)
     metrics_server: MetricsServer | None = None
     watch = ConnectionWatch(SERVICE, on_lost=on_connection_lost)
     repairs: ViewRepairs | None = None
@@ -81,7 +86,6 @@ def create_app(
     async def room() -> int:
         return batch_limit
 
-    @batch_subscriber(broker, consumer_config(settings), room=room)
     async def on_operation_events(messages: list[Msg]) -> None:
         """Fold the events that arrived together, one write per operation; each event is
         acknowledged once its view is stored."""
@@ -89,9 +93,16 @@ def create_app(
             raise RuntimeError("events arrived before start-up finished")
         await projection.fold_batch(messages)
 
+    for stream in CONSUMED_STREAMS:
+        batch_subscriber(broker, consumer_config(settings), room=room, stream=stream)(
+            on_operation_events
+        )
+
     async def start() -> None:
         nonlocal projection, metrics_server, repairs
-        await handles.open(broker, settings, watch, consumer_config(settings))
+        await handles.open(
+            broker, settings, watch, consumer_config(settings), streams=CONSUMED_STREAMS
+        )
         js, kv, events = handles.require()
         await ended.open(js)
         views = ViewWriter(kv, events.inbox, request_lookup(events))

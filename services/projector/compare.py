@@ -62,7 +62,7 @@ def field_differences(stored: OperationView, replayed: OperationView) -> list[Fi
 def compare(replay: Replay, stored: StoredViews, *, ignore: set[str]) -> list[Difference]:
     """Every key in which ``stored`` (the bucket) differs from ``replay``, keys in ``ignore``
     left out. A stored view newer than the replay (a projector folded events stored after the
-    replay began) is not a difference."""
+    replay read their stream) is not a difference."""
     differences: list[Difference] = []
     for key, view in replay.views.items():
         if key in ignore:
@@ -80,7 +80,7 @@ def compare(replay: Replay, stored: StoredViews, *, ignore: set[str]) -> list[Di
                 Difference(key=key, kind=DifferenceKind.UNREADABLE, revision=revision)
             )
             continue
-        if found.last_sequence > replay.last_sequence:
+        if _newer(found, replay):
             continue
         changed = field_differences(found, view)
         if changed:
@@ -90,15 +90,23 @@ def compare(replay: Replay, stored: StoredViews, *, ignore: set[str]) -> list[Di
     for key, (data, revision) in stored.items():
         if data is None or key in replay.views or key in ignore:
             continue
-        if _newer_than(data, replay.last_sequence):
+        if _newer_than(data, replay):
             continue
         differences.append(Difference(key=key, kind=DifferenceKind.EXTRA, revision=revision))
     return differences
 
 
-def _newer_than(data: bytes, sequence: int) -> bool:
-    """True if ``data`` is a view of events stored after ``sequence``."""
+def _newer(view: OperationView, replay: Replay) -> bool:
+    """True if ``view`` holds an event stored after the replay read its stream."""
+    return (
+        view.last_sequence > replay.last_sequence
+        or (view.request_sequence or 0) > replay.requests_through
+    )
+
+
+def _newer_than(data: bytes, replay: Replay) -> bool:
+    """True if ``data`` is a view holding an event stored after the replay read its stream."""
     try:
-        return decode_view(data).last_sequence > sequence
+        return _newer(decode_view(data), replay)
     except msgspec.DecodeError:  # a ValidationError too
         return False

@@ -20,7 +20,7 @@ from nats.js.errors import InvalidKeyError, NotFoundError
 from opentelemetry.trace import SpanKind
 
 from contracts.events import OperationRequested
-from contracts.names import STREAM, view_key
+from contracts.names import view_key
 from services.common.active_operations import EndedOperations
 from services.common.dead_letters import set_aside
 from services.common.metrics import ProjectorMetrics
@@ -104,12 +104,12 @@ class Projection:
         await self._fold(key, delivered)
 
     async def _requests_purged(self, delivered: list[Delivered]) -> bool:
-        """Whether a request among ``delivered`` is gone from the stream (False when NATS
+        """Whether a request among ``delivered`` is gone from its stream (False when NATS
         cannot tell now: the fold's own write meets the same trouble and is retried)."""
         try:
-            for _, sequence, event in delivered:
+            for raw, sequence, event in delivered:
                 if isinstance(event, OperationRequested):
-                    await self.js.get_msg(STREAM, sequence, direct=True)
+                    await self.js.get_msg(raw.metadata.stream, sequence, direct=True)
         except NotFoundError:
             return True
         except (nats.errors.Error, TimeoutError):
@@ -128,7 +128,12 @@ class Projection:
             await self._fold_and_answer(key, delivered)
 
     async def _fold_and_answer(self, key: str, delivered: list[Delivered]) -> None:
-        sequences = [sequence for _, sequence, _ in delivered]
+        # Places in the history stream (a request's is in the requests stream).
+        sequences = [
+            sequence
+            for _, sequence, event in delivered
+            if not isinstance(event, OperationRequested)
+        ]
         try:
             view = await self.views.apply(
                 key, [(sequence, event) for _, sequence, event in delivered]

@@ -1,13 +1,15 @@
-"""Rebuilding the status view (and the listing's index) from the stream: the stream is the source
+"""Rebuilding the status view (and the listing's index) from the event streams: they are the source
 of truth.
 
-Replay folds exactly what the projector folds: every event the projector would admit, in stream
-order, through the same ``evolve``. Messages it would set aside are skipped. Rebuilding then
+Replay folds exactly what the projector folds: every event the projector would admit, the
+history stream in its order, then the requests stream, through the same order-free ``evolve``.
+Messages it would set aside are skipped. Rebuilding then
 compares the replay with the bucket (``services/projector/compare.py``) and writes only what
 differs, each write a compare-and-set on the revision it compared against, so a projector folding
 newer events meanwhile is never overwritten with an older view.
 """
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -20,7 +22,15 @@ from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from contracts.lifecycle import evolve
-from contracts.names import ALL_EVENTS, PROJECTOR_DURABLE, STREAM, VIEW_BUCKET, view_key
+from contracts.names import (
+    ALL_EVENTS,
+    EVENT_STREAMS,
+    PROJECTOR_DURABLE,
+    REQUESTS_STREAM,
+    STREAM,
+    VIEW_BUCKET,
+    view_key,
+)
 from contracts.view import OperationView, encode_view
 from services.common.bulk_publish import Outgoing, publish_all
 from services.common.event_log import WRONG_LAST_SEQUENCE
@@ -49,10 +59,12 @@ def _no_progress(_: int) -> None:
 
 @dataclass
 class Replay:
-    """The views the stream folds into, as of ``last_sequence``, keyed like the bucket."""
+    """The views the event streams fold into, as of ``last_sequence`` of the history stream and
+    ``requests_through`` of the requests stream, keyed like the bucket."""
 
     views: dict[str, OperationView] = field(default_factory=dict)
     last_sequence: int = 0
+    requests_through: int = 0
     events: int = 0
     skipped: int = 0
     # Stored time (seconds since the epoch) of each view's newest event.
@@ -68,22 +80,28 @@ class Replay:
 
 async def stream_size(js: JetStreamContext) -> int:
     """How many messages a replay reads (for a progress bar)."""
-    try:
-        return (await js.stream_info(STREAM)).state.messages
-    except NotFoundError:
-        return 0
+    total = 0
+    for stream in EVENT_STREAMS:
+        with contextlib.suppress(NotFoundError):
+            total += (await js.stream_info(stream)).state.messages
+    return total
 
 
 async def replay_stream(js: JetStreamContext, progress: Progress = _no_progress) -> Replay:
-    """Fold the whole stream, from its first event to its last when asked, into views."""
-    try:
-        info = await js.stream_info(STREAM)
-    except NotFoundError:
-        return Replay()
+    """Fold both event streams, each from its first event to its last when asked, into views.
+
+    The history is read first: every event read there has its request stored before it, so read
+    in the requests stream after it."""
     replay = Replay()
-    if info.state.messages > 0:
-        await read_stream(js, STREAM, ALL_EVENTS, _Folding(replay, progress))
-        progress(replay.events % _PROGRESS_EVERY)
+    for stream in (STREAM, REQUESTS_STREAM):
+        try:
+            info = await js.stream_info(stream)
+        except NotFoundError:
+            continue
+        if info.state.messages > 0:
+            folding = _Folding(replay, progress, requests=stream == REQUESTS_STREAM)
+            await read_stream(js, stream, ALL_EVENTS, folding)
+    progress(replay.events % _PROGRESS_EVERY)
     # Events without their request (a deleted operation's late ending) make no view, as in the
     # projector (services/projector/view_writer.py).
     for key in [key for key, view in replay.views.items() if view.created_at is None]:
@@ -102,12 +120,16 @@ class _Folding:
 
     replay: Replay
     progress: Progress
+    requests: bool
 
     def __call__(self, msg: Msg) -> None:
         replay = self.replay
         sequence, stored = stored_at(msg.reply)
         replay.events += 1
-        replay.last_sequence = max(replay.last_sequence, sequence)
+        if self.requests:
+            replay.requests_through = max(replay.requests_through, sequence)
+        else:
+            replay.last_sequence = max(replay.last_sequence, sequence)
         event = admit(msg.subject, msg.data)
         if isinstance(event, Unusable):
             replay.skipped += 1
@@ -127,14 +149,30 @@ async def replay_views(js: JetStreamContext) -> dict[str, OperationView]:
     return (await replay_stream(js)).views
 
 
-async def settled_through(js: JetStreamContext) -> int | None:
-    """The stream sequence through which the projector has folded every event (its ack floor);
-    None when there is no projector consumer to ask."""
-    try:
-        info = await js.consumer_info(STREAM, PROJECTOR_DURABLE)
-    except NotFoundError:
-        return None
-    return info.ack_floor.stream_seq if info.ack_floor is not None else 0
+@dataclass(frozen=True)
+class Settled:
+    """The sequences through which the projector has folded every event (its ack floors): of
+    the history stream and of the requests stream."""
+
+    history: int
+    requests: int
+
+    def passed_by(self, view: OperationView) -> bool:
+        """Whether ``view`` holds an event the projector had not folded yet."""
+        return view.last_sequence > self.history or (view.request_sequence or 0) > self.requests
+
+
+async def settled_through(js: JetStreamContext) -> Settled | None:
+    """How far the projector has folded each event stream; None when there is no projector
+    consumer to ask."""
+    floors = []
+    for stream in (STREAM, REQUESTS_STREAM):
+        try:
+            info = await js.consumer_info(stream, PROJECTOR_DURABLE)
+        except NotFoundError:
+            return None
+        floors.append(info.ack_floor.stream_seq if info.ack_floor is not None else 0)
+    return Settled(history=floors[0], requests=floors[1])
 
 
 async def bucket_ttl_s(js: JetStreamContext) -> float:
@@ -165,7 +203,7 @@ async def verify(js: JetStreamContext, progress: Progress = _no_progress) -> Ver
     ignore = replay.expired(await bucket_ttl_s(js), time.time())
     in_flight = set()
     if settled is not None:
-        in_flight = {k for k, view in replay.views.items() if view.last_sequence > settled}
+        in_flight = {k for k, view in replay.views.items() if settled.passed_by(view)}
     differences = compare(replay, stored, ignore=ignore | in_flight)
     return Verified(replay, stored, differences, len(in_flight))
 

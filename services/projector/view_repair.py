@@ -8,7 +8,8 @@ the process is killed, whatever the OS had not written yet when the machine lose
 events are safe in the stream, and the projector had acknowledged them.
 
 So at start and after every reconnect, the projector folds again the events stored in the last
-``ASYNCGATE_PROJECTOR_VIEW_REPAIR_WINDOW_S`` before the stream's newest one, starting from each
+``ASYNCGATE_PROJECTOR_VIEW_REPAIR_WINDOW_S`` before the history stream's newest one (a view
+missing its request gets it from the requests stream, as every fold does), starting from each
 view as stored: a view that has them already is left alone, a lost or older one is written
 again (compare-and-set, as every view write). Readers never depended on it meanwhile: a reader
 that finds no view, or one not final, reads the stream. Anything older (a machine that stayed

@@ -10,6 +10,7 @@ from contracts.dead_letters import (
     SEQUENCE_HEADER,
     SERVICE_HEADER,
     SIZE_HEADER,
+    STREAM_HEADER,
 )
 from contracts.events import (
     Correlation,
@@ -17,6 +18,7 @@ from contracts.events import (
     OperationRequested,
     encode_event,
 )
+from contracts.names import REQUESTS_STREAM
 from tests.faults.conftest import inspector
 from tests.stack import dead_letters, eventually
 from tests.support.audit import audit, submit_many
@@ -60,14 +62,16 @@ async def test_unusable_messages_are_set_aside_once_and_the_services_go_on(
     stack: ServiceStack, server: NatsServer
 ) -> None:
     look = await inspector([server.url])
+    # By (stream, sequence): the requests and the rest are stored in two streams.
     published = {}
     for subject, body in poison(look.nc.max_payload):
         ack = await look.js.publish(subject, body)
-        published[ack.seq] = (subject, len(body))
-    on_request_subjects = {seq for seq, (subject, _) in published.items() if "requested" in subject}
+        published[ack.stream, ack.seq] = (subject, len(body))
+    on_request_subjects = {at for at, (subject, _) in published.items() if "requested" in subject}
+    assert {stream for stream, _ in on_request_subjects} == {REQUESTS_STREAM}
     # The executor sees the request subjects, the projector every subject.
-    expected = {("executor", seq) for seq in on_request_subjects} | {
-        ("projector", seq) for seq in published
+    expected = {("executor", *at) for at in on_request_subjects} | {
+        ("projector", *at) for at in published
     }
 
     async def all_set_aside() -> list[tuple[str, dict[str, str]]] | None:
@@ -85,11 +89,14 @@ async def test_unusable_messages_are_set_aside_once_and_the_services_go_on(
     letters = await dead_letters(look.js)
     await look.nc.close()
 
-    set_aside = [(headers[SERVICE_HEADER], int(headers[SEQUENCE_HEADER])) for _, headers in letters]
+    set_aside = [
+        (headers[SERVICE_HEADER], headers[STREAM_HEADER], int(headers[SEQUENCE_HEADER]))
+        for _, headers in letters
+    ]
     assert sorted(set_aside) == sorted(expected)  # each one once, by each service that saw it
     assert all(len(body) <= EXCERPT_BYTES for body, _ in letters)
-    sizes = {int(h[SEQUENCE_HEADER]): int(h[SIZE_HEADER]) for _, h in letters}
-    assert sizes == {seq: size for seq, (_, size) in published.items()}
+    sizes = {(h[STREAM_HEADER], int(h[SEQUENCE_HEADER])): int(h[SIZE_HEADER]) for _, h in letters}
+    assert sizes == {at: size for at, (_, size) in published.items()}
     assert report.problems() == []
     assert report.statuses == {"SUCCESS": 10}
     assert all(process.running for process in stack.processes)

@@ -16,7 +16,7 @@ from contracts.events import (
     OperationFailed,
     OperationStarted,
 )
-from contracts.names import EXECUTOR_DURABLE, STREAM, event_subject
+from contracts.names import EXECUTOR_DURABLE, REQUESTS_STREAM, STREAM, event_subject
 from services.common.event_log import EventLog
 from services.common.settings import Settings
 from services.edge.auth import issue_token
@@ -114,7 +114,7 @@ async def executor_caught_up(js: JetStreamContext) -> None:
     """Wait until the executor has taken and answered every request."""
 
     async def idle() -> bool | None:
-        info = await js.consumer_info(STREAM, EXECUTOR_DURABLE)
+        info = await js.consumer_info(REQUESTS_STREAM, EXECUTOR_DURABLE)
         return True if info.num_pending == 0 and info.num_ack_pending == 0 else None
 
     await eventually(idle, what="the executor answering every request")

@@ -13,7 +13,7 @@ import pytest
 from nats.js import JetStreamContext
 from nats.js.api import SubjectTransform
 
-from contracts.names import STREAM
+from contracts.names import REQUESTS_STREAM
 from services.common.nats_server import free_port
 from services.common.settings import Settings, documented_variables
 from services.edge.auth import Authenticator
@@ -148,7 +148,9 @@ def test_services_refuse_to_start_until_nats_is_provisioned_as_their_settings_sa
         assert "run `asyncgate provision`" in unprovisioned.stderr
     assert first.returncode == 0, first.stderr
     assert "stream ASYNCGATE_OPERATIONS: created" in first.stdout
-    assert "consumer asyncgate-executor: ready" in first.stdout
+    assert "stream ASYNCGATE_REQUESTS: created" in first.stdout
+    assert "consumer asyncgate-executor on ASYNCGATE_REQUESTS: ready" in first.stdout
+    assert "consumer asyncgate-projector on ASYNCGATE_OPERATIONS: ready" in first.stdout
     assert "stream ASYNCGATE_OPERATIONS: as configured" in again.stdout
     # The results bucket: an Object Store kept as long as the views, provisioned the same way.
     assert "stream OBJ_asyncgate_results: created" in first.stdout
@@ -167,7 +169,7 @@ async def test_a_stream_changed_behind_asyncgates_back_stops_the_services_until_
 ) -> None:
     # An admin, or an attacker with the rights, adds a transform that rewrites requests into
     # completions: every subject permission would be bypassed.
-    info = await js.stream_info(STREAM)
+    info = await js.stream_info(REQUESTS_STREAM)
     info.config.subject_transform = SubjectTransform(
         src="ops.events.*.*.requested", dest="ops.events.{{wildcard(1)}}.{{wildcard(2)}}.completed"
     )
@@ -178,9 +180,9 @@ async def test_a_stream_changed_behind_asyncgates_back_stops_the_services_until_
     repaired = run_cli("provision", env=env)
 
     assert refused.returncode == 78
-    assert "ASYNCGATE_OPERATIONS has a subject_transform" in refused.stderr
-    assert "stream ASYNCGATE_OPERATIONS: updated" in repaired.stdout
-    assert (await js.stream_info(STREAM)).config.subject_transform is None
+    assert "ASYNCGATE_REQUESTS has a subject_transform" in refused.stderr
+    assert "stream ASYNCGATE_REQUESTS: updated" in repaired.stdout
+    assert (await js.stream_info(REQUESTS_STREAM)).config.subject_transform is None
 
 
 @pytest.mark.nats

@@ -19,7 +19,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.kv import KeyValue
 
 from contracts.events import OperationCompleted, OperationFailed, decode_event
-from contracts.names import STREAM, VIEW_BUCKET
+from contracts.names import REQUESTS_STREAM, STREAM, VIEW_BUCKET
 from services.common.settings import Settings
 from services.executor.app import create_app as create_executor
 from services.projector.app import create_app as create_projector
@@ -44,14 +44,21 @@ SUBMIT = "mutation($q: String!) { asyncQuery(query: $q) { operationId } }"
 # What `consumer` may use of JetStream's API, of every verb on every stream and consumer.
 CONSUMER_MAY_USE = {
     "$JS.API.INFO",
-    "$JS.API.STREAM.INFO.ASYNCGATE_OPERATIONS",
-    "$JS.API.CONSUMER.CREATE.ASYNCGATE_OPERATIONS",
-    "$JS.API.CONSUMER.CREATE.ASYNCGATE_OPERATIONS.intruder",
-    "$JS.API.CONSUMER.CREATE.ASYNCGATE_OPERATIONS.intruder.some.filter",
-    "$JS.API.CONSUMER.DURABLE.CREATE.ASYNCGATE_OPERATIONS.intruder",
-    "$JS.API.CONSUMER.INFO.ASYNCGATE_OPERATIONS.intruder",
-    "$JS.API.CONSUMER.DELETE.ASYNCGATE_OPERATIONS.intruder",
-    "$JS.API.CONSUMER.MSG.NEXT.ASYNCGATE_OPERATIONS.intruder",
+    # Its own consumers on either event stream, never the services'.
+    *(
+        subject
+        for stream in ("ASYNCGATE_OPERATIONS", "ASYNCGATE_REQUESTS")
+        for subject in (
+            f"$JS.API.STREAM.INFO.{stream}",
+            f"$JS.API.CONSUMER.CREATE.{stream}",
+            f"$JS.API.CONSUMER.CREATE.{stream}.intruder",
+            f"$JS.API.CONSUMER.CREATE.{stream}.intruder.some.filter",
+            f"$JS.API.CONSUMER.DURABLE.CREATE.{stream}.intruder",
+            f"$JS.API.CONSUMER.INFO.{stream}.intruder",
+            f"$JS.API.CONSUMER.DELETE.{stream}.intruder",
+            f"$JS.API.CONSUMER.MSG.NEXT.{stream}.intruder",
+        )
+    ),
     # Reading the large results terminal events refer to, as nats-py's Object Store does: the
     # stream holding the chunks (by name lookup), the metadata, and an ordered consumer of the
     # chunks (the services keep no consumer on that stream); direct gets, for batching readers.
@@ -217,7 +224,7 @@ async def test_a_push_consumer_cannot_deliver_events_into_another_services_subje
         # The edge follows view changes on these subjects; the consumer may not publish there.
         await edge.subscribe(f"$KV.{VIEW_BUCKET}.>", cb=arrive)
         await nc.jetstream().add_consumer(
-            STREAM,
+            REQUESTS_STREAM,
             ConsumerConfig(
                 durable_name="sneaky",
                 deliver_subject=f"$KV.{VIEW_BUCKET}.acme.alice.op-1",
@@ -233,7 +240,7 @@ async def test_a_push_consumer_cannot_deliver_events_into_another_services_subje
         inbox = nc.new_inbox()
         await nc.subscribe(inbox, cb=deliver)
         await nc.jetstream().add_consumer(
-            STREAM,
+            REQUESTS_STREAM,
             ConsumerConfig(durable_name="own", deliver_subject=inbox, ack_policy=AckPolicy.NONE),
         )
 

@@ -9,7 +9,7 @@ from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 
 from contracts.events import OperationFailed
-from contracts.names import PROJECTOR_DURABLE, STREAM, view_key
+from contracts.names import PROJECTOR_DURABLE, REQUESTS_STREAM, view_key
 from services.common.event_log import EventLog
 from services.common.listing import Listing
 from services.common.settings import Settings
@@ -24,7 +24,7 @@ from tests.integration.test_cancel import (
     executor_caught_up,
     wait,
 )
-from tests.stack import eventually, running, serving_edge, stored_views
+from tests.stack import eventually, projector_backlog, running, serving_edge, stored_views
 from tests.targets import CANCELLED_MARKS
 
 pytestmark = [pytest.mark.nats, pytest.mark.e2e]
@@ -135,8 +135,7 @@ async def test_a_late_ending_after_the_delete_brings_nothing_back(
     await event_log.append(late, msg_id=f"{operation_id}.late")
 
     async def folded() -> bool | None:
-        info = await js.consumer_info(STREAM, PROJECTOR_DURABLE)
-        return True if info.num_pending == 0 and info.num_ack_pending == 0 else None
+        return True if (await projector_backlog(js)).idle else None
 
     await eventually(folded, what="the projector folding every event")
     key = view_key(requested.tenant, requested.principal, operation_id)
@@ -191,7 +190,7 @@ async def test_a_request_the_projector_holds_back_does_not_bring_a_deleted_opera
         [requested] = await events_of(js, operation_id)
 
         async def held() -> bool | None:
-            info = await js.consumer_info(STREAM, PROJECTOR_DURABLE)
+            info = await js.consumer_info(REQUESTS_STREAM, PROJECTOR_DURABLE)
             return True if info.num_pending == 0 and info.num_ack_pending == 1 else None
 
         await eventually(held, what="the projector holding the request")
@@ -210,8 +209,7 @@ async def test_a_request_the_projector_holds_back_does_not_bring_a_deleted_opera
         assert (await delete(edge, operation_id))["cancelled"] is True
 
         async def folded() -> bool | None:
-            info = await js.consumer_info(STREAM, PROJECTOR_DURABLE)
-            return True if info.num_pending == 0 and info.num_ack_pending == 0 else None
+            return True if (await projector_backlog(js)).idle else None
 
         await eventually(folded, what="the projector folding every event")
         assert await result(edge, operation_id) is None

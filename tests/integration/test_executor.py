@@ -133,7 +133,7 @@ async def test_a_failing_operation_is_recorded_once_and_not_redelivered(
         await submit(event_log, request("broken", "{ useCompany(no: -1) { no } }"))
         events = await terminal_events(js, 1)
         await asyncio.sleep(0.5)
-        consumer = await js.consumer_info("ASYNCGATE_OPERATIONS", "asyncgate-executor")
+        consumer = await js.consumer_info("ASYNCGATE_REQUESTS", "asyncgate-executor")
 
     [failed] = of_type(events, OperationFailed)
     assert failed.code == "NOT_FOUND"
@@ -299,7 +299,7 @@ async def test_unreadable_requests_are_set_aside_and_the_next_one_still_runs(
     async with running(create_executor(settings)):
         await submit(event_log, request("fine", "{ slowReport(seconds: 0) }"))
         await terminal_events(js, 1)
-        consumer = await js.consumer_info("ASYNCGATE_OPERATIONS", "asyncgate-executor")
+        consumer = await js.consumer_info("ASYNCGATE_REQUESTS", "asyncgate-executor")
 
     # Set aside by concurrent workers, so in either order.
     reasons = {

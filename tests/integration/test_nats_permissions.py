@@ -30,7 +30,6 @@ from contracts.events import (
 from contracts.names import (
     DEAD_LETTER_STREAM,
     LIMITS_BUCKET,
-    PROJECTOR_DURABLE,
     RESULTS_BUCKET,
     STREAM,
     VIEW_BUCKET,
@@ -50,7 +49,7 @@ from services.projector.view_repair import repair_recent_views
 from services.projector.view_writer import ViewWriter
 from services.provision import provision_nats
 from tests.seed_requests import ASYNC_QUERY, FETCH_RESULTS
-from tests.stack import eventually, graphql, running, serving_edge
+from tests.stack import eventually, graphql, projector_backlog, running, serving_edge
 from tests.support.nats_servers import run_sync
 from tests.ws_client import graphql_websocket
 
@@ -257,7 +256,12 @@ def test_the_shipped_server_configurations_are_valid(config: str) -> None:
     assert "is valid" in checked.stdout + checked.stderr
 
 
-STREAMS = ("ASYNCGATE_OPERATIONS", "ASYNCGATE_DEAD_LETTERS", "KV_asyncgate_operations")
+STREAMS = (
+    "ASYNCGATE_OPERATIONS",
+    "ASYNCGATE_REQUESTS",
+    "ASYNCGATE_DEAD_LETTERS",
+    "KV_asyncgate_operations",
+)
 STREAMS_AND_LIMITS = (
     *STREAMS,
     "OBJ_asyncgate_results",
@@ -320,12 +324,15 @@ def every_api_subject() -> list[str]:
     return subjects
 
 
-def own_consumer(durable: str) -> set[str]:
-    """Creating, reading and pulling from a service's own durable consumer: nothing else."""
-    base = "$JS.API.CONSUMER.{}.ASYNCGATE_OPERATIONS." + durable
-    return {base.format(verb) for verb in ("CREATE", "DURABLE.CREATE", "INFO", "MSG.NEXT")} | {
-        base.format("CREATE") + ".some.filter"
-    }
+def own_consumer(durable: str, *streams: str) -> set[str]:
+    """Creating, reading and pulling from a service's own durable consumer (on each of
+    ``streams``): nothing else."""
+    allowed = set()
+    for stream in streams:
+        base = f"$JS.API.CONSUMER.{{}}.{stream}.{durable}"
+        allowed |= {base.format(verb) for verb in ("CREATE", "DURABLE.CREATE", "INFO", "MSG.NEXT")}
+        allowed.add(base.format("CREATE") + ".some.filter")
+    return allowed
 
 
 CHECKING = {"$JS.API.INFO"} | {f"$JS.API.STREAM.INFO.{stream}" for stream in STREAMS}
@@ -345,6 +352,8 @@ MAY_USE = {
         "$JS.API.STREAM.INFO.KV_asyncgate_limits",
         "$JS.API.DIRECT.GET.ASYNCGATE_OPERATIONS",
         "$JS.API.DIRECT.GET.ASYNCGATE_OPERATIONS.some.subject",
+        "$JS.API.DIRECT.GET.ASYNCGATE_REQUESTS",
+        "$JS.API.DIRECT.GET.ASYNCGATE_REQUESTS.some.subject",
         "$JS.API.DIRECT.GET.KV_asyncgate_operations.some.subject",
         "$JS.API.DIRECT.GET.KV_asyncgate_limits.some.subject",
         # The listing: its bucket and its counters, read only by direct get.
@@ -360,6 +369,7 @@ MAY_USE = {
         "$JS.API.DIRECT.GET.KV_asyncgate_idempotency.some.subject",
         # asyncDelete: a deleted operation's events, view and listing keys, purged by subject.
         "$JS.API.STREAM.PURGE.ASYNCGATE_OPERATIONS",
+        "$JS.API.STREAM.PURGE.ASYNCGATE_REQUESTS",
         "$JS.API.STREAM.PURGE.KV_asyncgate_operations",
         "$JS.API.STREAM.PURGE.KV_asyncgate_listing",
         # ...once the projector has acknowledged the operation's events.
@@ -372,9 +382,10 @@ MAY_USE = {
         "$JS.API.STREAM.PURGE.OBJ_asyncgate_results",
     },
     "executor": CHECKING
-    | own_consumer("asyncgate-executor")
+    | own_consumer("asyncgate-executor", "ASYNCGATE_REQUESTS")
     | {
         "$JS.API.DIRECT.GET.ASYNCGATE_OPERATIONS",
+        "$JS.API.DIRECT.GET.ASYNCGATE_REQUESTS",
         # Large results: written with nats-py's Object Store (which reads a name's metadata
         # and purges the chunks of a failed or replaced write); an outcome that lost removes
         # its object again.
@@ -384,9 +395,10 @@ MAY_USE = {
         "$JS.API.STREAM.PURGE.OBJ_asyncgate_results",
     },
     "projector": CHECKING
-    | own_consumer("asyncgate-projector")
+    | own_consumer("asyncgate-projector", "ASYNCGATE_OPERATIONS", "ASYNCGATE_REQUESTS")
     | {
         "$JS.API.DIRECT.GET.ASYNCGATE_OPERATIONS",
+        "$JS.API.DIRECT.GET.ASYNCGATE_REQUESTS",
         "$JS.API.DIRECT.GET.KV_asyncgate_operations.some.subject",
         # Per-user limits: it stops counting an operation that has ended.
         "$JS.API.STREAM.INFO.KV_asyncgate_limits",
@@ -491,8 +503,7 @@ async def test_forged_facts_on_every_subject_are_refused_or_never_folded(
         async with running(create_projector(as_service(settings, "projector"))):
 
             async def folded_everything() -> bool | None:
-                info = await projector.jetstream().consumer_info(STREAM, PROJECTOR_DURABLE)
-                return True if info.num_pending == 0 and info.num_ack_pending == 0 else None
+                return True if (await projector_backlog(projector.jetstream())).idle else None
 
             await eventually(folded_everything, what="the projector reading every message")
             letters = (await nc.jetstream().stream_info(DEAD_LETTER_STREAM)).state.messages

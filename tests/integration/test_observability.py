@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from contracts.names import ALL_EVENTS, EXECUTOR_DURABLE, PROJECTOR_DURABLE, STREAM
+from contracts.names import ALL_EVENTS, EVENT_STREAMS, EXECUTOR_DURABLE, PROJECTOR_DURABLE
 from services.common.nats_server import free_port
 from services.common.settings import Settings
 from services.common.tracing import TRACEPARENT
@@ -243,16 +243,17 @@ async def test_one_trace_holds_the_edge_executor_and_projector_spans_of_an_opera
 
 async def event_headers(js: JetStreamContext) -> dict[tuple[str, str], str]:
     """The traceparent header of every event ("" if none), by (operation id, event type)."""
-    info = await js.stream_info(STREAM)
-    subscription = await js.subscribe(ALL_EVENTS, stream=STREAM, ordered_consumer=True)
     found: dict[tuple[str, str], str] = {}
-    try:
-        for _ in range(info.state.messages):
-            msg = await subscription.next_msg(timeout=5)
-            *_, operation_id, kind = msg.subject.split(".")
-            found[(operation_id, kind)] = (msg.headers or {}).get(TRACEPARENT, "")
-    finally:
-        await subscription.unsubscribe()
+    for stream in EVENT_STREAMS:
+        info = await js.stream_info(stream)
+        subscription = await js.subscribe(ALL_EVENTS, stream=stream, ordered_consumer=True)
+        try:
+            for _ in range(info.state.messages):
+                msg = await subscription.next_msg(timeout=5)
+                *_, operation_id, kind = msg.subject.split(".")
+                found[(operation_id, kind)] = (msg.headers or {}).get(TRACEPARENT, "")
+        finally:
+            await subscription.unsubscribe()
     return found
 
 

@@ -109,7 +109,7 @@ async def test_show_prints_the_full_timeline_of_a_finished_operation(
     ended = timeline[1]
     assert ended["attempt"] == 1
     assert ended["worker"]
-    assert timeline[0]["sequence"] < ended["sequence"]
+    assert timeline[0]["stored_at"] <= ended["stored_at"]
     assert detail["view"]["status"] == "SUCCESS"
     assert detail["view"]["attempts"] == 1
     assert shown.exit_code == 0, shown.output

@@ -22,7 +22,13 @@ from contracts.events import (
     encode_event,
 )
 from contracts.lifecycle import fold
-from contracts.names import PROJECTOR_DURABLE, STREAM, VIEW_BUCKET, operation_subjects, view_key
+from contracts.names import (
+    EVENT_STREAMS,
+    PROJECTOR_DURABLE,
+    VIEW_BUCKET,
+    operation_subjects,
+    view_key,
+)
 from contracts.view import OperationView, TaskStatus
 from services.common.active_operations import EndedOperations
 from services.common.event_log import EventLog
@@ -34,7 +40,14 @@ from services.projector.app import create_app as create_projector
 from services.projector.handlers import Projection
 from services.projector.replay import rebuild_views, replay_views
 from services.projector.view_writer import ViewWriter, request_lookup
-from tests.stack import dead_letters, eventually, running, stored_events, stored_views
+from tests.stack import (
+    dead_letters,
+    eventually,
+    projector_backlog,
+    running,
+    stored_events,
+    stored_views,
+)
 
 pytestmark = pytest.mark.nats
 
@@ -184,7 +197,7 @@ async def test_an_unreadable_event_is_set_aside_once_and_the_rest_is_projected(
         letters = await eventually(
             lambda: _at_least(dead_letters(js), 2), what="both unreadable events set aside"
         )
-        consumer = await js.consumer_info("ASYNCGATE_OPERATIONS", "asyncgate-projector")
+        consumer = await projector_backlog(js)
 
     # Set aside concurrently, so in either order.
     reasons = {
@@ -193,8 +206,8 @@ async def test_an_unreadable_event_is_set_aside_once_and_the_rest_is_projected(
     assert set(reasons) == {"ops.events.t1.op-x.started", "ops.events.t1.op-y.completed"}
     assert "missing required field" in reasons["ops.events.t1.op-x.started"]
     assert "malformed" in reasons["ops.events.t1.op-y.completed"]
-    assert consumer.num_ack_pending == 0
-    assert consumer.num_redelivered == 0
+    assert consumer.ack_pending == 0
+    assert consumer.redelivered == 0
 
 
 async def _at_least(
@@ -256,7 +269,7 @@ async def test_unusable_or_misplaced_events_are_set_aside_once_and_never_folded(
             lambda: _at_least(dead_letters(js), 2), what="both events set aside"
         )
         await asyncio.sleep(1)  # time enough for any redelivery to show
-        consumer = await js.consumer_info("ASYNCGATE_OPERATIONS", "asyncgate-projector")
+        consumer = await projector_backlog(js)
         views = await stored_views(js)
 
     assert len(await dead_letters(js)) == 2
@@ -264,8 +277,14 @@ async def test_unusable_or_misplaced_events_are_set_aside_once_and_never_folded(
     assert "not usable as a view key" in reasons[1]
     assert "a completed event stored on a requested subject" in reasons[0]
     assert views["t1.u1.op-real"].status is TaskStatus.RUNNING
-    assert consumer.num_redelivered == 0
-    assert consumer.num_ack_pending == 0
+    assert consumer.redelivered == 0
+    assert consumer.ack_pending == 0
+
+
+async def purge_operation(js: JetStreamContext, operation_id: str) -> None:
+    """What asyncDelete does to an operation's events: purge them from both streams."""
+    for stream in EVENT_STREAMS:
+        await js.purge_stream(stream, subject=operation_subjects("t1", operation_id))
 
 
 async def view_writes(js: JetStreamContext) -> int:
@@ -275,8 +294,8 @@ async def view_writes(js: JetStreamContext) -> int:
 
 async def request_held(js: JetStreamContext) -> bool | None:
     """True once the projector holds a delivered event unacknowledged."""
-    info = await js.consumer_info(STREAM, PROJECTOR_DURABLE)
-    return True if info.num_ack_pending == 1 and info.num_pending == 0 else None
+    backlog = await projector_backlog(js)
+    return True if backlog.ack_pending == 1 and backlog.pending == 0 else None
 
 
 async def test_a_quick_operation_gets_one_view_write_and_a_lone_request_its_queued_view(
@@ -322,8 +341,8 @@ async def test_a_stopping_projector_writes_the_views_of_the_requests_it_holds(
         await eventually(lambda: request_held(js), what="the request being held")
     [view] = (await stored_views(js)).values()
     assert view.status is TaskStatus.QUEUED
-    info = await js.consumer_info(STREAM, PROJECTOR_DURABLE)
-    assert info.num_ack_pending == 0, "acknowledged once written, not left to its ack wait"
+    backlog = await projector_backlog(js)
+    assert backlog.ack_pending == 0, "acknowledged once written, not left to its ack wait"
 
 
 async def test_a_held_request_whose_operation_was_deleted_meanwhile_gets_no_view(
@@ -335,16 +354,16 @@ async def test_a_held_request_whose_operation_was_deleted_meanwhile_gets_no_view
         await publish_all(event_log, [requested])
         await eventually(lambda: request_held(js), what="the request being held")
         # asyncDelete purges the operation's events (services/edge/delete.py).
-        await js.purge_stream(STREAM, subject=operation_subjects("t1", "op-deleted"))
+        await purge_operation(js, "op-deleted")
         await publish_all(event_log, [kept])
 
         async def kept_folded() -> OperationView | None:
             return (await stored_views(js)).get(view_key("t1", "u1", "op-kept"))
 
         await eventually(kept_folded, what="the other request's QUEUED view")
-        info = await js.consumer_info(STREAM, PROJECTOR_DURABLE)
+        backlog = await projector_backlog(js)
     assert list(await stored_views(js)) == [view_key("t1", "u1", "op-kept")]
-    assert info.num_ack_pending == 0, "the deleted operation's request was acknowledged"
+    assert backlog.ack_pending == 0, "the deleted operation's request was acknowledged"
 
 
 async def fetched_late(
@@ -355,8 +374,10 @@ async def fetched_late(
     calling a fold late after 0.1 s (1 s as it runs), once that much has passed."""
     requested, *_, completed = lifecycle(operation_id)
     await publish_all(event_log, [requested, completed])
-    consumer = await js.pull_subscribe_bind(durable=PROJECTOR_DURABLE, stream=STREAM)
-    fetched = await consumer.fetch(2, timeout=5)
+    fetched = []
+    for stream in EVENT_STREAMS:  # the request from one, the ending from the other
+        consumer = await js.pull_subscribe_bind(durable=PROJECTOR_DURABLE, stream=stream)
+        fetched += await consumer.fetch(1, timeout=5)
     ended = EndedOperations(settings)
     await ended.open(js)
     projection = Projection(
@@ -365,7 +386,7 @@ async def fetched_late(
         ended,
         max_deliver=settings.projector_max_deliver,
         tracing=Tracing(),
-        metrics=ProjectorMetrics(PROJECTOR_DURABLE, "projector"),
+        metrics=ProjectorMetrics(PROJECTOR_DURABLE, "projector", EVENT_STREAMS),
         late_fold_s=0.1,
     )
     await asyncio.sleep(0.2)
@@ -378,7 +399,7 @@ async def test_a_late_fold_of_an_operation_deleted_meanwhile_brings_no_view_back
     projection, fetched = await fetched_late(settings, js, kv, event_log, "op-gone")
     # The projector lagged past asyncDelete's wait: the delete purged the events and the view
     # (services/edge/delete.py) before this fold writes.
-    await js.purge_stream(STREAM, subject=operation_subjects("t1", "op-gone"))
+    await purge_operation(js, "op-gone")
     await js.purge_stream(
         f"KV_{VIEW_BUCKET}", subject=f"$KV.{VIEW_BUCKET}.{view_key('t1', 'u1', 'op-gone')}"
     )
@@ -386,8 +407,8 @@ async def test_a_late_fold_of_an_operation_deleted_meanwhile_brings_no_view_back
     await projection.fold_batch(fetched)
 
     assert await stored_views(js) == {}
-    info = await js.consumer_info(STREAM, PROJECTOR_DURABLE)
-    assert info.num_ack_pending == 0, "the deleted operation's events were acknowledged"
+    backlog = await projector_backlog(js)
+    assert backlog.ack_pending == 0, "the deleted operation's events were acknowledged"
 
 
 async def test_a_late_fold_of_an_operation_still_stored_writes_its_view(
@@ -399,8 +420,8 @@ async def test_a_late_fold_of_an_operation_still_stored_writes_its_view(
 
     view = (await stored_views(js))[view_key("t1", "u1", "op-kept")]
     assert view.status is TaskStatus.SUCCESS
-    info = await js.consumer_info(STREAM, PROJECTOR_DURABLE)
-    assert info.num_ack_pending == 0
+    backlog = await projector_backlog(js)
+    assert backlog.ack_pending == 0
 
 
 async def test_a_repair_that_read_an_operation_before_it_was_deleted_brings_no_view_back(
@@ -410,7 +431,7 @@ async def test_a_repair_that_read_an_operation_before_it_was_deleted_brings_no_v
     await publish_all(event_log, [requested, completed])
     read_by_the_repair = await stored_events(js)
     # asyncDelete, between the start-up repair's read of the stream and its write.
-    await js.purge_stream(STREAM, subject=operation_subjects("t1", "op-repaired"))
+    await purge_operation(js, "op-repaired")
 
     writer = ViewWriter(kv, event_log.inbox, request_lookup(event_log))
     written = await writer.repair(view_key("t1", "u1", "op-repaired"), read_by_the_repair)

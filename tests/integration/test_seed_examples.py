@@ -11,7 +11,6 @@ import httpx
 import pytest
 from nats.js import JetStreamContext
 
-from contracts.names import STREAM
 from services.common.settings import Settings
 from services.executor.app import create_app as create_executor
 from services.projector.app import create_app as create_projector
@@ -25,7 +24,14 @@ from tests.seed_requests import (
     INNER_QUERY,
     SEED_RESULT_DATA,
 )
-from tests.stack import eventually, graphql, running, serving_edge, stored_views
+from tests.stack import (
+    eventually,
+    graphql,
+    running,
+    serving_edge,
+    stored_event_count,
+    stored_views,
+)
 
 pytestmark = [pytest.mark.nats, pytest.mark.e2e]
 
@@ -259,7 +265,7 @@ async def test_invalid_inner_documents_are_refused_and_nothing_is_queued(
     assert response["data"] is None
     assert [error["extensions"]["code"] for error in response["errors"]] == [code]
     assert "Traceback" not in json.dumps(response)
-    assert (await js.stream_info(STREAM)).state.messages == 0
+    assert await stored_event_count(js) == 0
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,7 @@ from nats.js import JetStreamContext
 from pydantic import SecretStr
 
 from contracts.events import OperationRequested
-from contracts.names import STREAM
+from contracts.names import EVENT_STREAMS
 from examples.ledger.schema import schema as ledger_schema
 from services.common.nats_server import free_port
 from services.common.settings import Settings
@@ -314,10 +314,11 @@ async def test_an_opted_in_authorization_reaches_the_upstream_sealed_on_its_way(
     assert [call["headers"]["authorization"] for call in calls] == [bearer]
     assert graphql_calls(await upstream.seen(), "whoami")[0]["headers"]["authorization"] == bearer
     secret_part = bearer.rsplit(".", maxsplit=1)[-1]
-    info = await js.stream_info(STREAM)
-    for sequence in range(info.state.first_seq, info.state.last_seq + 1):
-        stored = (await js.get_msg(STREAM, sequence)).data or b""
-        assert secret_part.encode() not in stored
+    for stream in EVENT_STREAMS:
+        info = await js.stream_info(stream)
+        for sequence in range(info.state.first_seq, info.state.last_seq + 1):
+            stored = (await js.get_msg(stream, sequence)).data or b""
+            assert secret_part.encode() not in stored
     requests = [e for _, e in await stored_events(js) if isinstance(e, OperationRequested)]
     assert {
         r.forwarded.authorization.kid for r in requests if r.forwarded and r.forwarded.authorization

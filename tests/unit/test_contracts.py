@@ -2,6 +2,7 @@
 
 import contextlib
 import json
+import typing
 from pathlib import Path
 
 import msgspec
@@ -9,14 +10,18 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from contracts.events import OperationRequested, decode_event, encode_event
+from contracts.events import OperationEvent, OperationRequested, decode_event, encode_event
 from contracts.jsonschema import SCHEMA_DIR, generated_schemas
 from contracts.names import (
+    HISTORY_EVENT_TYPES,
+    REQUESTS_STREAM,
+    STREAM,
     UnsafeTokenError,
     decode_id,
     encode_id,
     event_subject,
     require_id_token,
+    stream_of,
 )
 
 
@@ -68,6 +73,17 @@ def test_tokens_that_could_widen_a_subject_are_refused(token: str) -> None:
 
 def test_subjects_filter_by_tenant_operation_and_type() -> None:
     assert event_subject("acme", "op-1", "completed") == "ops.events.acme.op-1.completed"
+
+
+def test_every_event_type_is_stored_in_exactly_one_event_stream() -> None:
+    tags = {str(kind.__struct_config__.tag) for kind in typing.get_args(OperationEvent)}
+
+    assert {"requested", *HISTORY_EVENT_TYPES} == tags
+    assert len(HISTORY_EVENT_TYPES) == len(tags) - 1
+    assert {kind: stream_of(kind) for kind in ("requested", "completed")} == {
+        "requested": REQUESTS_STREAM,
+        "completed": STREAM,
+    }
 
 
 @given(st.binary(max_size=300))

@@ -52,6 +52,36 @@ def test_facts_fold_to_the_view_the_projector_builds_from_every_event() -> None:
     assert facts.last_sequence == 4
 
 
+def test_a_request_read_from_its_own_stream_does_not_count_as_the_history_position() -> None:
+    requested = OperationRequested(**ENVELOPE, query="{ a }", occurred_at=T0)
+    started = OperationStarted(**ENVELOPE, attempt=1, worker="a", occurred_at=T0 + timedelta(1))
+
+    # The two streams number their messages apart: the request is 9 of its stream.
+    facts = facts_from([stored(2, started)], [stored(9, requested)])
+
+    assert facts.requested == (9, requested)
+    assert facts.last_sequence == 2  # what a guarded append to the history must name
+    assert facts.events() == [(9, requested), (2, started)]
+    view = facts.view()
+    assert view is not None
+    assert (view.request_sequence, view.last_sequence) == (9, 2)
+    assert facts_from([], [stored(9, requested)]).last_sequence == 0
+
+
+def test_the_first_usable_request_counts_whatever_is_stored_on_its_subject_after_it() -> None:
+    requested = OperationRequested(**ENVELOPE, query="{ a }", occurred_at=T0)
+    subject = event_subject("t", "op", "requested")
+    forged = OperationRequested(**(ENVELOPE | {"principal": "bad key*"}), query="{ b }")
+
+    for after in ((6, subject, b"garbage"), (6, subject, encode_event(forged))):
+        assert facts_from([], [stored(5, requested), after]).requested == (5, requested)
+        assert facts_from([], [after, stored(5, requested)]).requested == (5, requested)
+    assert facts_from([], [(4, subject, b"garbage"), stored(5, requested)]).requested == (
+        5,
+        requested,
+    )
+
+
 def test_the_lowest_sequence_terminal_event_decides() -> None:
     failed = OperationFailed(**ENVELOPE, code="X", error="broke")
     completed = OperationCompleted(**ENVELOPE, response={"data": {}})

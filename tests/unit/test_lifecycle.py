@@ -141,12 +141,37 @@ def test_the_view_keeps_the_requests_listing_ordinal_whatever_came_first() -> No
 
 
 def test_a_queued_operation_has_no_data_yet() -> None:
-    view = evolve(None, OperationRequested(**ENVELOPE, query="{a}", occurred_at=T0), 1)
+    view = evolve(None, OperationRequested(**ENVELOPE, query="{a}", occurred_at=T0), 7)
 
     assert view.status is TaskStatus.QUEUED
     assert view.created_at == T0
     assert view.response is None
-    assert view.last_sequence == 1
+    # The request is in the requests stream: its place is kept apart from the history's.
+    assert (view.request_sequence, view.last_sequence) == (7, 0)
+
+
+def test_the_history_position_moves_only_with_the_history_whatever_the_request_sequence() -> None:
+    requested = OperationRequested(**ENVELOPE, query="{a}", occurred_at=T0)
+    started = OperationStarted(**ENVELOPE, attempt=1, worker="w", occurred_at=at(1))
+
+    # The request stored at 900 of its stream, the start at 3 of the history stream.
+    for view in (
+        fold([(900, requested), (3, started)])["op"],
+        fold([(3, started), (900, requested)])["op"],
+    ):
+        assert (view.status, view.last_sequence, view.request_sequence) == (
+            TaskStatus.RUNNING,
+            3,
+            900,
+        )
+
+
+def test_the_earliest_request_gives_the_request_sequence() -> None:
+    first = OperationRequested(**ENVELOPE, query="{a}", occurred_at=T0)
+    retried = OperationRequested(**ENVELOPE, query="{a}", occurred_at=at(1))
+
+    assert fold([(5, retried), (8, first)])["op"].request_sequence == 8
+    assert fold([(8, first), (5, retried)])["op"].request_sequence == 8
 
 
 def test_the_first_stored_terminal_event_decides_the_outcome() -> None:

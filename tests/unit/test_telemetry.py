@@ -51,7 +51,7 @@ async def test_tracing_is_on_only_with_an_otlp_endpoint(
 
 
 def test_failure_codes_beyond_the_bound_are_counted_as_other() -> None:
-    metrics = ExecutorMetrics("executor", "executor")
+    metrics = ExecutorMetrics("executor", "executor", ("ASYNCGATE_REQUESTS",))
     failures = 2 * MAX_FAILURE_CODES
     for number in range(failures):
         metrics.count_outcome(

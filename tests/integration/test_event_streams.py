@@ -1,0 +1,118 @@
+"""The two event streams (contracts/names.py): requests in one, the rest of each operation's
+history in the other, and provisioning over a store from before they were apart."""
+
+from datetime import UTC, datetime
+
+import pytest
+from nats.js.api import ConsumerConfig, StreamConfig
+
+from contracts.events import OperationRequested, OperationStarted, encode_event
+from contracts.names import (
+    ALL_EVENTS,
+    EXECUTOR_DURABLE,
+    HISTORY_EVENTS,
+    PROJECTOR_DURABLE,
+    REQUESTED_EVENTS,
+    REQUESTS_STREAM,
+    STREAM,
+    event_subject,
+)
+from contracts.view import TaskStatus
+from services.common.event_log import EventLog
+from services.common.jetstream import close_connection, connect
+from services.common.settings import Settings
+from services.projector.replay import replay_views
+from services.provision import RequestsNotTakenError, provision
+
+pytestmark = pytest.mark.nats
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def request(operation_id: str) -> OperationRequested:
+    return OperationRequested(
+        operation_id=operation_id,
+        tenant="t1",
+        principal="u1",
+        trace_id="tr",
+        query="{ n }",
+        occurred_at=T0,
+    )
+
+
+async def test_each_event_is_stored_in_its_stream(settings: Settings, event_log: EventLog) -> None:
+    js = event_log.js
+    asked = request("op-split")
+    started = OperationStarted(
+        operation_id="op-split", tenant="t1", principal="u1", trace_id="tr", attempt=1, worker="w"
+    )
+
+    await event_log.append(asked, msg_id="r")
+    await event_log.append(started, msg_id="s", after=0)
+
+    assert (await js.stream_info(REQUESTS_STREAM)).state.messages == 1
+    assert (await js.stream_info(STREAM)).state.messages == 1
+    facts = await event_log.facts("t1", "op-split")
+    assert facts.requested is not None
+    assert facts.requested[1] == asked
+    assert facts.started is not None
+    assert facts.started[1] == started
+    # A guarded append names the history's position: the request is not part of it.
+    assert facts.last_sequence == facts.started[0]
+
+
+async def test_provisioning_a_store_from_before_splits_it_and_keeps_every_event(
+    nats_url: str,
+) -> None:
+    settings = Settings(nats_url=nats_url)
+    nc = await connect(settings, "asyncgate-test")
+    js = nc.jetstream()
+    try:
+        # The layout before requests were stored apart: one stream took every event subject.
+        await js.add_stream(StreamConfig(name=STREAM, subjects=[ALL_EVENTS], allow_direct=True))
+        await js.add_consumer(
+            STREAM, ConsumerConfig(durable_name=PROJECTOR_DURABLE, filter_subject=ALL_EVENTS)
+        )
+        await js.add_consumer(
+            STREAM, ConsumerConfig(durable_name=EXECUTOR_DURABLE, filter_subject=REQUESTED_EVENTS)
+        )
+        old = request("op-old")
+        await js.publish(event_subject("t1", "op-old", "requested"), encode_event(old))
+        started = OperationStarted(
+            operation_id="op-old", tenant="t1", principal="u1", trace_id="tr", attempt=1, worker="w"
+        )
+        await js.publish(event_subject("t1", "op-old", "started"), encode_event(started))
+
+        # Its executors have not taken the old request yet: splitting now would strand it.
+        with pytest.raises(RequestsNotTakenError, match="1 requests"):
+            await provision(js, settings)
+        assert (await js.stream_info(STREAM)).config.subjects == [ALL_EVENTS]
+        taking = await js.pull_subscribe_bind(durable=EXECUTOR_DURABLE, stream=STREAM)
+        [taken] = await taking.fetch(1, timeout=5)
+        await taken.ack_sync()
+
+        report = "\n".join(await provision(js, settings))
+
+        assert f"stream {STREAM}: updated" in report
+        assert f"stream {REQUESTS_STREAM}: created" in report
+        assert f"consumer {EXECUTOR_DURABLE} on {STREAM}: removed" in report
+        executors = [info.name for info in await js.consumers_info(REQUESTS_STREAM)]
+        assert EXECUTOR_DURABLE in executors
+        history = await js.stream_info(STREAM)
+        assert sorted(history.config.subjects or []) == sorted(HISTORY_EVENTS)
+        assert history.state.messages == 2  # nothing stored is lost
+        # A new request goes to the requests stream; the old one is still read where it is.
+        ack = await js.publish(
+            event_subject("t1", "op-new", "requested"), encode_event(request("op-new"))
+        )
+        assert ack.stream == REQUESTS_STREAM
+        events = EventLog(nc, js)
+        facts = await events.facts("t1", "op-old")
+        assert facts.requested is not None
+        assert facts.requested[1] == old
+        assert facts.started is not None
+        views = {view.operation_id: view.status for view in (await replay_views(js)).values()}
+        assert views == {"op-old": TaskStatus.RUNNING, "op-new": TaskStatus.QUEUED}
+        await events.close()
+    finally:
+        await close_connection(nc)
