@@ -1,12 +1,13 @@
-"""A three-node cluster (stream and bucket with three replicas) whose stream leader is killed
-under load: the services, given all three servers, carry on, and nothing acknowledged is lost."""
+"""A three-node cluster (streams and buckets with three replicas) whose leader of an event stream
+is killed under load: the services, given all three servers, carry on, and nothing acknowledged
+is lost."""
 
 import asyncio
 from pathlib import Path
 
 import pytest
 
-from contracts.names import STREAM
+from contracts.names import REQUESTS_STREAM, STREAM
 from tests.faults.conftest import FAST_RECOVERY, inspector
 from tests.stack import eventually
 from tests.support.audit import Submissions, audit, submit_many
@@ -16,7 +17,11 @@ from tests.support.processes import ServiceStack
 pytestmark = [pytest.mark.faults, pytest.mark.nats, pytest.mark.e2e]
 
 
-async def test_killing_the_stream_leader_under_load_loses_nothing(tmp_path: Path) -> None:
+# Each event stream has a leader of its own, which may be on any node.
+@pytest.mark.parametrize("stream", [REQUESTS_STREAM, STREAM])
+async def test_killing_a_stream_leader_under_load_loses_nothing(
+    tmp_path: Path, stream: str
+) -> None:
     with NatsCluster(tmp_path / "cluster") as cluster:
         env = FAST_RECOVERY | {"ASYNCGATE_REPLICAS": "3"}
         async with ServiceStack(cluster.urls, tmp_path / "services", env) as stack:
@@ -32,7 +37,7 @@ async def test_killing_the_stream_leader_under_load_loses_nothing(tmp_path: Path
                 )
             )
             await eventually(lambda: seen.at_least(60), what="sixty submissions acknowledged")
-            leader = cluster.node(await cluster.stream_leader(STREAM))
+            leader = cluster.node(await cluster.stream_leader(stream))
             leader.kill()
             await asyncio.sleep(8)
             leader.start()
