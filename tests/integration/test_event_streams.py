@@ -1,12 +1,10 @@
 """The two event streams (contracts/names.py): requests in one, the rest of each operation's
 history in the other, and provisioning over a store from before they were apart."""
 
-from datetime import UTC, datetime
-
 import pytest
 from nats.js.api import ConsumerConfig, StreamConfig
 
-from contracts.events import OperationRequested, OperationStarted, encode_event
+from contracts.events import encode_event
 from contracts.names import (
     ALL_EVENTS,
     EXECUTOR_DURABLE,
@@ -23,29 +21,14 @@ from services.common.jetstream import close_connection, connect
 from services.common.settings import Settings
 from services.projector.replay import replay_views
 from services.provision import RequestsNotTakenError, provision
+from tests.integration.test_projector import lifecycle
 
 pytestmark = pytest.mark.nats
-
-T0 = datetime(2026, 1, 1, tzinfo=UTC)
-
-
-def request(operation_id: str) -> OperationRequested:
-    return OperationRequested(
-        operation_id=operation_id,
-        tenant="t1",
-        principal="u1",
-        trace_id="tr",
-        query="{ n }",
-        occurred_at=T0,
-    )
 
 
 async def test_each_event_is_stored_in_its_stream(settings: Settings, event_log: EventLog) -> None:
     js = event_log.js
-    asked = request("op-split")
-    started = OperationStarted(
-        operation_id="op-split", tenant="t1", principal="u1", trace_id="tr", attempt=1, worker="w"
-    )
+    asked, started, *_ = lifecycle("op-split")
 
     await event_log.append(asked, msg_id="r")
     await event_log.append(started, msg_id="s", after=0)
@@ -76,11 +59,8 @@ async def test_provisioning_a_store_from_before_splits_it_and_keeps_every_event(
         await js.add_consumer(
             STREAM, ConsumerConfig(durable_name=EXECUTOR_DURABLE, filter_subject=REQUESTED_EVENTS)
         )
-        old = request("op-old")
+        old, started, *_ = lifecycle("op-old")
         await js.publish(event_subject("t1", "op-old", "requested"), encode_event(old))
-        started = OperationStarted(
-            operation_id="op-old", tenant="t1", principal="u1", trace_id="tr", attempt=1, worker="w"
-        )
         await js.publish(event_subject("t1", "op-old", "started"), encode_event(started))
 
         # Its executors have not taken the old request yet: splitting now would strand it.
@@ -102,9 +82,8 @@ async def test_provisioning_a_store_from_before_splits_it_and_keeps_every_event(
         assert sorted(history.config.subjects or []) == sorted(HISTORY_EVENTS)
         assert history.state.messages == 2  # nothing stored is lost
         # A new request goes to the requests stream; the old one is still read where it is.
-        ack = await js.publish(
-            event_subject("t1", "op-new", "requested"), encode_event(request("op-new"))
-        )
+        new = lifecycle("op-new")[0]
+        ack = await js.publish(event_subject("t1", "op-new", "requested"), encode_event(new))
         assert ack.stream == REQUESTS_STREAM
         events = EventLog(nc, js)
         facts = await events.facts("t1", "op-old")
