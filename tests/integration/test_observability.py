@@ -24,12 +24,21 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from contracts.names import ALL_EVENTS, EVENT_STREAMS, EXECUTOR_DURABLE, PROJECTOR_DURABLE
+from contracts.names import (
+    ALL_EVENTS,
+    EVENT_STREAMS,
+    EXECUTOR_DURABLE,
+    PROJECTOR_DURABLE,
+    REQUESTS_STREAM,
+)
+from services.common.event_log import EventLog
+from services.common.metrics import ConsumerBacklog, new_registry
 from services.common.nats_server import free_port
 from services.common.settings import Settings
 from services.common.tracing import TRACEPARENT
 from services.executor.app import create_app as create_executor
 from services.projector.app import create_app as create_projector
+from tests.integration.test_projector import lifecycle
 from tests.stack import environment, eventually, running, serving, serving_edge
 from tests.support.processes import REPO_ROOT
 
@@ -190,6 +199,24 @@ async def test_metrics_count_submitted_completed_failed_and_set_aside_operations
         assert ("asyncgate_consumer_pending_messages", tuple(labels.items())) in samples
         assert value(samples, "asyncgate_consumer_pending_messages", **labels) == 0
     assert value(executor, "process_resident_memory_bytes") > 0
+
+
+async def test_a_consumers_backlog_is_summed_over_the_event_streams_it_reads(
+    js: JetStreamContext, event_log: EventLog
+) -> None:
+    # Nothing consumes: the request waits for the executor, and the projector has the request
+    # in one stream and the start in the other.
+    requested, started, *_ = lifecycle("op-waiting")
+    await event_log.append(requested, msg_id="r")
+    await event_log.append(started, msg_id="s", after=0)
+    # Each service has a registry of its own.
+    projector, executor = new_registry(), new_registry()
+    await ConsumerBacklog(projector, PROJECTOR_DURABLE, EVENT_STREAMS).refresh(js)
+    await ConsumerBacklog(executor, EXECUTOR_DURABLE, (REQUESTS_STREAM,)).refresh(js)
+
+    pending = "asyncgate_consumer_pending_messages"
+    assert projector.get_sample_value(pending, {"consumer": PROJECTOR_DURABLE}) == 2
+    assert executor.get_sample_value(pending, {"consumer": EXECUTOR_DURABLE}) == 1
 
 
 async def test_one_trace_holds_the_edge_executor_and_projector_spans_of_an_operation(
