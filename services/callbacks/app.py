@@ -80,7 +80,9 @@ def create_app(
     slots = WorkSlots(settings.callback_concurrency)
     callbacks: Callbacks | None = None
 
-    @batch_subscriber(broker, consumer_config(settings), room=slots.wait_for_room, stream=STREAM)
+    @batch_subscriber(
+        broker, consumer_config(settings), room=slots.wait_for_room, streams=CONSUMED_STREAMS
+    )
     async def on_operation_ended(messages: list[Msg]) -> None:
         """Start each wanted callback in a slot of its own; acknowledge the rest at once."""
         if callbacks is None:

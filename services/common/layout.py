@@ -49,22 +49,16 @@ CHECK_RIDE_THROUGH_S: Final = 30.0
 _AGE_TOLERANCE_S: Final = 1.0
 
 
-def stream_config(settings: Settings) -> StreamConfig:
-    """The history stream (every event after an operation's request): limits retention
-    (replayable), file storage, kept longer than the view."""
-    return _event_stream_config(settings, STREAM, list(HISTORY_EVENTS))
-
-
-def requests_stream_config(settings: Settings) -> StreamConfig:
-    """The requests stream, kept as the history stream is."""
-    return _event_stream_config(settings, REQUESTS_STREAM, [REQUESTED_EVENTS])
-
-
 def event_stream_configs(settings: Settings) -> tuple[StreamConfig, StreamConfig]:
-    """Both event streams, in the order provisioning makes them: the history stream first, so
-    that one made before requests were stored apart (with every event subject) gives up the
-    request subjects before the requests stream takes them."""
-    return stream_config(settings), requests_stream_config(settings)
+    """The event streams: the history (every event after an operation's request), then the
+    requests, each with limits retention (replayable), file storage, kept longer than the view.
+    Provisioning makes them in this order, so that a history stream made before requests were
+    stored apart (with every event subject) gives up the request subjects before the requests
+    stream takes them."""
+    return (
+        _event_stream_config(settings, STREAM, list(HISTORY_EVENTS)),
+        _event_stream_config(settings, REQUESTS_STREAM, [REQUESTED_EVENTS]),
+    )
 
 
 def _event_stream_config(settings: Settings, name: str, subjects: list[str]) -> StreamConfig:

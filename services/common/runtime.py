@@ -9,7 +9,7 @@ import random
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Final, cast
+from typing import Final, cast
 
 import nats.errors
 from faststream import AckPolicy, FastStream
@@ -254,33 +254,42 @@ async def _messages_as_they_came(message: StreamMessage[list[Msg]]) -> list[Msg]
 
 
 def batch_subscriber(
-    broker: NatsBroker, config: ConsumerConfig, *, room: Room, stream: str
-) -> Callable[[BatchHandler], Any]:
-    """The decorator that binds a batch handler to a durable pull consumer on ``stream`` (one
-    of the event streams).
+    broker: NatsBroker, config: ConsumerConfig, *, room: Room, streams: tuple[str, ...]
+) -> Callable[[BatchHandler], BatchHandler]:
+    """The decorator that binds a batch handler to a durable pull consumer on each of
+    ``streams`` (event streams; the same handler for all).
 
     The handler gets the nats-py messages that arrived together (at most what ``room``
-    allowed), and acknowledges each one itself, only once what it stands for is stored. A
-    message it neither acknowledges nor hands back is redelivered after the consumer's ack wait.
+    allowed, per stream), and acknowledges each one itself, only once what it stands for is
+    stored. A message it neither acknowledges nor hands back is redelivered after the consumer's
+    ack wait.
     """
     subjects = [config.filter_subject] if config.filter_subject else config.filter_subjects
     if not subjects or config.durable_name is None:
         raise ValueError("a service consumer needs a durable name and a filter subject")
-    subscriber = broker.subscriber(
-        # A name for FastStream's logs: the consumer is declared with its own filters at start.
-        subjects[0],
-        stream=JStream(stream, declare=False),
-        durable=config.durable_name,
-        config=config,
-        pull_sub=PullSub(batch=True),
-        ack_policy=AckPolicy.MANUAL,
-        decoder=_messages_as_they_came,
-    )
-    subscriber.__class__ = _PromptBatchSubscriber
-    prompt = cast(_PromptBatchSubscriber, subscriber)
-    prompt.prompt_durable = config.durable_name
-    prompt.prompt_room = room
-    return prompt
+    durable = config.durable_name
+
+    def bind(handler: BatchHandler) -> BatchHandler:
+        for stream in streams:
+            subscriber = broker.subscriber(
+                # A name for FastStream's logs: the consumer is declared with its own filters
+                # at start.
+                subjects[0],
+                stream=JStream(stream, declare=False),
+                durable=durable,
+                config=config,
+                pull_sub=PullSub(batch=True),
+                ack_policy=AckPolicy.MANUAL,
+                decoder=_messages_as_they_came,
+            )
+            subscriber.__class__ = _PromptBatchSubscriber
+            prompt = cast(_PromptBatchSubscriber, subscriber)
+            prompt.prompt_durable = durable
+            prompt.prompt_room = room
+            prompt(handler)
+        return handler
+
+    return bind
 
 
 MAX_RETRY_DELAY_S: Final = 30.0

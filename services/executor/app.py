@@ -127,7 +127,7 @@ def create_app(
     )
 
     @batch_subscriber(
-        broker, consumer_config(settings), room=slots.wait_for_room, stream=REQUESTS_STREAM
+        broker, consumer_config(settings), room=slots.wait_for_room, streams=CONSUMED_STREAMS
     )
     async def on_operation_requested(messages: list[Msg]) -> None:
         """Start working on each delivered request; each one is acknowledged once its

@@ -86,17 +86,13 @@ def create_app(
     async def room() -> int:
         return batch_limit
 
+    @batch_subscriber(broker, consumer_config(settings), room=room, streams=CONSUMED_STREAMS)
     async def on_operation_events(messages: list[Msg]) -> None:
         """Fold the events that arrived together, one write per operation; each event is
         acknowledged once its view is stored."""
         if projection is None:
             raise RuntimeError("events arrived before start-up finished")
         await projection.fold_batch(messages)
-
-    for stream in CONSUMED_STREAMS:
-        batch_subscriber(broker, consumer_config(settings), room=room, stream=stream)(
-            on_operation_events
-        )
 
     async def start() -> None:
         nonlocal projection, metrics_server, repairs

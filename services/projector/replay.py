@@ -19,6 +19,7 @@ from typing import Final
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
+from nats.js.api import ConsumerInfo
 from nats.js.errors import NotFoundError
 
 from contracts.lifecycle import evolve
@@ -165,14 +166,16 @@ class Settled:
 async def settled_through(js: JetStreamContext) -> Settled | None:
     """How far the projector has folded each event stream; None when there is no projector
     consumer to ask."""
-    floors = []
-    for stream in (STREAM, REQUESTS_STREAM):
-        try:
-            info = await js.consumer_info(stream, PROJECTOR_DURABLE)
-        except NotFoundError:
-            return None
-        floors.append(info.ack_floor.stream_seq if info.ack_floor is not None else 0)
-    return Settled(history=floors[0], requests=floors[1])
+    try:
+        history = await js.consumer_info(STREAM, PROJECTOR_DURABLE)
+        requests = await js.consumer_info(REQUESTS_STREAM, PROJECTOR_DURABLE)
+    except NotFoundError:
+        return None
+    return Settled(history=_ack_floor(history), requests=_ack_floor(requests))
+
+
+def _ack_floor(info: ConsumerInfo) -> int:
+    return info.ack_floor.stream_seq if info.ack_floor is not None else 0
 
 
 async def bucket_ttl_s(js: JetStreamContext) -> float:
