@@ -154,7 +154,8 @@ def _with_request(view: OperationView, event: OperationRequested, sequence: int)
     first_request = view.created_at is None or event.occurred_at < view.created_at
     return replace(
         view,
-        request_sequence=sequence if first_request else view.request_sequence,
+        # 0: stored in the history stream, before requests had a stream of their own.
+        request_sequence=(sequence or None) if first_request else view.request_sequence,
         created_at=_earliest(view.created_at, event.occurred_at),
         operation_name=event.operation_name if first_request else view.operation_name,
         action=(event.action and event.action.name) if first_request else view.action,
@@ -191,7 +192,10 @@ def evolve(view: OperationView | None, event: OperationEvent, sequence: int) -> 
     """Fold one event, stored at ``sequence`` of its stream, into an operation's view.
 
     The view's ``last_sequence`` is its place in the history stream (contracts/names.py): a
-    request, stored in the requests stream with sequences of their own, does not move it."""
+    request, stored in the requests stream with sequences of their own, does not move it. A
+    request stored in the history stream (before requests had a stream of their own) is folded
+    at sequence 0: it has no place in the requests stream, so ``request_sequence`` stays None,
+    as the views written then have it, and is never compared with the requests stream's."""
     if view is None:
         view = OperationView(
             operation_id=event.operation_id, tenant=event.tenant, principal=event.principal

@@ -77,7 +77,8 @@ class OperationFacts:
     reason (to be retried), ``callbacks`` the newest record of each kind of callback attempt,
     and ``last_sequence`` the newest message on the operation's subjects in the history stream
     (``STREAM``), readable or not: the sequence a guarded append must name. ``requested``'s
-    sequence is its place in the requests stream.
+    sequence is its place in the requests stream (0 for a request stored in the history stream,
+    before requests had a stream of their own).
     """
 
     requested: tuple[int, OperationRequested] | None = None
@@ -148,13 +149,10 @@ def facts_from(
                     attempt_failed = (sequence, event)
             case CallbackAttempted() | CallbackDelivered() | CallbackAbandoned() as event:
                 callbacks.append((sequence, event))
-    # The first usable request in the requests stream is the one (a later message on its
-    # subject, unusable or not, does not hide it).
-    for sequence, subject, payload in sorted(requests):
-        request = admit(subject, payload)
-        if isinstance(request, OperationRequested):
-            requested = (sequence, request)
-            break
+    # A request in the requests stream is the one; one stored in the history stream (before
+    # requests were kept apart) is folded at 0: it has no place in the requests stream.
+    in_history = None if requested is None else (0, requested[1])
+    requested = _first_request(requests) or in_history
     started.sort(key=lambda item: item[1].attempt)
     return OperationFacts(
         requested=requested,
@@ -166,6 +164,18 @@ def facts_from(
         callbacks=tuple(callbacks),
         last_sequence=last_sequence,
     )
+
+
+def _first_request(
+    requests: Sequence[tuple[int, str, bytes]],
+) -> tuple[int, OperationRequested] | None:
+    """The first usable request in the requests stream (a later message on its subject, usable
+    or not, does not hide it)."""
+    for sequence, subject, payload in sorted(requests):
+        request = admit(subject, payload)
+        if isinstance(request, OperationRequested):
+            return sequence, request
+    return None
 
 
 @dataclass

@@ -22,6 +22,7 @@ from nats.js import JetStreamContext
 from nats.js.api import ConsumerInfo
 from nats.js.errors import NotFoundError
 
+from contracts.events import OperationRequested
 from contracts.lifecycle import evolve
 from contracts.names import (
     ALL_EVENTS,
@@ -138,7 +139,10 @@ class _Folding:
         else:
             key = view_key(event.tenant, event.principal, event.operation_id)
             views = replay.views
-            views[key] = evolve(views.get(key), event, sequence)
+            # A request found in the history stream was stored there before requests had a
+            # stream of their own: folded at 0, as every reader folds it (contracts/lifecycle.py).
+            at = 0 if not self.requests and isinstance(event, OperationRequested) else sequence
+            views[key] = evolve(views.get(key), event, at)
             # The view's TTL counts from its last write, a moment after its newest event.
             replay.newest[key] = stored
         if replay.events % _PROGRESS_EVERY == 0:

@@ -2,9 +2,11 @@
 history in the other, and provisioning over a store from before they were apart."""
 
 import pytest
+from msgspec.structs import replace
 from nats.js.api import ConsumerConfig, StreamConfig
 
 from contracts.events import encode_event
+from contracts.lifecycle import evolve, fold
 from contracts.names import (
     ALL_EVENTS,
     EXECUTOR_DURABLE,
@@ -13,13 +15,15 @@ from contracts.names import (
     REQUESTED_EVENTS,
     REQUESTS_STREAM,
     STREAM,
+    VIEW_BUCKET,
     event_subject,
+    view_key,
 )
-from contracts.view import TaskStatus
+from contracts.view import TaskStatus, encode_view
 from services.common.event_log import EventLog
 from services.common.jetstream import close_connection, connect
 from services.common.settings import Settings
-from services.projector.replay import replay_views
+from services.projector.replay import rebuild, replay_views, verify
 from services.provision import RequestsNotTakenError, provision
 from tests.integration.test_projector import lifecycle
 
@@ -93,5 +97,57 @@ async def test_provisioning_a_store_from_before_splits_it_and_keeps_every_event(
         views = {view.operation_id: view.status for view in (await replay_views(js)).values()}
         assert views == {"op-old": TaskStatus.RUNNING, "op-new": TaskStatus.QUEUED}
         await events.close()
+    finally:
+        await close_connection(nc)
+
+
+async def test_views_from_before_the_split_are_compared_and_repaired_by_replay(
+    nats_url: str,
+) -> None:
+    settings = Settings(nats_url=nats_url)
+    nc = await connect(settings, "asyncgate-test")
+    js = nc.jetstream()
+    try:
+        await js.add_stream(StreamConfig(name=STREAM, subjects=[ALL_EVENTS], allow_direct=True))
+        # Three operations that ended before the upgrade: their requests are 1, 3 and 5 of the
+        # history stream, numbers the new requests stream reaches only later.
+        before: dict[str, bytes] = {}
+        for operation_id in ("op-a", "op-b", "op-old"):
+            asked, *_, done = lifecycle(operation_id)
+            stored = []
+            for event, kind in ((asked, "requested"), (done, "completed")):
+                ack = await js.publish(event_subject("t1", operation_id, kind), encode_event(event))
+                stored.append((ack.seq, event))
+            # What the projector wrote then: a view without the request's own position.
+            view = replace(fold(stored)[operation_id], request_sequence=None)
+            before[view_key("t1", "u1", operation_id)] = encode_view(view)
+        await provision(js, settings)
+        new = lifecycle("op-new")[0]
+        ack = await js.publish(event_subject("t1", "op-new", "requested"), encode_event(new))
+        before[view_key("t1", "u1", "op-new")] = encode_view(evolve(None, new, ack.seq))
+        views = await js.key_value(VIEW_BUCKET)
+        for key, data in before.items():
+            await views.put(key, data)
+        # A projector that has folded everything stored.
+        for stream in (STREAM, REQUESTS_STREAM):
+            folded = await js.pull_subscribe_bind(durable=PROJECTOR_DURABLE, stream=stream)
+            while (await js.consumer_info(stream, PROJECTOR_DURABLE)).num_pending:
+                for msg in await folded.fetch(10, timeout=5):
+                    await msg.ack_sync()
+
+        verified = await verify(js)
+
+        # Every view compared (none taken for newer than the replay or not folded yet), and
+        # the old ones equal to what the replay folds.
+        assert (verified.differences, verified.in_flight) == ([], 0)
+
+        damaged = replace(fold([(0, lifecycle("op-old")[0])])["op-old"], last_sequence=6)
+        await views.put(view_key("t1", "u1", "op-old"), encode_view(damaged))
+        [difference] = (await verify(js)).differences
+        assert difference.key == view_key("t1", "u1", "op-old")
+        assert (await rebuild(nc)).written == 1
+        assert (await verify(js)).differences == []
+        entry = await views.get(view_key("t1", "u1", "op-old"))
+        assert entry.value == before[view_key("t1", "u1", "op-old")]
     finally:
         await close_connection(nc)

@@ -15,6 +15,7 @@ from contracts.events import (
 )
 from contracts.lifecycle import fold
 from contracts.names import event_subject
+from contracts.view import TaskStatus
 from services.common.event_log import facts_from
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -39,7 +40,7 @@ def test_facts_fold_to_the_view_the_projector_builds_from_every_event() -> None:
     ]
 
     # What a batched "newest of each subject" read returns, plus the first start read apart.
-    facts = facts_from([stored(1, requested), stored(3, second), stored(4, done)])
+    facts = facts_from([stored(3, second), stored(4, done)], [stored(1, requested)])
     facts = type(facts)(
         requested=facts.requested,
         started=facts.started,
@@ -66,6 +67,27 @@ def test_a_request_read_from_its_own_stream_does_not_count_as_the_history_positi
     assert view is not None
     assert (view.request_sequence, view.last_sequence) == (9, 2)
     assert facts_from([], [stored(9, requested)]).last_sequence == 0
+
+
+def test_a_request_stored_in_the_history_before_the_split_has_no_place_in_the_requests() -> None:
+    requested = OperationRequested(**ENVELOPE, query="{ a }", occurred_at=T0)
+    done = OperationCompleted(**ENVELOPE, response={"data": {}}, occurred_at=T0 + timedelta(1))
+
+    # A store from before requests were kept apart: the request is 5 of the history stream.
+    facts = facts_from([stored(5, requested), stored(6, done)])
+
+    assert facts.requested == (0, requested)
+    assert facts.last_sequence == 6
+    view = facts.view()
+    assert view is not None
+    # As the views written then have it: never compared with the requests stream's numbers.
+    assert (view.status, view.request_sequence, view.last_sequence) == (
+        TaskStatus.SUCCESS,
+        None,
+        6,
+    )
+    # A request in the requests stream is the one, wherever else one is found.
+    assert facts_from([stored(5, requested)], [stored(2, requested)]).requested == (2, requested)
 
 
 def test_the_first_usable_request_counts_whatever_is_stored_on_its_subject_after_it() -> None:
@@ -97,10 +119,10 @@ def test_unreadable_or_misplaced_messages_only_move_the_last_sequence() -> None:
 
     facts = facts_from(
         [
-            stored(1, requested),
             (7, "ops.events.t.op.completed", b"\x00garbage"),
             (8, "ops.events.t.op.failed", encode_event(elsewhere)),
-        ]
+        ],
+        [stored(1, requested)],
     )
 
     assert facts.terminal is None
@@ -121,7 +143,9 @@ def test_facts_carry_the_cancel_request_and_fold_it_as_the_projector_does() -> N
     asked = OperationCancelRequested(**ENVELOPE, occurred_at=T0 + timedelta(2))
     every_event: list[tuple[int, OperationEvent]] = [(1, requested), (2, started), (5, asked)]
 
-    facts = facts_from([stored(sequence, event) for sequence, event in every_event])
+    facts = facts_from(
+        [stored(sequence, event) for sequence, event in every_event[1:]], [stored(1, requested)]
+    )
 
     assert facts.cancel_requested == (5, asked)
     assert facts.terminal is None

@@ -166,6 +166,18 @@ def test_the_history_position_moves_only_with_the_history_whatever_the_request_s
         )
 
 
+def test_a_request_folded_at_zero_has_no_request_sequence() -> None:
+    requested = OperationRequested(**ENVELOPE, query="{a}", occurred_at=T0)
+    started = OperationStarted(**ENVELOPE, attempt=1, worker="w", occurred_at=at(1))
+
+    # 0: stored in the history stream before requests had a stream of their own.
+    for view in (
+        fold([(0, requested), (3, started)])["op"],
+        fold([(3, started), (0, requested)])["op"],
+    ):
+        assert (view.created_at, view.request_sequence, view.last_sequence) == (T0, None, 3)
+
+
 def test_the_earliest_request_gives_the_request_sequence() -> None:
     first = OperationRequested(**ENVELOPE, query="{a}", occurred_at=T0)
     retried = OperationRequested(**ENVELOPE, query="{a}", occurred_at=at(1))

@@ -199,7 +199,7 @@ def test_a_retried_attempt_keeps_the_operation_running_and_counts_the_attempts()
         "ACTION_HANDLER_FAILED",
     )
     # The stream's facts hold the latest failed attempt.
-    facts = facts_from([stored(s, e) for s, e in events])
+    facts = facts_from([stored(s, e) for s, e in events[1:]], [stored(*events[0])])
     assert facts.attempt_failed is not None
     assert facts.attempt_failed[1].attempt == 1
     assert facts.view() == fold(events)["op"]
