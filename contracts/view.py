@@ -64,7 +64,8 @@ class OperationView(msgspec.Struct, frozen=True, kw_only=True):
 
     ``last_sequence`` is the highest sequence folded in of the history stream (0 while only the
     request, stored in a stream of its own, is); ``request_sequence`` the request's place in the
-    requests stream (None before it is folded); ``terminal_sequence`` the sequence of the
+    requests stream (None before it is folded, and for a request stored in the history stream
+    before requests had a stream of their own); ``terminal_sequence`` the sequence of the
     terminal event that decided the outcome (the first one stored wins).
     ``listing_ordinal`` is the request's place in the principal's listing (None for operations
     queued before requests carried it); internal, not part of the GraphQL API.
