@@ -34,6 +34,7 @@ from contracts.events import (
     ProgressReport,
     TerminalEvent,
 )
+from contracts.names import REQUESTS_STREAM
 from contracts.view import (
     CallbackState,
     CallbackStatus,
@@ -154,7 +155,7 @@ def _with_request(view: OperationView, event: OperationRequested, sequence: int)
     first_request = view.created_at is None or event.occurred_at < view.created_at
     return replace(
         view,
-        # 0: stored in the history stream, before requests had a stream of their own.
+        # 0: no place in the requests stream (folded_at).
         request_sequence=(sequence or None) if first_request else view.request_sequence,
         created_at=_earliest(view.created_at, event.occurred_at),
         operation_name=event.operation_name if first_request else view.operation_name,
@@ -188,14 +189,24 @@ def _with_callback(current: CallbackStatus | None, event: CallbackEvent) -> Call
     )
 
 
+def folded_at(stream: str, event: OperationEvent, sequence: int) -> int:
+    """The sequence ``evolve`` takes for ``event``, stored at ``sequence`` of ``stream``: its
+    own, but 0 for a request stored in the history stream (before requests had a stream of
+    their own), which has no place in the requests stream. Every reader of the streams folds
+    through this, so that such a request leaves ``request_sequence`` empty everywhere."""
+    if isinstance(event, OperationRequested) and stream != REQUESTS_STREAM:
+        return 0
+    return sequence
+
+
 def evolve(view: OperationView | None, event: OperationEvent, sequence: int) -> OperationView:
     """Fold one event, stored at ``sequence`` of its stream, into an operation's view.
 
     The view's ``last_sequence`` is its place in the history stream (contracts/names.py): a
     request, stored in the requests stream with sequences of their own, does not move it. A
-    request stored in the history stream (before requests had a stream of their own) is folded
-    at sequence 0: it has no place in the requests stream, so ``request_sequence`` stays None,
-    as the views written then have it, and is never compared with the requests stream's."""
+    request folded at 0 (``folded_at``: one stored in the history stream before requests had a
+    stream of their own) leaves ``request_sequence`` None, as the views written then have it,
+    so it is never compared with the requests stream's."""
     if view is None:
         view = OperationView(
             operation_id=event.operation_id, tenant=event.tenant, principal=event.principal

@@ -40,7 +40,7 @@ from contracts.events import (
     encode_event,
     event_type,
 )
-from contracts.lifecycle import evolve
+from contracts.lifecycle import evolve, folded_at
 from contracts.names import REQUESTS_STREAM, STREAM, event_subject, operation_subjects
 from contracts.view import OperationView
 from services.common.direct_gets import batch_get
@@ -150,9 +150,10 @@ def facts_from(
             case CallbackAttempted() | CallbackDelivered() | CallbackAbandoned() as event:
                 callbacks.append((sequence, event))
     # A request in the requests stream is the one; one stored in the history stream (before
-    # requests were kept apart) is folded at 0: it has no place in the requests stream.
-    in_history = None if requested is None else (0, requested[1])
-    requested = _first_request(requests) or in_history
+    # requests were kept apart) is found there otherwise.
+    if requested is not None:
+        requested = (folded_at(STREAM, requested[1], requested[0]), requested[1])
+    requested = _first_request(requests) or requested
     started.sort(key=lambda item: item[1].attempt)
     return OperationFacts(
         requested=requested,

@@ -20,6 +20,7 @@ from nats.js.errors import InvalidKeyError, NotFoundError
 from opentelemetry.trace import SpanKind
 
 from contracts.events import OperationRequested
+from contracts.lifecycle import folded_at
 from contracts.names import view_key
 from services.common.active_operations import EndedOperations
 from services.common.dead_letters import set_aside
@@ -136,7 +137,11 @@ class Projection:
         ]
         try:
             view = await self.views.apply(
-                key, [(sequence, event) for _, sequence, event in delivered]
+                key,
+                [
+                    (folded_at(raw.metadata.stream, event, sequence), event)
+                    for raw, sequence, event in delivered
+                ],
             )
             for _, _, event in delivered:
                 await self.ended.release(event)

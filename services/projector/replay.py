@@ -22,8 +22,7 @@ from nats.js import JetStreamContext
 from nats.js.api import ConsumerInfo
 from nats.js.errors import NotFoundError
 
-from contracts.events import OperationRequested
-from contracts.lifecycle import evolve
+from contracts.lifecycle import evolve, folded_at
 from contracts.names import (
     ALL_EVENTS,
     EVENT_STREAMS,
@@ -101,7 +100,7 @@ async def replay_stream(js: JetStreamContext, progress: Progress = _no_progress)
         except NotFoundError:
             continue
         if info.state.messages > 0:
-            folding = _Folding(replay, progress, requests=stream == REQUESTS_STREAM)
+            folding = _Folding(replay, progress, stream)
             await read_stream(js, stream, ALL_EVENTS, folding)
     progress(replay.events % _PROGRESS_EVERY)
     # Events without their request (a deleted operation's late ending) make no view, as in the
@@ -122,13 +121,13 @@ class _Folding:
 
     replay: Replay
     progress: Progress
-    requests: bool
+    stream: str
 
     def __call__(self, msg: Msg) -> None:
         replay = self.replay
         sequence, stored = stored_at(msg.reply)
         replay.events += 1
-        if self.requests:
+        if self.stream == REQUESTS_STREAM:
             replay.requests_through = max(replay.requests_through, sequence)
         else:
             replay.last_sequence = max(replay.last_sequence, sequence)
@@ -139,10 +138,7 @@ class _Folding:
         else:
             key = view_key(event.tenant, event.principal, event.operation_id)
             views = replay.views
-            # A request found in the history stream was stored there before requests had a
-            # stream of their own: folded at 0, as every reader folds it (contracts/lifecycle.py).
-            at = 0 if not self.requests and isinstance(event, OperationRequested) else sequence
-            views[key] = evolve(views.get(key), event, at)
+            views[key] = evolve(views.get(key), event, folded_at(self.stream, event, sequence))
             # The view's TTL counts from its last write, a moment after its newest event.
             replay.newest[key] = stored
         if replay.events % _PROGRESS_EVERY == 0:

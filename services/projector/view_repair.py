@@ -28,6 +28,7 @@ from nats.js.api import PersistMode
 from nats.js.errors import NotFoundError
 
 from contracts.events import OperationRequested
+from contracts.lifecycle import folded_at
 from contracts.names import STREAM, VIEW_BUCKET, view_key
 from services.common.direct_gets import StoredMessage, batch_get
 from services.common.event_log import EventLog
@@ -59,7 +60,7 @@ async def repair_recent_views(events: EventLog, views: ViewWriter, window_s: flo
         if isinstance(event, Unusable):
             continue  # the projector sets it aside; nothing to fold
         key = view_key(event.tenant, event.principal, event.operation_id)
-        recent.setdefault(key, []).append((sequence, event))
+        recent.setdefault(key, []).append((folded_at(STREAM, event, sequence), event))
     written = 0
     slots = asyncio.Semaphore(REPAIR_CONCURRENCY)
 

@@ -20,7 +20,8 @@ from contracts.events import (
     ProgressReport,
     cancelled,
 )
-from contracts.lifecycle import evolve, fold
+from contracts.lifecycle import evolve, fold, folded_at
+from contracts.names import REQUESTS_STREAM, STREAM
 from contracts.view import OperationView, TaskStatus
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -164,6 +165,15 @@ def test_the_history_position_moves_only_with_the_history_whatever_the_request_s
             3,
             900,
         )
+
+
+def test_only_a_request_stored_in_the_history_stream_is_folded_at_zero() -> None:
+    requested = OperationRequested(**ENVELOPE, query="{a}", occurred_at=T0)
+    started = OperationStarted(**ENVELOPE, attempt=1, worker="w", occurred_at=at(1))
+
+    assert folded_at(REQUESTS_STREAM, requested, 7) == 7
+    assert folded_at(STREAM, requested, 7) == 0  # stored before requests had a stream
+    assert folded_at(STREAM, started, 7) == 7
 
 
 def test_a_request_folded_at_zero_has_no_request_sequence() -> None:
