@@ -145,14 +145,6 @@ async def projector_backlog(js: JetStreamContext) -> ProjectorBacklog:
     )
 
 
-async def stored_event_count(js: JetStreamContext) -> int:
-    """How many messages the two event streams hold together."""
-    total = 0
-    for stream in EVENT_STREAMS:
-        total += (await js.stream_info(stream)).state.messages
-    return total
-
-
 async def stored_views(js: JetStreamContext) -> dict[str, OperationView]:
     """Every view in the bucket, by key."""
     views = await list_views(js, ">")

@@ -34,6 +34,7 @@ from services.common.nats_server import free_port
 from services.common.settings import Settings
 from services.executor.app import create_app as create_executor
 from services.projector.app import create_app as create_projector
+from services.projector.replay import stream_size
 from tests.integration.test_cli import run_cli
 from tests.integration.test_nats_permissions import SecuredNats, as_service, secured_nats
 from tests.stack import (
@@ -42,7 +43,6 @@ from tests.stack import (
     running,
     serving,
     serving_edge,
-    stored_event_count,
     stored_events,
 )
 
@@ -259,7 +259,7 @@ async def test_a_callback_url_outside_the_allowed_hosts_is_refused_and_nothing_i
     assert body["data"] is None
     assert body["errors"][0]["extensions"]["code"] == "CALLBACK_URL_NOT_ALLOWED"
     assert "Traceback" not in json.dumps(body)
-    assert await stored_event_count(js) == 0
+    assert await stream_size(js) == 0
 
 
 async def test_an_operation_without_a_callback_has_none_and_nothing_is_posted(

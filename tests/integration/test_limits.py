@@ -22,7 +22,8 @@ from services.common.settings import Settings
 from services.edge.auth import issue_token
 from services.executor.app import create_app as create_executor
 from services.projector.app import create_app as create_projector
-from tests.stack import eventually, running, serving_edge, stored_event_count
+from services.projector.replay import stream_size
+from tests.stack import eventually, running, serving_edge
 
 pytestmark = [pytest.mark.nats, pytest.mark.e2e]
 
@@ -69,7 +70,7 @@ async def test_at_most_n_active_operations_across_two_edges(
     assert {code_of(body) for body in refused} == {"TOO_MANY_OPERATIONS"}
     assert all(body["errors"][0]["extensions"]["retryAfter"] >= 1 for body in refused)
     assert code_of(other_user) is None, "limits are per user"
-    assert await stored_event_count(js) == 4, "nothing refused was queued"
+    assert await stream_size(js) == 4, "nothing refused was queued"
 
 
 async def test_a_new_start_waits_the_minimum_interval_even_on_another_edge(
@@ -88,7 +89,7 @@ async def test_a_new_start_waits_the_minimum_interval_even_on_another_edge(
     assert code_of(second) == "RATE_LIMITED"
     retry_after = second["errors"][0]["extensions"]["retryAfter"]
     assert 1 <= retry_after <= 3
-    assert await stored_event_count(js) == 1
+    assert await stream_size(js) == 1
 
 
 async def test_a_finished_operation_frees_its_place(settings: Settings) -> None:

@@ -14,6 +14,7 @@ from nats.js import JetStreamContext
 from services.common.settings import Settings
 from services.executor.app import create_app as create_executor
 from services.projector.app import create_app as create_projector
+from services.projector.replay import stream_size
 from tests.conftest import NatsServer
 from tests.seed_requests import (
     ASYNC_QUERY,
@@ -29,7 +30,6 @@ from tests.stack import (
     graphql,
     running,
     serving_edge,
-    stored_event_count,
     stored_views,
 )
 
@@ -265,7 +265,7 @@ async def test_invalid_inner_documents_are_refused_and_nothing_is_queued(
     assert response["data"] is None
     assert [error["extensions"]["code"] for error in response["errors"]] == [code]
     assert "Traceback" not in json.dumps(response)
-    assert await stored_event_count(js) == 0
+    assert await stream_size(js) == 0
 
 
 @pytest.mark.parametrize(
