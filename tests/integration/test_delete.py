@@ -74,6 +74,9 @@ async def test_a_deleted_operation_is_gone_for_every_reader_and_every_replay(
         gone = await edge.submit(wait(0, "gone"))
         await edge.reaches(kept, "SUCCESS")
         await edge.reaches(gone, "SUCCESS")
+    # Its request and its ending, and its started event when the attempt took longer than the
+    # executor waits before storing one (services/executor/handlers.py).
+    kept_events = await events_of(js, kept)
 
     answer = await delete(edge, gone)
 
@@ -81,7 +84,8 @@ async def test_a_deleted_operation_is_gone_for_every_reader_and_every_replay(
     assert await result(edge, gone) is None
     assert await listed(edge) == [kept]
     assert await events_of(js, gone) == []
-    assert len(await events_of(js, kept)) == 2  # its request and its ending, untouched
+    assert len(kept_events) >= 2
+    assert await events_of(js, kept) == kept_events  # untouched
     # A replay does not bring it back, and agrees with the bucket.
     verified = await verify(js)
     assert verified.differences == []
